@@ -1,0 +1,114 @@
+"""Route every entry into a secret kernel through a scrubbing boundary.
+
+numba calls a kernel from its CPython wrapper (and from its C-callable
+``cfunc`` wrapper).  This pass gives each such kernel ``K`` a boundary
+function and points the wrappers at it::
+
+    define ptr @cpython.K(...) {            define ptr @cpython.K(...) {
+      %s = call i32 @K(ptr %r, ...)   ==>     %s = call i32 @"__secretjit.boundary.K"(ptr %r, ...)
+
+    define internal i32 @"__secretjit.boundary.K"(ptr %a0, ...) noinline nounwind
+        "zero-call-used-regs"="all" {
+      %status = call i32 @K(ptr %a0, ...) noinline
+      call void asm sideeffect "<zero [sp - depth, sp)>", ...(i64 ptrtoint (ptr @"__secretjit.depth.K" to i64))
+      ret i32 %status
+    }
+
+The boundary's epilogue zeroes every call-clobbered register except the
+status in the return register (LLVM's ``zero-call-used-regs``), and the inline
+asm zeroes the ``depth`` bytes below the boundary's stack pointer, which is
+where the kernel's call tree kept its frames.  ``depth`` is a placeholder
+symbol until :mod:`passes.stack_depth` writes in the bound computed from the
+machine code.  The pass runs before -O3, so the optimizer never sees a
+kernel it could inline into the boundary (the call is ``noinline``).
+"""
+
+from .report import PassReport
+from .textir import Module, leading_type, quote
+
+BOUNDARY_PREFIX = '__secretjit.boundary.'
+DEPTH_PREFIX = '__secretjit.depth.'
+
+# Zero the bytes [sp - depth, sp) without touching memory at or above sp.
+# Operand $0 is the depth in bytes (a multiple of 16).
+SCRUB_ASM = {
+    'x86_64': (
+        'movq %rsp, %rdi\\0Asubq $0, %rdi\\0Amovq $0, %rcx\\0A'
+        'shrq $$3, %rcx\\0Axorl %eax, %eax\\0Arep stosq',
+        'r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}'),
+    'aarch64': (
+        'mov x9, sp\\0Asub x10, x9, $0\\0A'
+        '1:\\0Astp xzr, xzr, [x10], #16\\0Acmp x10, x9\\0Ab.lo 1b',
+        'r,~{x9},~{x10},~{memory},~{nzcv}'),
+}
+
+
+def boundary_name(kernel):
+    return BOUNDARY_PREFIX + kernel
+
+
+def depth_symbol(kernel):
+    return DEPTH_PREFIX + kernel
+
+
+def _boundary_text(kernel_fn, arch):
+    asm, constraints = SCRUB_ASM[arch]
+    types = [leading_type(p) for p in kernel_fn.params]
+    params = ', '.join('%s %%a%d' % (t, i) for i, t in enumerate(types))
+    depth = 'i64 ptrtoint (ptr %s to i64)' % quote(depth_symbol(kernel_fn.name))
+    return [
+        '%s = external global i8' % quote(depth_symbol(kernel_fn.name)),
+        '',
+        'define internal i32 %s(%s) noinline nounwind '
+        '"zero-call-used-regs"="all" {' % (quote(boundary_name(kernel_fn.name)),
+                                          params),
+        'entry:',
+        '  %%status = call i32 %s(%s) noinline' % (quote(kernel_fn.name), params),
+        '  call void asm sideeffect "%s", "%s"(%s)' % (asm, constraints, depth),
+        '  ret i32 %status',
+        '}',
+    ]
+
+
+def insert_boundaries(ir_text, entries, arch):
+    """Give each ``(wrapper, kernel)`` pair of ``entries`` a scrubbing boundary.
+
+    Returns the new IR text and a :class:`PassReport`.  Pairs whose wrapper or
+    kernel is not defined in this module, and wrappers already routed through
+    a boundary, are left alone.
+    """
+    if arch not in SCRUB_ASM:
+        raise NotImplementedError("no stack scrub for architecture %r" % arch)
+    report = PassReport('insert_boundaries')
+    mod = Module.parse(ir_text)
+    added = []
+    made = set()
+    for wrapper, kernel in entries:
+        wfn = mod.functions.get(wrapper)
+        kfn = mod.functions.get(kernel)
+        if wfn is None or kfn is None:
+            report.count('skipped_not_in_module')
+            continue
+        if kfn.return_type != 'i32':
+            raise ValueError("kernel %s does not use numba's status-code ABI "
+                             "(returns %s)" % (kernel, kfn.return_type))
+        callee = quote(kernel) + '('
+        bare = '@' + kernel + '('
+        new_callee = quote(boundary_name(kernel)) + '('
+        rewritten = 0
+        for i, line in enumerate(wfn.body):
+            if ' call ' in line and (callee in line or bare in line):
+                wfn.body[i] = line.replace(callee, new_callee).replace(
+                    bare, new_callee)
+                rewritten += 1
+        if not rewritten:
+            report.count('skipped_no_call')
+            continue
+        report.count('calls_rerouted', rewritten)
+        if kernel not in made:
+            made.add(kernel)
+            added.extend([''] + _boundary_text(kfn, arch))
+            report.count('boundaries_added')
+    if not added:
+        return ir_text, report
+    return mod.text() + '\n'.join(added) + '\n', report

@@ -1,0 +1,24 @@
+"""secretjit: a numba JIT for kernels whose secrets must not outlive the call.
+
+``@secret_jit`` compiles numba nopython kernels so that, when a call returns,
+the registers it used are zero, the stack its call tree wrote is zero, and
+every buffer it allocated is wiped when freed.  See :func:`secret_jit` for the
+exact contract and its limitations.
+"""
+
+import llvmlite.binding as _ll
+
+# Inline asm in the secret passes needs LLVM's assembly parser, which numba
+# does not initialize; without it LLVM aborts the process.
+_ll.initialize_native_target()
+_ll.initialize_native_asmprinter()
+_ll.initialize_native_asmparser()
+
+from .errors import SecretPolicyError  # noqa: E402
+from .intrinsics import enabled, wipe  # noqa: E402
+from .target import SecretDispatcher  # noqa: E402
+from .decorators import secret_jit  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled', 'secret_jit',
+           'wipe', '__version__']

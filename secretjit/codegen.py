@@ -1,0 +1,154 @@
+"""Code generation for the secret target: numba's JIT codegen plus the passes.
+
+:class:`SecretCodeLibrary` runs :mod:`passes` over numba's final module
+(boundaries before -O3; internalization, register zeroing and the computed
+stack-scrub depths after it).  :class:`SecretCodegen` owns a JIT engine of its
+own, into which the wiping allocator of :mod:`secretjit.runtime` is loaded
+first, so its NRT symbols shadow numba's for secret code only.
+"""
+
+import platform
+
+import llvmlite.binding as ll
+from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
+
+
+from . import passes, runtime
+from .stack_bound import compute_bounds
+
+VERSION = '0.1'
+# Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor and the
+# numba-generated item destructors it calls back): a few small frames.
+NUMBA_DTOR_ALLOWANCE = 2048
+_ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
+         'arm64': 'aarch64'}
+
+
+def host_arch():
+    """The secret target's name for the host architecture."""
+    return _ARCH.get(platform.machine().lower(), platform.machine().lower())
+
+
+def _module_symbols(mod):
+    """(defined function names, global variable names) of an LLVM module."""
+    funcs = {f.name for f in mod.functions if not f.is_declaration}
+    data = {g.name for g in mod.global_variables}
+    return funcs, data
+
+
+class SecretCodeLibrary(JITCodeLibrary):
+    """A JIT code library whose final module goes through the secret passes."""
+
+    def __init__(self, codegen, name):
+        super().__init__(codegen, name)
+        self._secret_entries = []       # (wrapper, kernel) pairs
+        self.pass_reports = []
+        self.stack_bounds = {}          # kernel name -> StackBound
+
+    def add_secret_entry(self, wrapper, kernel):
+        """Route calls from ``wrapper`` to ``kernel`` through a boundary."""
+        self._raise_if_finalized()
+        self._secret_entries.append((wrapper, kernel))
+
+    def _wrappers(self):
+        names = {w for w, _ in self._secret_entries}
+        for lib in self._linking_libraries:
+            if isinstance(lib, SecretCodeLibrary):
+                names |= lib._wrappers()
+        return names
+
+    def _reparse(self, text):
+        mod = ll.parse_assembly(text)
+        mod.name = self._final_module.name
+        mod.triple = self._final_module.triple
+        mod.data_layout = self._final_module.data_layout
+        return mod
+
+    def _optimize_final_module(self):
+        arch = self._codegen.arch
+        text, report = passes.insert_boundaries(
+            str(self._final_module), self._secret_entries, arch)
+        self.pass_reports = [report]
+        if report['boundaries_added']:
+            self._final_module = self._reparse(text)
+
+        super()._optimize_final_module()            # numba's -O3 pipeline
+
+        text = str(self._final_module)
+        text, report = passes.internalize_linkonce(text)
+        self.pass_reports.append(report)
+        text, report = passes.zero_call_used_regs(text, skip=self._wrappers())
+        self.pass_reports.append(report)
+        kernels = passes.placeholders(text)
+        mod = self._reparse(text)
+        if kernels:
+            funcs, data = _module_symbols(mod)
+            asm = str(self._codegen._tm.emit_assembly(mod))
+            self.stack_bounds = compute_bounds(
+                asm, funcs, kernels, arch, data=data,
+                extra_allowance=self._codegen.runtime_depths,
+                module_name=self.name)
+            text, report = passes.write_depths(
+                text, {k: b.depth for k, b in self.stack_bounds.items()})
+            self.pass_reports.append(report)
+            mod = self._reparse(text)
+        self._final_module = mod
+
+    def serialize_using_object_code(self):
+        name, kind, data = super().serialize_using_object_code()
+        bounds = {k: (b.depth, b.path, b.externals)
+                  for k, b in self.stack_bounds.items()}
+        return name, kind, (data, bounds)
+
+    @classmethod
+    def _unserialize(cls, codegen, state):
+        name, kind, data = state
+        bounds = {}
+        if kind == 'object':
+            data, bounds = data
+        self = super()._unserialize(codegen, (name, kind, data))
+        from .stack_bound import StackBound
+        self.stack_bounds = {k: StackBound(k, d, p, e)
+                             for k, (d, p, e) in bounds.items()}
+        return self
+
+
+class SecretCodegen(JITCPUCodegen):
+    """JIT codegen with its own engine, preloaded with the wiping runtime."""
+
+    _library_class = SecretCodeLibrary
+
+    def __init__(self, module_name):
+        super().__init__(module_name)
+        self.arch = host_arch()
+        self.runtime_depths = {}
+        self._install_runtime()
+
+    def _install_runtime(self):
+        runtime.register_libc_symbols()
+        text = str(ll.parse_assembly(runtime.build_module(
+            self._llvm_module.triple, self._data_layout)))
+        text, _ = passes.zero_call_used_regs(text)
+        mod = ll.parse_assembly(text)
+        mod.verify()
+        funcs, data = _module_symbols(mod)
+        asm = str(self._tm.emit_assembly(mod))
+        roots = runtime.INTERPOSED + runtime.CALLBACKS
+        # The only indirect call is a varsize payload's destructor: numba IR
+        # that decrefs the items (a small frame, then NRT_decref's C path).
+        bounds = compute_bounds(asm, funcs, roots, self.arch, data=data,
+                                indirect_allowance=NUMBA_DTOR_ALLOWANCE,
+                                module_name='secretjit.runtime')
+        depths = {name: b.depth for name, b in bounds.items()}
+        # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which
+        # may release nested MemInfos) and then its allocator's free: a few
+        # small C frames per nesting level around the callbacks above.
+        depths['NRT_MemInfo_call_dtor'] = NUMBA_DTOR_ALLOWANCE + max(
+            depths[name] for name in runtime.CALLBACKS)
+        self.runtime_depths = depths
+        self._engine.add_module(mod)
+        self._engine.finalize_object()
+        self._runtime_module = mod
+
+    def magic_tuple(self):
+        return super().magic_tuple() + ('secretjit', VERSION)

@@ -1,0 +1,20 @@
+"""Exceptions secretjit raises."""
+
+from numba.core.errors import TypingError
+
+
+class SecretPolicyError(TypingError):
+    """A secret kernel breaks a rule of the secret target.
+
+    Raised at compile time.  ``rule`` names the rule (e.g. ``no-parallel``),
+    the message says what broke it and how to get out.
+    """
+
+    def __init__(self, rule, problem, fix):
+        self.rule = rule
+        self.problem = problem
+        self.fix = fix
+        super().__init__("secretjit policy [%s]: %s. Fix: %s." % (rule, problem, fix))
+
+    def __reduce__(self):
+        return (type(self), (self.rule, self.problem, self.fix))

@@ -1,0 +1,95 @@
+"""Functions secret kernels call: ``wipe`` and ``enabled``.
+
+Both work in plain numba code too (``wipe`` is a useful tool anywhere;
+``enabled`` then says False) and from Python.
+"""
+
+import ctypes
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+
+
+def wipe(array):
+    """Overwrite every byte of ``array`` with zeros, in a way -O3 keeps.
+
+    Inside a kernel this is a volatile ``llvm.memset`` over the array's
+    buffer: dead-store elimination cannot remove it, unlike a trailing
+    ``array[:] = 0`` on a buffer that is never read again.  ``array`` must be
+    C- or Fortran-contiguous.  From Python it zeroes the buffer through
+    ctypes.
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError("wipe() takes a numpy array, got %s"
+                        % type(array).__name__)
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        raise ValueError("wipe() needs a contiguous array; wipe its base "
+                         "array instead of a strided view")
+    if not array.flags.writeable:
+        raise ValueError("wipe() needs a writeable array")
+    if array.nbytes:
+        ctypes.memset(array.ctypes.data, 0, array.nbytes)
+
+
+@intrinsic
+def _volatile_zero(typingctx, arr):
+    if not isinstance(arr, types.Array) or arr.layout not in 'CF':
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(arr)(context, builder, args[0])
+        nbytes = builder.mul(ary.nitems, ary.itemsize)
+        i8p = ir.IntType(8).as_pointer()
+        memset = builder.module.declare_intrinsic(
+            'llvm.memset', [i8p, ir.IntType(64)])
+        builder.call(memset, [builder.bitcast(ary.data, i8p),
+                              ir.Constant(ir.IntType(8), 0), nbytes,
+                              ir.Constant(ir.IntType(1), 1)])
+        return context.get_dummy_value()
+
+    return types.void(arr), codegen
+
+
+@overload(wipe)
+def _wipe_impl(array):
+    if not isinstance(array, types.Array):
+        raise TypingError("wipe() takes a numpy array, got %s" % array)
+    if array.layout not in 'CF':
+        raise TypingError(
+            "wipe() needs a C- or F-contiguous array, got layout %r (%s); "
+            "wipe the base array instead of a strided view" % (array.layout, array))
+    if not array.mutable:
+        raise TypingError("wipe() needs a writeable array, got %s" % array)
+
+    def impl(array):
+        _volatile_zero(array)
+    return impl
+
+
+def enabled():
+    """Whether the caller runs inside a secret kernel.
+
+    True in code compiled by ``secret_jit`` (including plain numba helpers
+    it calls, which are compiled again for the secret target); False in
+    plain numba code and in Python, like Go's ``secret.Enabled``.
+    """
+    return False
+
+
+@intrinsic
+def _in_secret_target(typingctx):
+    def codegen(context, builder, sig, args):
+        from .target import SecretContext
+        return cgutils.true_bit if isinstance(context, SecretContext) \
+            else cgutils.false_bit
+    return types.boolean(), codegen
+
+
+@overload(enabled)
+def _enabled_impl():
+    def impl():
+        return _in_secret_target()
+    return impl

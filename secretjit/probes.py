@@ -1,0 +1,322 @@
+"""Detectors for secrets left behind: stack, registers and freed heap.
+
+The same probe runs on a ``secret_jit`` kernel and on the same Python
+function under plain ``@njit``; the plain run is the control that proves the
+detector can see a leak (as Go's runtime/secret tests do).
+
+- :func:`stack_after_call` poisons the stack below the probe's stack pointer,
+  calls the kernel's CPython wrapper from machine code, and copies the region
+  back out, so no Python code runs between the call and the snapshot.
+- :func:`registers_after_call` calls a kernel's C wrapper (``cfunc``) and
+  spills every general-purpose register and the whole XSAVE area (x87, SSE,
+  AVX, AVX-512 and mask registers) the instant it returns.  Kernels use
+  :func:`fill_registers` to load a canary into every register first.
+- :func:`freed_memory` reads a heap block after its owner freed it.
+- :func:`stack_scratch` gives a kernel an array in its own stack frame, so a
+  test can place secrets at a known depth.
+"""
+
+import ctypes
+import sys
+
+import llvmlite.binding as ll
+import numpy as np
+from llvmlite import ir
+from numba import typeof, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .codegen import host_arch
+
+POISON = 0x5A5A5A5A5A5A5A5A
+CANARY = 0xDEADBEEFCAFEF00D        # top bit set: a valid x87 significand
+STACK_WINDOW = 64 * 1024
+XSAVE_OFFSET = 128
+XSAVE_SIZE = 4096
+_i64 = ir.IntType(64)
+_ptr = ir.IntType(8).as_pointer()
+
+
+def _features():
+    return set(f[1:] for f in ll.get_host_cpu_features().flatten().split(',')
+               if f.startswith('+'))
+
+
+def count_words(buf, words):
+    """How many aligned 8-byte words of ``buf`` are in ``words``."""
+    arr = np.frombuffer(bytes(buf)[:len(buf) // 8 * 8], dtype=np.uint64)
+    wanted = np.fromiter((int(w) & 0xFFFFFFFFFFFFFFFF for w in words),
+                         dtype=np.uint64)
+    return int(np.isin(arr, wanted).sum())
+
+
+# -- machine-code probes, built once in an engine of their own ---------------
+
+class _ProbeEngine:
+    """A tiny plain JIT engine holding the probe functions."""
+
+    def __init__(self):
+        arch = host_arch()
+        if arch != 'x86_64':
+            raise NotImplementedError("the probes are written for x86-64; "
+                                      "this machine is %s" % arch)
+        mod = ir.Module('secretjit.probes')
+        mod.triple = ll.get_process_triple()
+        self._stack_probe(mod)
+        self._register_probe(mod)
+        llmod = ll.parse_assembly(str(mod))
+        llmod.verify()
+        target = ll.Target.from_default_triple()
+        tm = target.create_target_machine(codemodel='jitdefault', reloc='static')
+        self.engine = ll.create_mcjit_compiler(llmod, tm)
+        self.engine.finalize_object()
+        self.stack = ctypes.PYFUNCTYPE(
+            ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object,
+            ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64)(
+                self.engine.get_function_address('secretjit_probe_stack'))
+        self.regs = ctypes.CFUNCTYPE(
+            None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)(
+                self.engine.get_function_address('secretjit_probe_registers'))
+
+    @staticmethod
+    def _stack_probe(mod):
+        # ptr probe(ptr wrapper, ptr args, ptr dump, i64 n, i64 poison)
+        fnty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr, _i64, _i64])
+        fn = ir.Function(mod, fnty, 'secretjit_probe_stack')
+        fn.attributes.add('noinline')
+        wrapper, args, dump, n, poison = fn.args
+        b = ir.IRBuilder(fn.append_basic_block('entry'))
+        fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
+        b.asm(fill, 'movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
+                    'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
+              'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}',
+              [n, poison], True)
+        wty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr])
+        res = b.call(b.bitcast(wrapper, wty.as_pointer()),
+                     [_ptr(None), args, _ptr(None)])
+        copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
+        b.asm(copy, 'movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
+                    'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
+              'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}',
+              [n, dump], True)
+        b.ret(res)
+
+    @staticmethod
+    def _register_probe(mod):
+        # void probe(ptr cfunc, i64 arg, ptr out): out[0:9] = rax rcx rdx rsi
+        # rdi r8 r9 r10 r11 right after the call; XSAVE area at out+128.
+        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
+        fn = ir.Function(mod, fnty, 'secretjit_probe_registers')
+        fn.attributes.add('noinline')
+        cfunc, arg, out = fn.args
+        b = ir.IRBuilder(fn.append_basic_block('entry'))
+        spill = ['movq %%%s, %d(%%r12)' % (r, 8 * i) for i, r in enumerate(
+            ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11'))]
+        text = '\n'.join(['callq *%rax'] + spill + [
+            # x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM: not AMX tiles
+            'movl $$0xE7, %eax', 'xorl %edx, %edx',
+            'xsave64 %d(%%r12)' % XSAVE_OFFSET])
+        clobbers = ['~{%s}' % r for r in (
+            'rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
+        feats = _features()
+        nvec = 32 if 'avx512f' in feats else 16
+        clobbers += ['~{xmm%d}' % i for i in range(nvec)]
+        if 'avx512f' in feats:
+            clobbers += ['~{k%d}' % i for i in range(8)]
+        clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
+        clobbers += ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
+        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
+        b.asm(asmty, text, '{rax},{rdi},{r12},' + ','.join(clobbers),
+              [cfunc, arg, out], True)
+        b.ret_void()
+
+
+_engine = None
+
+
+def _probes():
+    global _engine
+    if _engine is None:
+        _engine = _ProbeEngine()
+    return _engine
+
+
+def _overload(dispatcher, args):
+    dispatcher(*args)                       # compile, and warm up
+    sig = tuple(typeof(a) for a in args)
+    for cres_sig, cres in dispatcher.overloads.items():
+        if tuple(cres_sig) == sig:
+            return cres
+    raise LookupError("no overload of %s for %s" % (dispatcher, sig))
+
+
+def stack_after_call(dispatcher, *args, window=STACK_WINDOW):
+    """Call ``dispatcher(*args)`` from machine code; return ``(result, stack)``.
+
+    ``stack`` is a bytes copy of the ``window`` bytes below the probe's stack
+    pointer, taken right after the kernel's CPython wrapper returned; before
+    the call that region was filled with :data:`POISON`.  The wrapper's own
+    frame (argument unboxing, result boxing) is part of the window.
+    """
+    cres = _overload(dispatcher, args)
+    wrapper = cres.library.get_pointer_to_function(
+        cres.fndesc.llvm_cpython_wrapper_name)
+    dump = ctypes.create_string_buffer(window)
+    res = _probes().stack(wrapper, tuple(args), ctypes.addressof(dump),
+                          window, POISON)
+    if not res:
+        raise RuntimeError("probed call returned NULL without an exception")
+    obj = ctypes.cast(res, ctypes.py_object).value
+    ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(res))
+    return obj, dump.raw
+
+
+def written_depth(stack):
+    """Bytes below the probe's stack pointer that the call overwrote."""
+    words = np.frombuffer(stack, dtype=np.uint64)
+    changed = np.nonzero(words != np.uint64(POISON))[0]
+    if not len(changed):
+        return 0
+    return (len(words) - int(changed[0])) * 8
+
+
+def registers_after_call(dispatcher, arg):
+    """Call ``dispatcher``'s C wrapper with one uint64 argument; spill registers.
+
+    Returns a dict: ``gpr`` (rax, rcx, rdx, rsi, rdi, r8-r11 as ints) and
+    ``xsave`` (bytes of the XSAVE area: x87, SSE, AVX, AVX-512, masks).
+    ``dispatcher`` must take a single integer argument (typed uint64).
+    """
+    cres = _overload(dispatcher, (np.uint64(arg),))
+    cfunc = cres.library.get_pointer_to_function(
+        cres.fndesc.llvm_cfunc_wrapper_name)
+    if not cfunc:
+        raise LookupError("%s has no C wrapper" % dispatcher)
+    raw = np.zeros(XSAVE_OFFSET + XSAVE_SIZE + 64, dtype=np.uint8)
+    base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
+    buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
+    _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
+    gpr_names = ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')
+    gprs = buf[:72].view(np.uint64)
+    return {'gpr': dict(zip(gpr_names, (int(v) for v in gprs))),
+            'xsave': buf[XSAVE_OFFSET:].tobytes()}
+
+
+def canary_registers(spill, canary=CANARY):
+    """Names of the registers in a :func:`registers_after_call` spill holding ``canary``."""
+    found = [name for name, v in spill['gpr'].items() if v == canary]
+    xs = np.frombuffer(spill['xsave'], dtype=np.uint64)
+    hits = np.nonzero(xs == np.uint64(canary))[0] * 8
+    for off in hits:
+        found.append(_xsave_slot(int(off)))
+    return found
+
+
+def _xsave_slot(off):
+    """Name the XSAVE-area location at byte ``off`` (standard format)."""
+    if 32 <= off < 160:
+        return 'st%d' % ((off - 32) // 16)
+    if 160 <= off < 416:
+        return 'xmm%d' % ((off - 160) // 16)
+    if 576 <= off < 832:
+        return 'ymm%d_hi' % ((off - 576) // 16)
+    if 1088 <= off < 1152:
+        return 'k%d' % ((off - 1088) // 8)
+    if 1152 <= off < 1664:
+        return 'zmm%d_hi256' % ((off - 1152) // 32)
+    if 1664 <= off < 2688:
+        return 'zmm%d' % (16 + (off - 1664) // 64)
+    return 'xsave+%d' % off
+
+
+def freed_memory(address, nbytes):
+    """Bytes at ``address`` now, e.g. after the block there was freed.
+
+    Reading freed heap memory is what an attacker with a memory disclosure
+    does; the block must be small enough that libc keeps it mapped.
+    """
+    return ctypes.string_at(address, nbytes)
+
+
+# -- helpers for kernels under test ------------------------------------------
+
+def _x87_image(canary):
+    return canary | (0x3FFF << 64)
+
+
+@intrinsic
+def fill_registers(typingctx, canary):
+    """Load ``canary`` into every register a kernel can dirty (x86-64).
+
+    General-purpose caller-saved registers, all vector registers (zmm0-31
+    with AVX-512, else ymm/xmm), the AVX-512 mask registers and the eight
+    x87 registers (left popped, as the ABI wants, but holding the value).
+    """
+    if not isinstance(canary, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        feats = _features()
+        val = context.cast(builder, args[0], canary, types.uint64)
+        x87 = cgutils.alloca_once(builder, ir.ArrayType(ir.IntType(8), 16))
+        lo = builder.bitcast(x87, _i64.as_pointer())
+        builder.store(val, lo)
+        hi = builder.gep(lo, [ir.Constant(ir.IntType(32), 1)])
+        builder.store(_i64(0x3FFF), hi)
+        lines = ['movq $0, %rax'] + ['movq %%rax, %%%s' % r for r in (
+            'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
+        if 'avx512f' in feats:
+            nvec, vec = 32, 'zmm'
+            lines += ['vpbroadcastq %%rax, %%zmm%d' % i for i in range(32)]
+            lines += ['kmovq %%rax, %%k%d' % i for i in range(8)] \
+                if 'avx512bw' in feats else []
+        elif 'avx2' in feats:
+            nvec, vec = 16, 'ymm'
+            lines += ['vmovq %rax, %xmm0', 'vpbroadcastq %xmm0, %ymm0']
+            lines += ['vmovdqa %%ymm0, %%ymm%d' % i for i in range(1, 16)]
+        else:
+            nvec, vec = 16, 'xmm'
+            lines += ['movq %rax, %xmm0', 'punpcklqdq %xmm0, %xmm0']
+            lines += ['movdqa %%xmm0, %%xmm%d' % i for i in range(1, 16)]
+        lines += ['fldt ($1)'] * 8 + ['fstp %st(0)'] * 8
+        clobbers = ['~{%s}' % r for r in (
+            'rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
+        clobbers += ['~{%s%d}' % ('xmm', i) for i in range(nvec)]
+        if 'avx512bw' in feats:
+            clobbers += ['~{k%d}' % i for i in range(8)]
+        clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
+        clobbers += ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
+        fnty = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
+        builder.asm(fnty, '\n'.join(lines), 'r,r,' + ','.join(clobbers),
+                    [val, builder.bitcast(x87, _ptr)], True)
+        return context.get_dummy_value()
+
+    return types.void(canary), codegen
+
+
+@intrinsic
+def stack_scratch(typingctx, n):
+    """A uint64 array of literal length ``n`` living in the caller's stack frame."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    arrty = types.Array(types.uint64, 1, 'C')
+    count = n.literal_value
+
+    def codegen(context, builder, sig, args):
+        slot = cgutils.alloca_once(builder, ir.ArrayType(_i64, count))
+        ary = context.make_array(arrty)(context, builder)
+        itemsize = context.get_abi_sizeof(context.get_data_type(types.uint64))
+        context.populate_array(
+            ary, data=builder.bitcast(slot, _i64.as_pointer()),
+            shape=[context.get_constant(types.intp, count)],
+            strides=[context.get_constant(types.intp, itemsize)],
+            itemsize=context.get_constant(types.intp, itemsize), meminfo=None)
+        return ary._getvalue()
+
+    return arrty(n), codegen
+
+
+def describe_machine():
+    """One line naming the architecture and CPU the probes ran on."""
+    return '%s (%s), Python %s' % (host_arch(), ll.get_host_cpu_name(),
+                                    sys.version.split()[0])

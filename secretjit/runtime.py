@@ -1,0 +1,261 @@
+"""The secret engine's allocator: every block it hands out is wiped when freed.
+
+numba's lowered code allocates through a handful of NRT entry points
+(``NRT_MemInfo_alloc_aligned``, ``NRT_MemInfo_new_varsize``, ``NRT_Allocate``
+...).  This module defines those symbols in an LLVM module that is added to
+the secret engine only, so they shadow numba's C runtime for secret kernels
+while plain numba code keeps its allocator.  Each MemInfo it makes records
+:data:`secretjit_allocator` as its external allocator, so numba's C runtime
+frees it through ``secretjit_free`` wherever the last reference dies: at the
+end of the kernel for temporaries, or later in Python for returned arrays.
+
+``secretjit_free`` overwrites the whole block (header, MemInfo and data) with a
+volatile ``llvm.memset`` before handing it to libc's ``free``.  Blocks carry
+their size in a 16-byte header because NRT's free callback gets no size.
+"""
+
+import ctypes
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+
+from numba.core.runtime import _nrt_python
+
+i8 = ir.IntType(8)
+i32 = ir.IntType(32)
+i64 = ir.IntType(64)
+i1 = ir.IntType(1)
+ptr = ir.PointerType(i8)
+HEADER = 16
+# numba's NRT_MemInfo: refct, dtor, dtor_info, data, size, external_allocator
+MEMINFO = ir.LiteralStructType([i64, ptr, ptr, ptr, i64, ptr])
+MEMINFO_SIZE = 48
+DTOR = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr])
+
+# The NRT entry points this module defines (shadowing numba's C runtime).
+INTERPOSED = (
+    'NRT_MemInfo_alloc', 'NRT_MemInfo_alloc_safe', 'NRT_MemInfo_alloc_aligned',
+    'NRT_MemInfo_alloc_safe_aligned', 'NRT_MemInfo_alloc_dtor',
+    'NRT_MemInfo_alloc_dtor_safe', 'NRT_MemInfo_new_varsize',
+    'NRT_MemInfo_new_varsize_dtor', 'NRT_MemInfo_varsize_alloc',
+    'NRT_MemInfo_varsize_realloc', 'NRT_MemInfo_varsize_free',
+    'NRT_Allocate', 'NRT_Free',
+)
+# Functions of this module that numba's C runtime calls back on the kernel's
+# stack (through a MemInfo's allocator or destructor).
+CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
+
+
+def _fn(mod, name, ret, args, linkage=None):
+    f = ir.Function(mod, ir.FunctionType(ret, args), name)
+    if linkage:
+        f.linkage = linkage
+    return f
+
+
+def _c_helper(builder, name, fnty):
+    """Call target for numba's own C implementation of ``NRT_<name>``."""
+    addr = _nrt_python.c_helpers[name]
+    return builder.inttoptr(ir.Constant(i64, addr), fnty.as_pointer())
+
+
+def build_module(triple, data_layout):
+    """Build the runtime's LLVM IR (text)."""
+    mod = ir.Module('secretjit.runtime')
+    mod.triple = triple
+    mod.data_layout = data_layout
+    malloc = _fn(mod, 'malloc', ptr, [i64])
+    free = _fn(mod, 'free', ir.VoidType(), [ptr])
+    memset = mod.declare_intrinsic('llvm.memset', [ptr, i64])
+    memcpy = mod.declare_intrinsic('llvm.memcpy', [ptr, ptr, i64])
+
+    # -- raw blocks with a size header -------------------------------------
+    alloc = _fn(mod, 'secretjit_alloc', ptr, [i64])
+    b = ir.IRBuilder(alloc.append_basic_block('entry'))
+    size, = alloc.args
+    checked = b.uadd_with_overflow(size, i64(HEADER))
+    total, overflow = b.extract_value(checked, 0), b.extract_value(checked, 1)
+    with b.if_then(overflow, likely=False):
+        b.ret(ptr(None))
+    raw = b.call(malloc, [total])
+    with b.if_then(b.icmp_unsigned('==', raw, ptr(None)), likely=False):
+        b.ret(ptr(None))
+    b.store(size, b.bitcast(raw, i64.as_pointer()))
+    b.ret(b.gep(raw, [i64(HEADER)]))
+
+    sfree = _fn(mod, 'secretjit_free', ir.VoidType(), [ptr])
+    b = ir.IRBuilder(sfree.append_basic_block('entry'))
+    data, = sfree.args
+    with b.if_then(b.icmp_unsigned('==', data, ptr(None)), likely=False):
+        b.ret_void()
+    raw = b.gep(data, [i64(-HEADER)])
+    n = b.add(b.load(b.bitcast(raw, i64.as_pointer())), i64(HEADER))
+    b.call(memset, [raw, i8(0), n, i1(1)])          # volatile: never removed
+    b.call(free, [raw])
+    b.ret_void()
+
+    realloc = _fn(mod, 'secretjit_realloc', ptr, [ptr, i64])
+    b = ir.IRBuilder(realloc.append_basic_block('entry'))
+    old, size = realloc.args
+    with b.if_then(b.icmp_unsigned('==', old, ptr(None)), likely=False):
+        b.ret(b.call(alloc, [size]))
+    new = b.call(alloc, [size])
+    with b.if_then(b.icmp_unsigned('==', new, ptr(None)), likely=False):
+        b.ret(ptr(None))                             # old block stays valid
+    oldsize = b.load(b.bitcast(b.gep(old, [i64(-HEADER)]), i64.as_pointer()))
+    ncopy = b.select(b.icmp_unsigned('<', oldsize, size), oldsize, size)
+    b.call(memcpy, [new, old, ncopy, i1(0)])
+    b.call(sfree, [old])                             # never realloc in place
+    b.ret(new)
+
+    # -- NRT external allocator ---------------------------------------------
+    ea_malloc = _fn(mod, 'secretjit_ea_malloc', ptr, [i64, ptr])
+    b = ir.IRBuilder(ea_malloc.append_basic_block('entry'))
+    b.ret(b.call(alloc, [ea_malloc.args[0]]))
+    ea_realloc = _fn(mod, 'secretjit_ea_realloc', ptr, [ptr, i64, ptr])
+    b = ir.IRBuilder(ea_realloc.append_basic_block('entry'))
+    b.ret(b.call(realloc, [ea_realloc.args[0], ea_realloc.args[1]]))
+    ea_free = _fn(mod, 'secretjit_ea_free', ir.VoidType(), [ptr, ptr])
+    b = ir.IRBuilder(ea_free.append_basic_block('entry'))
+    b.call(sfree, [ea_free.args[0]])
+    b.ret_void()
+    allocator_ty = ir.LiteralStructType([ptr, ptr, ptr, ptr])
+    allocator = ir.GlobalVariable(mod, allocator_ty, 'secretjit_allocator')
+    allocator.initializer = ir.Constant(allocator_ty, [
+        ea_malloc.bitcast(ptr), ea_realloc.bitcast(ptr), ea_free.bitcast(ptr),
+        ptr(None)])
+    allocator.global_constant = True
+
+    # -- MemInfo construction ---------------------------------------------
+    mi_alloc = _fn(mod, 'secretjit_meminfo_alloc', ptr, [i64, i32, ptr, ptr],
+                   linkage='internal')
+    b = ir.IRBuilder(mi_alloc.append_basic_block('entry'))
+    size, align, dtor, dtor_info = mi_alloc.args
+    align64 = b.zext(align, i64)
+    t1 = b.uadd_with_overflow(size, i64(MEMINFO_SIZE))
+    t2 = b.uadd_with_overflow(b.extract_value(t1, 0), align64)
+    with b.if_then(b.or_(b.extract_value(t1, 1), b.extract_value(t2, 1)),
+                   likely=False):
+        b.ret(ptr(None))
+    block = b.call(alloc, [b.extract_value(t2, 0)])
+    with b.if_then(b.icmp_unsigned('==', block, ptr(None)), likely=False):
+        b.ret(ptr(None))
+    rawdata = b.ptrtoint(b.gep(block, [i64(MEMINFO_SIZE)]), i64)
+    mask = b.sub(align64, i64(1))
+    is_aligned = b.icmp_unsigned('==', align64, i64(0))
+    bumped = b.and_(b.add(rawdata, mask), b.not_(mask))
+    aligned = b.select(is_aligned, rawdata, bumped)
+    mi = b.bitcast(block, MEMINFO.as_pointer())
+
+    def field(k):
+        return b.gep(mi, [i32(0), i32(k)])
+    b.store(i64(1), field(0))
+    b.store(dtor, field(1))
+    b.store(dtor_info, field(2))
+    b.store(b.inttoptr(aligned, ptr), field(3))
+    b.store(size, field(4))
+    b.store(allocator.bitcast(ptr), field(5))
+    b.ret(block)
+
+    def export(name, args, body):
+        f = _fn(mod, name, args[0], args[1])
+        bb = ir.IRBuilder(f.append_basic_block('entry'))
+        body(bb, *f.args)
+        return f
+
+    null = ptr(None)
+    for name in ('NRT_MemInfo_alloc', 'NRT_MemInfo_alloc_safe'):
+        export(name, (ptr, [i64]), lambda bb, s: bb.ret(
+            bb.call(mi_alloc, [s, i32(0), null, null])))
+    for name in ('NRT_MemInfo_alloc_aligned', 'NRT_MemInfo_alloc_safe_aligned'):
+        export(name, (ptr, [i64, i32]), lambda bb, s, a: bb.ret(
+            bb.call(mi_alloc, [s, a, null, null])))
+    # numba's C version wraps dtor to call dtor(data, size, NULL): same here.
+    for name in ('NRT_MemInfo_alloc_dtor', 'NRT_MemInfo_alloc_dtor_safe'):
+        export(name, (ptr, [i64, ptr]), lambda bb, s, d: bb.ret(
+            bb.call(mi_alloc, [s, i32(0), d, null])))
+
+    # -- variable-size payloads (lists, strings) ---------------------------
+    vdtor = _fn(mod, 'secretjit_varsize_dtor', ir.VoidType(), [ptr, i64, ptr])
+    b = ir.IRBuilder(vdtor.append_basic_block('entry'))
+    data, size, info = vdtor.args
+    with b.if_then(b.icmp_unsigned('!=', info, null)):
+        b.call(b.bitcast(info, DTOR.as_pointer()), [data, size, null])
+    b.call(sfree, [data])
+    b.ret_void()
+
+    def new_varsize(bb, s, d):
+        mi = bb.call(mi_alloc, [i64(0), i32(0), vdtor.bitcast(ptr), d])
+        with bb.if_then(bb.icmp_unsigned('==', mi, null), likely=False):
+            bb.ret(null)
+        payload = bb.call(alloc, [s])
+        with bb.if_then(bb.icmp_unsigned('==', payload, null), likely=False):
+            bb.call(sfree, [mi])
+            bb.ret(null)
+        m = bb.bitcast(mi, MEMINFO.as_pointer())
+        bb.store(payload, bb.gep(m, [i32(0), i32(3)]))
+        bb.store(s, bb.gep(m, [i32(0), i32(4)]))
+        bb.ret(mi)
+    export('NRT_MemInfo_new_varsize', (ptr, [i64]),
+           lambda bb, s: new_varsize(bb, s, null))
+    export('NRT_MemInfo_new_varsize_dtor', (ptr, [i64, ptr]), new_varsize)
+
+    def is_ours(bb, mi):
+        m = bb.bitcast(mi, MEMINFO.as_pointer())
+        d = bb.load(bb.gep(m, [i32(0), i32(1)]))
+        return m, bb.icmp_unsigned('==', d, vdtor.bitcast(ptr))
+
+    def varsize_alloc(bb, mi, s):
+        m, ours = is_ours(bb, mi)
+        with bb.if_then(bb.not_(ours), likely=False):   # made by numba's C code
+            fnty = ir.FunctionType(ptr, [ptr, i64])
+            bb.ret(bb.call(_c_helper(bb, 'MemInfo_varsize_alloc', fnty), [mi, s]))
+        payload = bb.call(alloc, [s])          # as numba: replaces mi->data
+        with bb.if_then(bb.icmp_unsigned('!=', payload, null)):
+            bb.store(payload, bb.gep(m, [i32(0), i32(3)]))
+            bb.store(s, bb.gep(m, [i32(0), i32(4)]))
+        bb.ret(payload)
+    export('NRT_MemInfo_varsize_alloc', (ptr, [ptr, i64]), varsize_alloc)
+
+    def varsize_realloc(bb, mi, s):
+        m, ours = is_ours(bb, mi)
+        with bb.if_then(bb.not_(ours), likely=False):
+            fnty = ir.FunctionType(ptr, [ptr, i64])
+            bb.ret(bb.call(_c_helper(bb, 'MemInfo_varsize_realloc', fnty),
+                           [mi, s]))
+        payload = bb.call(realloc, [bb.load(bb.gep(m, [i32(0), i32(3)])), s])
+        with bb.if_then(bb.icmp_unsigned('!=', payload, null)):
+            bb.store(payload, bb.gep(m, [i32(0), i32(3)]))
+            bb.store(s, bb.gep(m, [i32(0), i32(4)]))
+        bb.ret(payload)
+    export('NRT_MemInfo_varsize_realloc', (ptr, [ptr, i64]), varsize_realloc)
+
+    def varsize_free(bb, mi, p):
+        m, ours = is_ours(bb, mi)
+        with bb.if_then(bb.not_(ours), likely=False):
+            fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr])
+            bb.call(_c_helper(bb, 'MemInfo_varsize_free', fnty), [mi, p])
+            bb.ret_void()
+        bb.call(sfree, [p])
+        slot = bb.gep(m, [i32(0), i32(3)])
+        with bb.if_then(bb.icmp_unsigned('==', bb.load(slot), p)):
+            bb.store(null, slot)
+        bb.ret_void()
+    export('NRT_MemInfo_varsize_free', (ir.VoidType(), [ptr, ptr]), varsize_free)
+
+    # Raw scratch buffers (array copies, exception payloads): allocated and
+    # freed by IR of the same secret module.
+    export('NRT_Allocate', (ptr, [i64]), lambda bb, s: bb.ret(bb.call(alloc, [s])))
+
+    def nrt_free(bb, p):
+        bb.call(sfree, [p])
+        bb.ret_void()
+    export('NRT_Free', (ir.VoidType(), [ptr]), nrt_free)
+    return str(mod)
+
+
+def register_libc_symbols():
+    """Make sure MCJIT resolves the libc functions the runtime calls."""
+    libc = ctypes.CDLL(None)
+    for name in ('malloc', 'free', 'memset', 'memcpy', 'memmove'):
+        llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)

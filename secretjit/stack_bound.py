@@ -1,0 +1,313 @@
+"""Bound how deep a kernel's call tree writes below the stack pointer.
+
+The bound is computed from the machine code LLVM emits for the final module
+(its assembly text), not from the IR: register allocation, spills, stack
+realignment and libcalls only exist there.  For each function::
+
+    depth(f) = frame(f) + max(red_zone if f is a leaf,
+                              depth(g) for every g that f calls or references)
+
+``frame(f)`` is the return address plus every decrement of the stack pointer
+in ``f`` (pushes, ``sub $n, %rsp``, realignment): an upper bound on the
+frame, exact for LLVM's single-prologue code.  Functions defined in the
+module are analysed recursively; external C functions (libc, libm, numba's C
+runtime) get the allowance in :data:`EXTERNAL_ALLOWANCE`, a per-function
+bound whose sufficiency the calibration tests measure (see
+``tests/test_stack_bound.py``).  Recursion, dynamically sized frames and
+calls into the Python interpreter make the depth unbounded and are rejected
+with :class:`~secretjit.errors.SecretPolicyError`.
+"""
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import SecretPolicyError
+
+# Bytes below the stack pointer that a leaf function may use without moving it.
+RED_ZONE = {'x86_64': 128, 'aarch64': 0}
+
+# Allowances for external callees, in bytes of stack they may write below the
+# call site's stack pointer (return address included).  Sources: glibc's
+# string functions are leaf assembly; malloc/free and libm were measured with
+# the poisoned-stack probe (tests/test_stack_bound.py re-measures them) and are
+# given >= 4x headroom.  numba's C runtime entries are a few small C frames
+# around callbacks into this module's runtime (added at link time, see
+# ``secretjit.runtime``).
+EXTERNAL_ALLOWANCE = {
+    'memset': 256, 'memcpy': 256, 'memmove': 256, 'memcmp': 256,
+    'bcmp': 256, 'strlen': 256,
+    'malloc': 4096, 'free': 4096, 'calloc': 4096, 'realloc': 4096,
+    'getrandom': 512,
+    '__udivti3': 256, '__umodti3': 256, '__divti3': 256, '__modti3': 256,
+    '__multi3': 256, '__powidf2': 256, '__powisf2': 256,
+    '__truncdfhf2': 256, '__extendhfsf2': 256, '__truncsfhf2': 256,
+}
+LIBM_ALLOWANCE = 4096
+LIBM = frozenset('''
+    sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh exp exp2
+    expm1 log log2 log10 log1p pow sqrt cbrt hypot fmod remainder erf erfc
+    tgamma lgamma floor ceil trunc round rint nearbyint ldexp frexp modf copysign
+    fma fmin fmax sincos exp10 nextafter'''.split())
+# Anything else: numba helper functions, unknown C code, indirect calls.
+DEFAULT_ALLOWANCE = 16384
+
+# Callees that can run arbitrary Python code (and so any stack depth).
+_INTERPRETER = re.compile(r'^(_?Py|numba_gil_ensure$|numba_unpickle$)')
+
+
+def external_allowance(name, extra=None):
+    """Stack allowance in bytes for the external function ``name``."""
+    if extra and name in extra:
+        return extra[name]
+    base = name[:-1] if name.endswith('f') and name[:-1] in LIBM else name
+    if base in LIBM:
+        return LIBM_ALLOWANCE
+    return EXTERNAL_ALLOWANCE.get(name, DEFAULT_ALLOWANCE)
+
+
+@dataclass
+class FrameInfo:
+    """What the machine code of one function says about its stack use."""
+    name: str
+    frame: int = 8                 # return address + every SP decrement
+    calls: bool = False            # makes calls (so no red zone)
+    callees: set = field(default_factory=set)
+    indirect: int = 0              # calls through unknown pointers
+    dynamic: str = ''              # instruction that moves SP by a runtime amount
+
+
+@dataclass
+class StackBound:
+    """Depth bound of one root function, with how it was reached."""
+    root: str
+    depth: int
+    path: list                     # deepest chain of (function, its depth)
+    externals: dict                # external callee -> allowance used
+
+
+_X86_FUNC_LABEL = re.compile(r'^("?)([^\s:"]+)\1:\s*(#.*)?$')
+_X86_LOCAL = re.compile(r'^\.L|^\.$')
+
+
+def _x86_symbol(op):
+    """The symbol an operand like ``$foo`` / ``foo`` / ``foo@PLT`` names."""
+    op = op.strip().lstrip('$')
+    op = op.split('@')[0]
+    if op.startswith('"') and op.endswith('"'):
+        op = op[1:-1]
+    return op
+
+
+def parse_x86_64(asm, functions):
+    """Frame facts for every function in ``functions`` found in ``asm``.
+
+    ``functions`` are the names defined in the module; only their bodies are
+    read.  Returns ``{name: FrameInfo}``.
+    """
+    infos = {}
+    cur = None
+    regs = {}
+    for raw in asm.splitlines():
+        line = raw.split('#', 1)[0].rstrip() if not raw.lstrip().startswith('"') else raw.rstrip()
+        stripped = line.strip()
+        if not stripped:
+            continue
+        m = _X86_FUNC_LABEL.match(stripped)
+        if m and not raw.startswith('\t'):
+            name = m.group(2)
+            if name in functions:
+                cur = infos[name] = FrameInfo(name)
+                regs = {}
+                continue
+            if name.startswith('.Lfunc_end'):
+                cur = None
+                continue
+            regs = {}          # a local label: register contents unknown
+            continue
+        if cur is None or stripped.startswith('.'):
+            continue
+        parts = stripped.split(None, 1)
+        mnem = parts[0]
+        ops = [o.strip() for o in _split_ops(parts[1])] if len(parts) > 1 else []
+        _x86_step(cur, mnem, ops, regs)
+    return infos
+
+
+def _split_ops(text):
+    out, depth, cur = [], 0, ''
+    for c in text:
+        if c == '(':
+            depth += 1
+        elif c == ')':
+            depth -= 1
+        if c == ',' and depth == 0:
+            out.append(cur)
+            cur = ''
+        else:
+            cur += c
+    out.append(cur)
+    return out
+
+
+def _imm(op):
+    try:
+        return int(op.lstrip('$'), 0)
+    except ValueError:
+        return None
+
+
+def _x86_step(info, mnem, ops, regs):
+    dst = ops[-1] if ops else ''
+    if mnem in ('pushq', 'pushfq', 'push'):
+        info.frame += 8
+        return
+    if mnem.startswith('call'):
+        info.calls = True
+        target = ops[0] if ops else ''
+        if target.startswith('*'):
+            reg = target[1:]
+            if reg in regs:
+                info.callees.add(regs[reg])
+            else:
+                info.indirect += 1
+        else:
+            info.callees.add(_x86_symbol(target))
+        return
+    if mnem.startswith('jmp'):
+        target = ops[0] if ops else ''
+        if target.startswith('*'):
+            reg = target[1:]
+            if reg in regs:                       # tail call via register
+                info.calls = True
+                info.callees.add(regs[reg])
+            elif '(' in reg and regs.get(
+                    reg[reg.index('(') + 1:].split(',')[0].rstrip(')'), ''
+                    ).startswith('.LJTI'):
+                pass                              # jump table of this function
+            elif '.LJTI' in reg:
+                pass
+            else:
+                info.calls = True
+                info.indirect += 1
+        elif not _X86_LOCAL.match(target):
+            info.calls = True                     # tail call
+            info.callees.add(_x86_symbol(target))
+        return
+    if mnem == 'movabsq' and len(ops) == 2 and ops[0].startswith('$'):
+        sym = _x86_symbol(ops[0])
+        if _imm(ops[0]) is None:
+            regs[ops[1]] = sym
+            if not sym.startswith('.L'):
+                info.callees.add(sym)             # referenced: may be called back
+        return
+    if mnem.startswith('lea') and len(ops) == 2 and '(%rip)' in ops[0]:
+        sym = _x86_symbol(ops[0].split('(')[0])
+        if not sym.startswith('.L'):
+            info.callees.add(sym)
+        regs.pop(ops[1], None)
+        return
+    if dst != '%rsp' and dst != '%esp':
+        if dst.startswith('%'):
+            regs.pop(dst, None)
+        return
+    # The stack pointer is the destination.
+    if mnem in ('subq', 'sub') and _imm(ops[0]) is not None:
+        info.frame += max(_imm(ops[0]), 0)
+    elif mnem in ('addq', 'add') and _imm(ops[0]) is not None:
+        pass
+    elif mnem in ('andq', 'and') and _imm(ops[0]) is not None:
+        info.frame += -_imm(ops[0])               # realignment slack
+    elif mnem in ('popq', 'pop', 'leave', 'leaveq'):
+        pass
+    elif mnem in ('movq', 'mov') and ops[0] == '%rbp':
+        pass                                      # frame-pointer epilogue
+    elif mnem.startswith('lea') and ops[0].endswith('(%rbp)'):
+        pass                                      # frame-pointer epilogue
+    elif mnem.startswith('lea') and ops[0].endswith('(%rsp)'):
+        off = _imm(ops[0][:-len('(%rsp)')] or '0')
+        if off is None:
+            info.dynamic = info.dynamic or '%s %s' % (mnem, ', '.join(ops))
+        elif off < 0:
+            info.frame += -off
+    else:
+        info.dynamic = info.dynamic or '%s %s' % (mnem, ', '.join(ops))
+
+
+PARSERS = {'x86_64': parse_x86_64}
+
+
+def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
+                   indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>'):
+    """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
+
+    ``functions`` are the names the module defines and ``data`` its global
+    variables (references to those are not calls); ``extra_allowance`` maps
+    external names to known bounds (the secret runtime's functions).  Returns
+    ``{root: StackBound}``.  A call through an unknown pointer counts
+    ``indirect_allowance`` bytes.
+    """
+    if arch not in PARSERS:
+        raise NotImplementedError("no stack analysis for architecture %r" % arch)
+    infos = PARSERS[arch](asm, set(functions))
+    data = set(data)
+    for info in infos.values():
+        info.callees -= data
+    red_zone = RED_ZONE[arch]
+    memo = {}
+
+    def depth(name, chain):
+        if name in memo:
+            return memo[name]
+        info = infos.get(name)
+        if info is None:
+            if name in functions:
+                raise RuntimeError("function %s missing from the assembly of %s"
+                                   % (name, module_name))
+            if _INTERPRETER.match(name):
+                raise SecretPolicyError(
+                    'no-interpreter-calls',
+                    "the secret call tree calls %s, which runs arbitrary Python "
+                    "code on the kernel's stack (print, objmode, Python objects "
+                    "or exceptions with runtime arguments)" % name,
+                    "keep print() and Python objects out of secret kernels; "
+                    "return values and print them outside")
+            allowance = external_allowance(name, extra_allowance)
+            memo[name] = (allowance, [(name, allowance)], {name: allowance})
+            return memo[name]
+        if name in chain:
+            cycle = ' -> '.join(chain[chain.index(name):] + [name])
+            raise SecretPolicyError(
+                'bounded-stack',
+                "recursion in a secret kernel (%s): its stack depth has no "
+                "static bound, so the stack could not be scrubbed exactly" % cycle,
+                "rewrite the recursion as a loop")
+        if info.dynamic:
+            raise SecretPolicyError(
+                'bounded-stack',
+                "%s moves the stack pointer by a runtime amount (%s), so its "
+                "frame has no static bound" % (name, info.dynamic),
+                "avoid variable-sized stack allocations in secret kernels")
+        below = 0 if info.calls else red_zone
+        path, ext = [], {}
+        if info.indirect:
+            below = max(below, indirect_allowance)
+            path = [('<indirect call>', indirect_allowance)]
+            ext['<indirect call>'] = indirect_allowance
+        for callee in sorted(info.callees):
+            d, p, e = depth(callee, chain + [name])
+            ext.update(e)
+            if d > below:
+                below, path = d, p
+        total = info.frame + below
+        memo[name] = (total, [(name, total)] + path, ext)
+        return memo[name]
+
+    out = {}
+    for root in roots:
+        d, path, ext = depth(root, [])
+        out[root] = StackBound(root, _round_up(d, 16), path, ext)
+    return out
+
+
+def _round_up(n, k):
+    return (n + k - 1) // k * k

@@ -1,0 +1,196 @@
+"""The ``secret`` numba target: a CPU target whose code forgets its secrets.
+
+A short chain of numba subclasses, each there for one reason:
+
+- :class:`Secret` (target token): a kind of CPU, so every CPU overload and
+  lowering applies unchanged.
+- :class:`SecretTypingContext`: re-targets plain ``@njit`` callees to secret
+  twins (the whole call tree gets the passes) and enforces the typing rules of
+  :mod:`secretjit.policy`.
+- :class:`SecretContext`: lowers with :class:`~secretjit.codegen.SecretCodegen`
+  and records which wrapper calls which kernel, for the boundary pass.
+- :class:`SecretDispatcher` / :class:`SecretDispatcherType`: compile under
+  the secret target; refuse to be called from plain numba code.
+"""
+
+import weakref
+from functools import cached_property
+
+from numba.core import externals, typing, types, utils
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.cpu import CPUContext, CPUTargetOptions
+from numba.core.datamodel import models, register_default
+from numba.core.descriptors import TargetDescriptor
+from numba.core.dispatcher import Dispatcher
+from numba.core.registry import cpu_target
+from numba.core.target_extension import (CPU, dispatcher_registry,
+                                         jit_registry, target_override,
+                                         target_registry)
+
+from . import policy
+from .codegen import SecretCodegen
+from .errors import SecretPolicyError
+
+TARGET = 'secret'
+
+
+class Secret(CPU):
+    """Target token: secret kernels are CPU code with erasure."""
+
+
+target_registry[TARGET] = Secret
+
+
+class SecretTypingContext(typing.Context):
+    """Typing for secret kernels: plain numba callees become secret twins."""
+
+    def resolve_value_type(self, val):
+        return super().resolve_value_type(_retarget(val))
+
+
+class SecretContext(CPUContext):
+    """CPU lowering with the secret codegen."""
+
+    def __init__(self, typingctx, target=TARGET):
+        super().__init__(typingctx, target)
+
+    @global_compiler_lock
+    def init(self):
+        # numba's runtime library must be built by the CPU target: every
+        # numba context links it in.
+        cpu_target.target_context.refresh()
+        self.is32bit = (utils.MACHINE_BITS == 32)
+        self._internal_codegen = SecretCodegen('secretjit.exec')
+        externals.c_math_functions.install(self)
+
+    def create_cpython_wrapper(self, library, fndesc, env, call_helper,
+                               release_gil=False):
+        super().create_cpython_wrapper(library, fndesc, env, call_helper,
+                                       release_gil=release_gil)
+        library.add_secret_entry(fndesc.llvm_cpython_wrapper_name,
+                                 fndesc.llvm_func_name)
+
+    def create_cfunc_wrapper(self, library, fndesc, env, call_helper):
+        super().create_cfunc_wrapper(library, fndesc, env, call_helper)
+        library.add_secret_entry(fndesc.llvm_cfunc_wrapper_name,
+                                 fndesc.llvm_func_name)
+
+
+class SecretTarget(TargetDescriptor):
+    options = CPUTargetOptions
+
+    @cached_property
+    def _toplevel_target_context(self):
+        return SecretContext(self.typing_context, self._target_name)
+
+    @cached_property
+    def _toplevel_typing_context(self):
+        return SecretTypingContext()
+
+    @property
+    def target_context(self):
+        return self._toplevel_target_context
+
+    @property
+    def typing_context(self):
+        return self._toplevel_typing_context
+
+
+secret_target = SecretTarget(TARGET)
+
+
+class SecretDispatcherType(types.Dispatcher):
+    """Type of a secret kernel: callable from secret kernels only."""
+
+    def get_call_type(self, context, args, kws):
+        if not isinstance(context, SecretTypingContext):
+            raise SecretPolicyError(
+                'no-secret-from-plain',
+                "plain numba code calls the secret kernel %r; the caller's "
+                "frames and registers would hold its secrets unprotected"
+                % self.dispatcher.py_func.__qualname__,
+                "decorate the caller with @secret_jit too, or call the kernel "
+                "from Python")
+        return super().get_call_type(context, args, kws)
+
+
+register_default(SecretDispatcherType)(models.OpaqueModel)
+
+
+class SecretDispatcher(Dispatcher):
+    """Dispatcher compiling for the secret target."""
+
+    targetdescr = secret_target
+
+    def __init__(self, py_func, locals=None, targetoptions=None, **kws):
+        policy.check_options(targetoptions or {}, py_func)
+        super().__init__(py_func, locals=locals, targetoptions=targetoptions,
+                         **kws)
+
+    def compile(self, sig):
+        with target_override(TARGET):
+            return super().compile(sig)
+
+    @property
+    def _numba_type_(self):
+        return SecretDispatcherType(self)
+
+    def stack_bound(self, signature=None):
+        """The computed stack-scrub bound (a ``StackBound``) per signature.
+
+        With ``signature`` given, the bound of that overload; otherwise a
+        dict keyed by signature, like :meth:`inspect_llvm`.
+        """
+        if signature is not None:
+            return self._bound_of(self.overloads[signature])
+        return {sig: self._bound_of(cres) for sig, cres in self.overloads.items()}
+
+    @staticmethod
+    def _bound_of(cres):
+        return cres.library.stack_bounds.get(cres.fndesc.llvm_func_name)
+
+    def pass_reports(self, signature=None):
+        """What each secret pass changed, per signature."""
+        if signature is not None:
+            return list(self.overloads[signature].library.pass_reports)
+        return {sig: list(cres.library.pass_reports)
+                for sig, cres in self.overloads.items()}
+
+
+dispatcher_registry[target_registry[TARGET]] = SecretDispatcher
+
+# Plain numba functions called from secret kernels are compiled again, for
+# the secret target, once per function.
+_twins = weakref.WeakKeyDictionary()
+
+
+def secret_twin(disp):
+    """The secret-target dispatcher for the plain dispatcher ``disp``."""
+    twin = _twins.get(disp)
+    if twin is None:
+        opts = dict(disp.targetoptions)
+        twin = SecretDispatcher(disp.py_func, locals=dict(disp.locals),
+                                targetoptions=opts,
+                                pipeline_class=disp._compiler.pipeline_class)
+        if disp._cache.__class__.__name__ == 'FunctionCache':
+            twin.enable_caching()
+        _twins[disp] = twin
+    return twin
+
+
+def _retarget(val):
+    policy.check_value(val)
+    if isinstance(val, SecretDispatcher):
+        return val
+    if isinstance(val, Dispatcher) and val.targetdescr is cpu_target:
+        return secret_twin(val)
+    return val
+
+
+def _overload_jit(*args, **kws):
+    """Decorator numba uses to compile ``@overload`` implementations."""
+    from .decorators import secret_jit
+    return secret_jit(*args, **kws)
+
+
+jit_registry[target_registry[TARGET]] = _overload_jit
