@@ -64,6 +64,7 @@ class _ProbeEngine:
         mod.triple = ll.get_process_triple()
         self._stack_probe(mod)
         self._register_probe(mod)
+        self._c_call_probe(mod)
         llmod = ll.parse_assembly(str(mod))
         llmod.verify()
         target = ll.Target.from_default_triple()
@@ -74,6 +75,11 @@ class _ProbeEngine:
             ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object,
             ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64)(
                 self.engine.get_function_address('secretjit_probe_stack'))
+        self.depth = ctypes.CFUNCTYPE(
+            None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+            ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
+            ctypes.c_int64, ctypes.c_uint64)(
+                self.engine.get_function_address('secretjit_probe_c_call'))
         self.regs = ctypes.CFUNCTYPE(
             None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)(
                 self.engine.get_function_address('secretjit_probe_registers'))
@@ -100,6 +106,32 @@ class _ProbeEngine:
               'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}',
               [n, dump], True)
         b.ret(res)
+
+    @staticmethod
+    def _c_call_probe(mod):
+        # void probe(ptr fn, i64 a0, i64 a1, i64 a2, double d0, double d1,
+        #            ptr dump, i64 n, i64 poison): like the stack probe, for
+        # a C function taking up to three integers and two doubles.
+        f64 = ir.DoubleType()
+        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _i64, _i64, f64, f64,
+                                               _ptr, _i64, _i64])
+        fn = ir.Function(mod, fnty, 'secretjit_probe_c_call')
+        fn.attributes.add('noinline')
+        target, a0, a1, a2, d0, d1, dump, n, poison = fn.args
+        b = ir.IRBuilder(fn.append_basic_block('entry'))
+        fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
+        b.asm(fill, 'movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
+                    'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
+              'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}',
+              [n, poison], True)
+        cty = ir.FunctionType(_i64, [_i64, _i64, _i64, f64, f64])
+        b.call(b.bitcast(target, cty.as_pointer()), [a0, a1, a2, d0, d1])
+        copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
+        b.asm(copy, 'movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
+                    'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
+              'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}',
+              [n, dump], True)
+        b.ret_void()
 
     @staticmethod
     def _register_probe(mod):
@@ -142,12 +174,9 @@ def _probes():
 
 
 def _overload(dispatcher, args):
-    dispatcher(*args)                       # compile, and warm up
     sig = tuple(typeof(a) for a in args)
-    for cres_sig, cres in dispatcher.overloads.items():
-        if tuple(cres_sig) == sig:
-            return cres
-    raise LookupError("no overload of %s for %s" % (dispatcher, sig))
+    dispatcher.compile(sig)
+    return dispatcher.overloads[sig]
 
 
 def stack_after_call(dispatcher, *args, window=STACK_WINDOW):
@@ -155,20 +184,39 @@ def stack_after_call(dispatcher, *args, window=STACK_WINDOW):
 
     ``stack`` is a bytes copy of the ``window`` bytes below the probe's stack
     pointer, taken right after the kernel's CPython wrapper returned; before
-    the call that region was filled with :data:`POISON`.  The wrapper's own
+    the call that region was filled with :data:`POISON`.  If the kernel
+    raised, ``result`` is the exception instance.  The wrapper's own
     frame (argument unboxing, result boxing) is part of the window.
     """
     cres = _overload(dispatcher, args)
     wrapper = cres.library.get_pointer_to_function(
         cres.fndesc.llvm_cpython_wrapper_name)
     dump = ctypes.create_string_buffer(window)
-    res = _probes().stack(wrapper, tuple(args), ctypes.addressof(dump),
-                          window, POISON)
+    try:
+        res = _probes().stack(wrapper, tuple(args), ctypes.addressof(dump),
+                              window, POISON)
+    except Exception as exc:        # the kernel raised: the snapshot still counts
+        return exc, dump.raw
     if not res:
         raise RuntimeError("probed call returned NULL without an exception")
     obj = ctypes.cast(res, ctypes.py_object).value
     ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(res))
     return obj, dump.raw
+
+
+def c_call_depth(address, ints=(), floats=(), window=STACK_WINDOW):
+    """Bytes of stack the C function at ``address`` wrote for these arguments.
+
+    Counts from the probe's stack pointer at the call, so the callee's return
+    address is included.  Used to calibrate the allowances of external
+    callees in :mod:`secretjit.stack_bound`.
+    """
+    ints = list(ints) + [0] * (3 - len(ints))
+    floats = list(floats) + [0.0] * (2 - len(floats))
+    dump = ctypes.create_string_buffer(window)
+    _probes().depth(address, *ints, *floats, ctypes.addressof(dump), window,
+                    POISON)
+    return written_depth(dump.raw)
 
 
 def written_depth(stack):
