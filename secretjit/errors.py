@@ -14,7 +14,17 @@ class SecretPolicyError(TypingError):
         self.rule = rule
         self.problem = problem
         self.fix = fix
-        super().__init__("secretjit policy [%s]: %s. Fix: %s." % (rule, problem, fix))
+        super().__init__("secretjit policy [%s]: %s. Fix: %s." % (rule, problem, fix),
+                         highlighting=False)
+
+    def with_context(self, wrapper):
+        """A copy whose message also says where numba met the violation."""
+        where = [line.strip() for line in str(wrapper).splitlines()
+                 if line.strip().startswith(('File "', 'During: typing of call'))]
+        err = type(self)(self.rule, self.problem, self.fix)
+        if where:
+            err.args = (err.args[0] + '\n' + '\n'.join(where),)
+        return err
 
     def __reduce__(self):
         return (type(self), (self.rule, self.problem, self.fix))

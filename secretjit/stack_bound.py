@@ -55,6 +55,23 @@ DEFAULT_ALLOWANCE = 16384
 _INTERPRETER = re.compile(r'^(_?Py|numba_gil_ensure$|numba_unpickle$)')
 
 
+def readable(name):
+    """``pkg.mod.func`` for a numba-mangled symbol; other names unchanged."""
+    m = re.match(r'^(?:cpython\.|cfunc\.)?_ZN(.*)$', name)
+    if not m:
+        return name
+    rest, parts = m.group(1), []
+    while rest and rest[0].isdigit():
+        n = re.match(r'\d+', rest).group(0)
+        start = len(n)
+        parts.append(rest[start:start + int(n)])
+        rest = rest[start + int(n):]
+    if not parts:
+        return name
+    text = '.'.join(parts)
+    return re.sub(r'_([0-9a-f]{2})', lambda h: chr(int(h.group(1), 16)), text)
+
+
 def external_allowance(name, extra=None):
     """Stack allowance in bytes for the external function ``name``."""
     if extra and name in extra:
@@ -85,7 +102,7 @@ class StackBound:
     externals: dict                # external callee -> allowance used
 
 
-_X86_FUNC_LABEL = re.compile(r'^("?)([^\s:"]+)\1:\s*(#.*)?$')
+_X86_FUNC_LABEL = re.compile(r'^(?:"((?:[^"\\]|\\.)*)"|([^\s:"]+)):\s*(#.*)?$')
 _X86_LOCAL = re.compile(r'^\.L|^\.$')
 
 
@@ -108,13 +125,12 @@ def parse_x86_64(asm, functions):
     cur = None
     regs = {}
     for raw in asm.splitlines():
-        line = raw.split('#', 1)[0].rstrip() if not raw.lstrip().startswith('"') else raw.rstrip()
-        stripped = line.strip()
+        stripped = _strip_comment(raw).strip()
         if not stripped:
             continue
         m = _X86_FUNC_LABEL.match(stripped)
         if m and not raw.startswith('\t'):
-            name = m.group(2)
+            name = m.group(1) if m.group(1) is not None else m.group(2)
             if name in functions:
                 cur = infos[name] = FrameInfo(name)
                 regs = {}
@@ -133,9 +149,25 @@ def parse_x86_64(asm, functions):
     return infos
 
 
+def _strip_comment(line):
+    """``line`` without a trailing ``# comment`` (quotes respected)."""
+    quoted = False
+    for i, c in enumerate(line):
+        if c == '"':
+            quoted = not quoted
+        elif c == '#' and not quoted:
+            return line[:i]
+    return line
+
+
 def _split_ops(text):
-    out, depth, cur = [], 0, ''
+    out, depth, cur, quoted = [], 0, '', False
     for c in text:
+        if c == '"':
+            quoted = not quoted
+        if quoted:
+            cur += c
+            continue
         if c == '(':
             depth += 1
         elif c == ')':
@@ -200,8 +232,8 @@ def _x86_step(info, mnem, ops, regs):
             if not sym.startswith('.L'):
                 info.callees.add(sym)             # referenced: may be called back
         return
-    if mnem.startswith('lea') and len(ops) == 2 and '(%rip)' in ops[0]:
-        sym = _x86_symbol(ops[0].split('(')[0])
+    if mnem.startswith('lea') and len(ops) == 2 and ops[0].endswith('(%rip)'):
+        sym = _x86_symbol(ops[0][:-len('(%rip)')])
         if not sym.startswith('.L'):
             info.callees.add(sym)
         regs.pop(ops[1], None)
@@ -275,7 +307,7 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
             memo[name] = (allowance, [(name, allowance)], {name: allowance})
             return memo[name]
         if name in chain:
-            cycle = ' -> '.join(chain[chain.index(name):] + [name])
+            cycle = ' -> '.join(readable(n) for n in chain[chain.index(name):] + [name])
             raise SecretPolicyError(
                 'bounded-stack',
                 "recursion in a secret kernel (%s): its stack depth has no "

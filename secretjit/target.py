@@ -13,6 +13,7 @@ A short chain of numba subclasses, each there for one reason:
   the secret target; refuse to be called from plain numba code.
 """
 
+import re
 import weakref
 from functools import cached_property
 
@@ -22,6 +23,7 @@ from numba.core.cpu import CPUContext, CPUTargetOptions
 from numba.core.datamodel import models, register_default
 from numba.core.descriptors import TargetDescriptor
 from numba.core.dispatcher import Dispatcher
+from numba.core.errors import TypingError
 from numba.core.registry import cpu_target
 from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
@@ -129,7 +131,15 @@ class SecretDispatcher(Dispatcher):
 
     def compile(self, sig):
         with target_override(TARGET):
-            return super().compile(sig)
+            try:
+                return super().compile(sig)
+            except TypingError as exc:
+                policy_error = _find_policy_error(exc)
+                if policy_error is None or policy_error is exc:
+                    raise
+                # numba wraps errors from nested compilations in a generic
+                # TypingError; surface the policy violation itself.
+                raise policy_error.with_context(exc) from exc
 
     @property
     def _numba_type_(self):
@@ -158,6 +168,30 @@ class SecretDispatcher(Dispatcher):
 
 
 dispatcher_registry[target_registry[TARGET]] = SecretDispatcher
+
+_POLICY_MESSAGE = re.compile(
+    r'secretjit policy \[([\w-]+)\]: (.*?)\. Fix: (.*?)\.(?:\s|$)', re.S)
+_ANSI = re.compile(r'\x1b\[[0-9;]*m')
+
+
+def _find_policy_error(exc):
+    """The SecretPolicyError behind ``exc``, if any.
+
+    numba re-raises errors of nested compilations as new TypingErrors that
+    keep only the message, so the message is read when the chain is lost.
+    """
+    seen = set()
+    cur = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, SecretPolicyError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    m = _POLICY_MESSAGE.search(_ANSI.sub('', str(exc)))
+    if m:
+        return SecretPolicyError(*m.groups())
+    return None
+
 
 # Plain numba functions called from secret kernels are compiled again, for
 # the secret target, once per function.
