@@ -13,22 +13,28 @@ named in ``skip`` and functions that already carry the attribute are left
 alone.
 """
 
+import re
+
 from .boundary import BOUNDARY_PREFIX
 from .report import PassReport
 from .textir import Module, add_function_attribute
 
 ATTR = '"zero-call-used-regs"'
+_GROUP_DEF = re.compile(r'^attributes (#\d+) = \{(.*)\}\s*$', re.M)
+_GROUP_REF = re.compile(r'(#\d+)')
 
 
 def zero_call_used_regs(ir_text, skip=()):
     report = PassReport('zero_call_used_regs')
     mod = Module.parse(ir_text)
+    groups = dict(_GROUP_DEF.findall(ir_text))
     skip = set(skip)
     for fn in mod.defined():
         if fn.name in skip:
             report.count('skipped_wrapper')
             continue
-        if ATTR in fn.header:
+        if ATTR in fn.header or any(ATTR in groups.get(g, '')
+                                    for g in _GROUP_REF.findall(fn.header)):
             report.count('already_set')
             continue
         mode = 'all' if fn.name.startswith(BOUNDARY_PREFIX) else 'used'

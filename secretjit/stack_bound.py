@@ -9,7 +9,13 @@ realignment and libcalls only exist there.  For each function::
 
 ``frame(f)`` is the return address plus every decrement of the stack pointer
 in ``f`` (pushes, ``sub $n, %rsp``, realignment): an upper bound on the
-frame, exact for LLVM's single-prologue code.  Functions defined in the
+frame, exact for LLVM's single-prologue code.  Callees are the targets of
+direct calls and tail calls, and of indirect calls through a register loaded
+with a symbol's address; any other indirect call counts the unknown-callee
+allowance.  A function whose address is only stored (a destructor handed to
+numba's runtime, an exception unpacker the wrapper runs later) is not a
+callee: destructors run inside ``NRT_MemInfo_call_dtor``, whose allowance
+covers them.  Functions defined in the
 module are analysed recursively; external C functions (libc, libm, numba's C
 runtime) get the allowance in :data:`EXTERNAL_ALLOWANCE`, a per-function
 bound whose sufficiency the calibration tests measure (see
@@ -228,15 +234,7 @@ def _x86_step(info, mnem, ops, regs):
     if mnem == 'movabsq' and len(ops) == 2 and ops[0].startswith('$'):
         sym = _x86_symbol(ops[0])
         if _imm(ops[0]) is None:
-            regs[ops[1]] = sym
-            if not sym.startswith('.L'):
-                info.callees.add(sym)             # referenced: may be called back
-        return
-    if mnem.startswith('lea') and len(ops) == 2 and ops[0].endswith('(%rip)'):
-        sym = _x86_symbol(ops[0][:-len('(%rip)')])
-        if not sym.startswith('.L'):
-            info.callees.add(sym)
-        regs.pop(ops[1], None)
+            regs[ops[1]] = sym                    # a call through ops[1] calls sym
         return
     if dst != '%rsp' and dst != '%esp':
         if dst.startswith('%'):

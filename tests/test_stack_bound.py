@@ -1,0 +1,143 @@
+"""The stack bound: exact for numba frames, measured allowances for C callees.
+
+Calibration: each external C function the bound trusts is called here on a
+poisoned stack with arguments that drive it down its slow paths, and the
+depth it actually wrote must fit its allowance (like checking a strub
+watermark).  End to end, kernels that allocate, call libm and raise must
+leave no secret in a 64 KiB window, with the njit control leaking.
+"""
+
+import ctypes
+import math
+
+import numpy as np
+import pytest
+from numba import njit
+
+from secretjit import probes, secret_jit
+from secretjit.stack_bound import (DEFAULT_ALLOWANCE, external_allowance,
+                                   readable)
+from secretjit.target import secret_target
+
+from _kernels import derived_words, mix
+
+libc = ctypes.CDLL(None)
+libm = ctypes.CDLL('libm.so.6')
+
+
+def _addr(lib, name):
+    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+
+
+def _depth(lib, name, ints=(), floats=()):
+    return probes.c_call_depth(_addr(lib, name), ints, floats)
+
+
+@pytest.mark.parametrize('size', [1, 24, 1000, 4096, 200_000, 50_000_000])
+def test_malloc_free_fit_their_allowance(size):
+    libc.malloc.restype = ctypes.c_void_p
+    depths = []
+    blocks = []
+    for _ in range(64):          # fill bins, then free them all (consolidation)
+        depths.append(_depth(libc, 'malloc', [size]))
+        blocks.append(libc.malloc(size))
+    for b in blocks:
+        depths.append(_depth(libc, 'free', [b]))
+    assert 0 < max(depths) <= min(external_allowance('malloc'),
+                                  external_allowance('free')), max(depths)
+
+
+@pytest.mark.parametrize('name', ['memset', 'memcpy', 'memmove'])
+def test_string_functions_fit_their_allowance(name):
+    src = np.zeros(1 << 20, np.uint8)
+    dst = np.zeros(1 << 20, np.uint8)
+    for n in (0, 7, 64, 4096, 1 << 20):
+        ints = [dst.ctypes.data, src.ctypes.data if name != 'memset' else 0, n]
+        assert _depth(libc, name, ints) <= external_allowance(name)
+
+
+@pytest.mark.parametrize('name,args', [
+    ('sin', [1e22]), ('cos', [1e300]), ('tan', [1.5707963267948966]),
+    ('exp', [709.7]), ('log', [1e-310]), ('pow', [1.0000001, 1e15]),
+    ('fmod', [1e300, 3.0]), ('atan2', [1e-300, -1e300]), ('sinh', [700.0]),
+    ('tgamma', [171.5]), ('lgamma', [-2.5]), ('erf', [0.5]), ('cbrt', [-27.0]),
+    ('hypot', [1e300, 1e300]), ('asin', [0.9999999]), ('expm1', [1e-10])])
+def test_libm_fits_its_allowance(name, args):
+    depth = _depth(libm, name, floats=args)
+    assert 0 < depth <= external_allowance(name), (name, depth)
+
+
+def test_runtime_and_nrt_destructor_fit_their_bounds():
+    ctx = secret_target.target_context
+    codegen = ctx.codegen()
+    depths = codegen.runtime_depths
+    engine = codegen._engine
+    alloc = engine.get_function_address('NRT_MemInfo_alloc_aligned')
+    assert alloc
+    measured = probes.c_call_depth(alloc, [4096, 32])
+    assert measured <= depths['NRT_MemInfo_alloc_aligned']
+    # allocate a block, then free it through numba's C destructor path
+    fn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)(alloc)
+    from numba.core.runtime import _nrt_python
+    call_dtor_addr = _nrt_python.c_helpers['MemInfo_call_dtor']
+    worst = 0
+    for size in (16, 4096, 1 << 20):
+        mi = fn(size, 32)
+        worst = max(worst, probes.c_call_depth(call_dtor_addr, [mi]))
+    assert 0 < worst <= depths['NRT_MemInfo_call_dtor']
+    for name in ('NRT_MemInfo_new_varsize', 'NRT_Allocate'):
+        assert probes.c_call_depth(engine.get_function_address(name), [100]) \
+            <= depths[name]
+
+
+def alloc_libm_kernel(key, x):
+    s = probes.stack_scratch(256)
+    buf = np.empty(256, np.uint64)
+    acc = 0.0
+    for i in range(256):
+        s[i] = mix(key, i)
+        buf[i] = s[(i * 3) % 256]
+        acc += math.sin(x * i) + math.pow(1.0001, float(i)) + math.exp(-x)
+    big = np.zeros(100_000, np.uint64)        # a block glibc serves by mmap
+    big[:256] = buf
+    return acc + big.sum() % 7
+
+
+def raise_with_runtime_args(key, n):
+    s = probes.stack_scratch(256)
+    acc = np.uint64(0)
+    for i in range(256):
+        s[i] = mix(key, i)
+    for i in range(256):
+        acc += s[(i * 3) % 256]
+    if n > 3:
+        raise ValueError("n too large:", n)
+    return acc
+
+
+@pytest.mark.parametrize('kernel,args', [
+    (alloc_libm_kernel, (0.37,)), (raise_with_runtime_args, (2,))])
+def test_kernels_with_external_calls_leave_nothing(key, kernel, args):
+    words = derived_words(key, 256)
+    _, stack = probes.stack_after_call(njit(kernel), key, *args)
+    assert probes.count_words(stack, words) > 0, "control failed"
+    result, stack = probes.stack_after_call(secret_jit(kernel), key, *args)
+    assert probes.count_words(stack, words) == 0
+    assert result == njit(kernel)(key, *args)
+
+
+def test_exception_with_runtime_arguments(key):
+    k = secret_jit(raise_with_runtime_args)
+    exc, stack = probes.stack_after_call(k, key, 5)
+    assert isinstance(exc, ValueError) and exc.args == ("n too large:", 5)
+    assert probes.count_words(stack, derived_words(key, 256)) == 0
+
+
+def test_bound_reports_its_reasons(key):
+    k = secret_jit(alloc_libm_kernel)
+    k(key, 0.5)
+    bound = k.stack_bound(k.signatures[0])
+    assert 'NRT_MemInfo_alloc_aligned' in bound.externals
+    assert any(n in bound.externals for n in ('sin', 'pow', 'exp'))
+    assert bound.depth < DEFAULT_ALLOWANCE + 8192
+    assert readable(bound.path[0][0]).endswith('alloc_libm_kernel')
