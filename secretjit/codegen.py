@@ -7,21 +7,47 @@ own, into which the wiping allocator of :mod:`secretjit.runtime` is loaded
 first, so its NRT symbols shadow numba's for secret code only.
 """
 
+import hashlib
 import platform
+import sys
+import types
 
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
 
-from . import passes, runtime
+from . import passes, runtime, stack_bound
 from .stack_bound import compute_bounds
 
 VERSION = '0.1'
-# Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor and the
-# numba-generated item destructors it calls back): a few small frames.
-NUMBA_DTOR_ALLOWANCE = 2048
+# Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
+# NRT_MemInfo_destroy, NRT_dealloc and the numba-generated item destructors
+# they call back), on top of the secret runtime's own free path.  Measured:
+# about 60 bytes of C frames per nesting level; 1 KiB covers a dozen levels.
+NUMBA_DTOR_ALLOWANCE = 1024
 _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
          'arm64': 'aarch64'}
+
+
+def _source_digest():
+    """Hash of the code that shapes secret object code (passes, bounds, runtime).
+
+    Part of the cache key, so a cached kernel is never reused across changes
+    to the erasure machinery.
+    """
+    global _DIGEST
+    if _DIGEST is None:
+        h = hashlib.sha256()
+        mods = [passes, runtime, stack_bound, sys.modules[__name__]]
+        mods += [m for m in vars(passes).values() if isinstance(m, types.ModuleType)]
+        for path in sorted({m.__file__ for m in mods}):
+            with open(path, 'rb') as f:
+                h.update(f.read())
+        _DIGEST = h.hexdigest()[:16]
+    return _DIGEST
+
+
+_DIGEST = None
 
 
 def host_arch():
@@ -151,4 +177,4 @@ class SecretCodegen(JITCPUCodegen):
         self._runtime_module = mod
 
     def magic_tuple(self):
-        return super().magic_tuple() + ('secretjit', VERSION)
+        return super().magic_tuple() + ('secretjit', VERSION, _source_digest())

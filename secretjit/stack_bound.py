@@ -33,22 +33,23 @@ from .errors import SecretPolicyError
 RED_ZONE = {'x86_64': 128, 'aarch64': 0}
 
 # Allowances for external callees, in bytes of stack they may write below the
-# call site's stack pointer (return address included).  Sources: glibc's
-# string functions are leaf assembly; malloc/free and libm were measured with
-# the poisoned-stack probe (tests/test_stack_bound.py re-measures them) and are
-# given >= 4x headroom.  numba's C runtime entries are a few small C frames
-# around callbacks into this module's runtime (added at link time, see
-# ``secretjit.runtime``).
+# call site's stack pointer (return address included).  glibc's string
+# functions are leaf assembly (measured: 8 bytes, the return address).
+# malloc/free and libm were measured with the poisoned-stack probe on slow
+# paths (mmap-sized blocks, consolidation, huge-argument reduction): at most
+# 312 bytes for malloc/free and 296 for libm on glibc 2.36; the allowances give
+# about 5x headroom, and tests/test_stack_bound.py re-measures them on every
+# run.  numba's C runtime entries are bounded in ``secretjit.codegen``.
 EXTERNAL_ALLOWANCE = {
     'memset': 256, 'memcpy': 256, 'memmove': 256, 'memcmp': 256,
     'bcmp': 256, 'strlen': 256,
-    'malloc': 4096, 'free': 4096, 'calloc': 4096, 'realloc': 4096,
+    'malloc': 1536, 'free': 1536, 'calloc': 1536, 'realloc': 1536,
     'getrandom': 512,
     '__udivti3': 256, '__umodti3': 256, '__divti3': 256, '__modti3': 256,
     '__multi3': 256, '__powidf2': 256, '__powisf2': 256,
     '__truncdfhf2': 256, '__extendhfsf2': 256, '__truncsfhf2': 256,
 }
-LIBM_ALLOWANCE = 4096
+LIBM_ALLOWANCE = 1536
 LIBM = frozenset('''
     sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh exp exp2
     expm1 log log2 log10 log1p pow sqrt cbrt hypot fmod remainder erf erfc
@@ -127,9 +128,8 @@ def parse_x86_64(asm, functions):
     ``functions`` are the names defined in the module; only their bodies are
     read.  Returns ``{name: FrameInfo}``.
     """
-    infos = {}
+    bodies = {}
     cur = None
-    regs = {}
     for raw in asm.splitlines():
         stripped = _strip_comment(raw).strip()
         if not stripped:
@@ -138,21 +138,124 @@ def parse_x86_64(asm, functions):
         if m and not raw.startswith('\t'):
             name = m.group(1) if m.group(1) is not None else m.group(2)
             if name in functions:
-                cur = infos[name] = FrameInfo(name)
-                regs = {}
+                cur = bodies[name] = []
                 continue
             if name.startswith('.Lfunc_end'):
                 cur = None
                 continue
-            regs = {}          # a local label: register contents unknown
+            if cur is not None:
+                cur.append((':label', [name]))
             continue
         if cur is None or stripped.startswith('.'):
             continue
         parts = stripped.split(None, 1)
-        mnem = parts[0]
         ops = [o.strip() for o in _split_ops(parts[1])] if len(parts) > 1 else []
-        _x86_step(cur, mnem, ops, regs)
+        cur.append((parts[0], ops))
+    infos = {}
+    for name, body in bodies.items():
+        info = infos[name] = FrameInfo(name)
+        for mnem, ops, regs in _with_register_contents(body):
+            _x86_step(info, mnem, ops, regs)
     return infos
+
+
+_GPR64 = {}
+for _r in ('ax', 'bx', 'cx', 'dx', 'si', 'di', 'bp', 'sp'):
+    for _alias in ('r' + _r, 'e' + _r, _r, _r[0] + 'l' if _r[1] == 'x' else _r + 'l'):
+        _GPR64['%' + _alias] = '%r' + _r
+for _n in range(8, 16):
+    for _suffix in ('', 'd', 'w', 'b'):
+        _GPR64['%%r%d%s' % (_n, _suffix)] = '%%r%d' % _n
+_CALLER_SAVED = ('%rax', '%rcx', '%rdx', '%rsi', '%rdi', '%r8', '%r9', '%r10',
+                 '%r11')
+_NO_EXPLICIT_WRITE = ('cmp', 'test', 'push', 'call', 'jmp', 'j', 'bt',
+                      'ucomis', 'comis', 'prefetch', 'nop', 'ret')
+_IMPLICIT_WRITES = ('cqto', 'cltq', 'cltd', 'cwtl', 'cqo', 'mul', 'div',
+                    'idiv', 'cpuid', 'rdtsc', 'syscall', 'rep', 'stos', 'movs',
+                    'lods', 'scas', 'cmps', 'xgetbv', 'lahf', 'cmpxchg', 'xadd')
+
+
+def _written(mnem, ops):
+    """64-bit registers an instruction may write (explicitly or implicitly)."""
+    out = set()
+    if mnem.startswith(_IMPLICIT_WRITES) or (mnem.startswith('imul')
+                                            and len(ops) == 1):
+        out.update(('%rax', '%rbx', '%rcx', '%rdx', '%rsi', '%rdi', '%r11'))
+    if mnem.startswith('call'):
+        out.update(_CALLER_SAVED)
+    if ops and not mnem.startswith(_NO_EXPLICIT_WRITE):
+        for op in ([ops[-1]] + ([ops[0]] if mnem.startswith(('xchg', 'xadd'))
+                                else [])):
+            if op in _GPR64:
+                out.add(_GPR64[op])
+    return out
+
+
+def _with_register_contents(body):
+    """Yield ``(mnem, ops, regs)``: ``regs`` maps each register that surely
+    holds a function address (loaded by ``movabsq $sym``) to the symbols it
+    may hold, on every path into the instruction.
+
+    A forward data-flow pass over the function's basic blocks (labels start
+    blocks; jumps and fall-through are edges), iterated to a fixed point, so
+    an address hoisted into a callee-saved register before a loop is known
+    inside the loop.
+    """
+    blocks, labels = [[]], {}
+    for item in body:
+        if item[0] == ':label':
+            blocks.append([])
+            labels[item[1][0]] = len(blocks) - 1
+            continue
+        blocks[-1].append(item)
+        if item[0].startswith(('j', 'ret', 'ud2')):
+            blocks.append([])
+    succs = []
+    for i, blk in enumerate(blocks):
+        s = set()
+        last = blk[-1] if blk else None
+        ends = last is not None and last[0].startswith(('jmp', 'ret', 'ud2'))
+        if not ends and i + 1 < len(blocks):
+            s.add(i + 1)
+        if last is not None and last[0].startswith('j') and last[1] \
+                and last[1][0] in labels:
+            s.add(labels[last[1][0]])
+        succs.append(s)
+
+    def transfer(state, mnem, ops):
+        state = dict(state)
+        for reg in _written(mnem, ops):
+            state.pop(reg, None)
+        if mnem == 'movabsq' and len(ops) == 2 and _imm(ops[0]) is None \
+                and ops[1] in _GPR64:
+            sym = _x86_symbol(ops[0])
+            if not sym.startswith('.L') or sym.startswith('.LJTI'):
+                state[_GPR64[ops[1]]] = frozenset([sym])
+        return state
+
+    def join(a, b):
+        if a is None:
+            return b
+        return {r: a[r] | b[r] for r in a.keys() & b.keys()}
+
+    entry = [None] * len(blocks)
+    entry[0] = {}
+    work = [0]
+    while work:
+        i = work.pop()
+        state = entry[i]
+        for mnem, ops in blocks[i]:
+            state = transfer(state, mnem, ops)
+        for j in succs[i]:
+            new = join(entry[j], state)
+            if new != entry[j]:
+                entry[j] = new
+                work.append(j)
+    for i, blk in enumerate(blocks):
+        state = entry[i] if entry[i] is not None else {}
+        for mnem, ops in blk:
+            yield mnem, ops, state
+            state = transfer(state, mnem, ops)
 
 
 def _strip_comment(line):
@@ -204,8 +307,8 @@ def _x86_step(info, mnem, ops, regs):
         target = ops[0] if ops else ''
         if target.startswith('*'):
             reg = target[1:]
-            if reg in regs:
-                info.callees.add(regs[reg])
+            if reg in regs and not any(s.startswith('.L') for s in regs[reg]):
+                info.callees |= regs[reg]
             else:
                 info.indirect += 1
         else:
@@ -215,15 +318,13 @@ def _x86_step(info, mnem, ops, regs):
         target = ops[0] if ops else ''
         if target.startswith('*'):
             reg = target[1:]
+            base = re.search(r'\((%[a-z0-9]+)', reg)
             if reg in regs:                       # tail call via register
                 info.calls = True
-                info.callees.add(regs[reg])
-            elif '(' in reg and regs.get(
-                    reg[reg.index('(') + 1:].split(',')[0].rstrip(')'), ''
-                    ).startswith('.LJTI'):
+                info.callees |= regs[reg]
+            elif '.LJTI' in reg or (base and all(
+                    s.startswith('.LJTI') for s in regs.get(base.group(1), ['']))):
                 pass                              # jump table of this function
-            elif '.LJTI' in reg:
-                pass
             else:
                 info.calls = True
                 info.indirect += 1
@@ -231,14 +332,7 @@ def _x86_step(info, mnem, ops, regs):
             info.calls = True                     # tail call
             info.callees.add(_x86_symbol(target))
         return
-    if mnem == 'movabsq' and len(ops) == 2 and ops[0].startswith('$'):
-        sym = _x86_symbol(ops[0])
-        if _imm(ops[0]) is None:
-            regs[ops[1]] = sym                    # a call through ops[1] calls sym
-        return
     if dst != '%rsp' and dst != '%esp':
-        if dst.startswith('%'):
-            regs.pop(dst, None)
         return
     # The stack pointer is the destination.
     if mnem in ('subq', 'sub') and _imm(ops[0]) is not None:

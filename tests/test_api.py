@@ -184,4 +184,4 @@ def test_cache_across_processes_still_erases(tmp_path):
     assert first[2] == second[2]
     # the cache keeps secret entries apart from plain ones
     from secretjit.codegen import SecretCodegen
-    assert SecretCodegen('x').magic_tuple()[-2] == 'secretjit'
+    assert 'secretjit' in SecretCodegen('x').magic_tuple()

@@ -1,0 +1,135 @@
+"""The machine-code stack analysis on small, hand-written x86-64 functions."""
+
+import pytest
+
+from secretjit import SecretPolicyError
+from secretjit.stack_bound import (DEFAULT_ALLOWANCE, compute_bounds,
+                                   external_allowance, parse_x86_64, readable)
+
+LEAF = '''
+leaf:
+\tsubq\t$24, %rsp
+\tmovq\t%rdi, (%rsp)
+\taddq\t$24, %rsp
+\tretq
+.Lfunc_end0:
+'''
+
+HOISTED = '''
+caller:
+\tpushq\t%rbx
+\tpushq\t%r14
+\tsubq\t$40, %rsp
+\tmovabsq\t$leaf, %rbx
+\tmovabsq\t$memset, %rax
+\tcallq\t*%rax
+.LBB1_1:
+\tcallq\t*%rbx
+\tmovq\t%rax, %r14
+\tjne\t.LBB1_1
+\tmovabsq\t$malloc, %rbx
+\tcallq\t*%rbx
+\taddq\t$40, %rsp
+\tpopq\t%r14
+\tpopq\t%rbx
+\tretq
+.Lfunc_end1:
+'''
+
+
+def test_leaf_frame_and_red_zone():
+    info = parse_x86_64(LEAF, {'leaf'})['leaf']
+    assert info.frame == 8 + 24 and not info.calls
+    bound = compute_bounds(LEAF, {'leaf'}, ['leaf'], 'x86_64')['leaf']
+    assert bound.depth == 32 + 128          # red zone below a leaf
+
+
+def test_hoisted_function_address_is_followed_through_a_loop():
+    asm = LEAF + HOISTED
+    info = parse_x86_64(asm, {'leaf', 'caller'})['caller']
+    assert info.frame == 8 + 16 + 40
+    assert info.callees == {'leaf', 'memset', 'malloc'} and info.indirect == 0
+    bound = compute_bounds(asm, {'leaf', 'caller'}, ['caller'], 'x86_64')['caller']
+    assert bound.depth == 64 + external_allowance('malloc')
+    assert set(bound.externals) == {'memset', 'malloc'}
+
+
+def test_register_overwritten_on_one_path_is_unknown():
+    asm = '''
+f:
+\tpushq\t%rbx
+\tmovabsq\t$leaf, %rbx
+\tjne\t.LBB0_2
+\tmovq\t(%rdi), %rbx
+.LBB0_2:
+\tcallq\t*%rbx
+\tpopq\t%rbx
+\tretq
+.Lfunc_end0:
+'''
+    info = parse_x86_64(asm, {'f'})['f']
+    assert info.indirect == 1 and not info.callees
+    bound = compute_bounds(asm, {'f'}, ['f'], 'x86_64')['f']
+    assert bound.depth >= DEFAULT_ALLOWANCE
+
+
+def test_jump_table_is_not_a_call():
+    asm = '''
+f:
+\tmovabsq\t$.LJTI0_0, %rcx
+\tjmpq\t*(%rcx,%rax,8)
+.LBB0_1:
+\tretq
+.Lfunc_end0:
+'''
+    info = parse_x86_64(asm, {'f'})['f']
+    assert info.indirect == 0 and not info.calls
+
+
+def test_dynamic_frame_rejected():
+    asm = '''
+f:
+\tpushq\t%rbp
+\tmovq\t%rsp, %rbp
+\tsubq\t%rax, %rsp
+\tleave
+\tretq
+.Lfunc_end0:
+'''
+    with pytest.raises(SecretPolicyError, match=r'\[bounded-stack\].*subq %rax, %rsp'):
+        compute_bounds(asm, {'f'}, ['f'], 'x86_64')
+
+
+def test_realignment_counts_as_slack():
+    asm = '''
+f:
+\tpushq\t%rbp
+\tmovq\t%rsp, %rbp
+\tandq\t$-64, %rsp
+\tsubq\t$128, %rsp
+\tmovq\t%rbp, %rsp
+\tpopq\t%rbp
+\tretq
+.Lfunc_end0:
+'''
+    assert parse_x86_64(asm, {'f'})['f'].frame == 8 + 8 + 64 + 128
+
+
+def test_interpreter_callee_rejected():
+    asm = '''
+f:
+\tpushq\t%rax
+\tmovabsq\t$PyObject_Print, %rax
+\tcallq\t*%rax
+\tpopq\t%rcx
+\tretq
+.Lfunc_end0:
+'''
+    with pytest.raises(SecretPolicyError, match=r'no-interpreter-calls.*PyObject_Print'):
+        compute_bounds(asm, {'f'}, ['f'], 'x86_64')
+
+
+def test_readable_names():
+    assert readable('_ZN3pkg3mod4funcB2v1E5Array') == 'pkg.mod.func'
+    assert readable('_ZN8__main__12_3clocals_3e1fE') == '__main__.<locals>.f'
+    assert readable('memset') == 'memset'
