@@ -1,14 +1,16 @@
-"""Benchmark secret_jit against plain numba: the price of erasure.
+"""Benchmark secret_jit against plain numba and OpenSSL: the price of erasure.
 
 Every case compiles the same Python source with ``numba.njit`` and with
-``secret_jit`` and times both in one process, interleaved (A B A B ...), each
-sample the mean of a batch sized like ``timeit``'s autorange.  Reported:
-medians per variant, the secret/njit ratio of the medians, throughput, and
-first-call compile time measured in fresh processes (also interleaved).
+``secret_jit`` and times both, plus the OpenSSL/hashlib reference for the same
+work, in one process, interleaved (njit, secret, reference, njit, ...).  A
+sample is the mean over a batch sized like ``timeit``'s autorange; reported
+are medians, the secret/njit ratio of the medians, throughput and cycles per
+byte at the nominal clock.  Compile times (first call, and a ``cache=True``
+load) are measured in fresh processes, interleaved; memory is the peak RSS of
+10^5 calls in a fresh process per decorator.
 
-    python benchmarks/run.py                 # full run, writes results.json
-    python benchmarks/run.py --quick         # < 1 minute smoke run
-    python benchmarks/run.py --markdown benchmarks/RESULTS.md
+    python benchmarks/run.py                  # full run: RESULTS.md, results.json, results.png
+    python benchmarks/run.py --quick          # smoke run in under a minute (no files unless asked)
 """
 
 import argparse
@@ -18,101 +20,187 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 from numba import njit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
+import cases as case_table  # noqa: E402
 
-# -- cases -------------------------------------------------------------------
-
-def trivial(x):
-    return x + 1
-
-
-def _cases(quick):
-    from secretjit.kernels import chacha20
-    key = np.arange(32, dtype=np.uint8)
-    nonce = np.arange(12, dtype=np.uint8)
-    out64 = np.empty(64, np.uint8)
-    cases = [
-        ('trivial x+1', 'per call', trivial, lambda: (7,), 0),
-        ('chacha20 block', '64 B', chacha20.chacha20_block.py_func,
-         lambda: (key, nonce, 1, out64), 64),
-    ]
-    sizes = [64, 1024, 16384] if quick else [64, 1024, 16384, 1 << 20]
-    for n in sizes:
-        src = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
-        dst = np.empty_like(src)
-        cases.append(('chacha20 xor', _size(n), chacha20.chacha20_xor.py_func,
-                      (lambda s=src, d=dst: (key, nonce, 1, s, d)), n))
-    return cases
-
-
-def _size(n):
-    return '%d B' % n if n < 1024 else ('%d KiB' % (n // 1024) if n < 1 << 20
-                                        else '%d MiB' % (n >> 20))
+TARGETS = {
+    'ratio_bulk': 1.03,          # secret/njit at >= 16 KiB, every kernel
+    'ratio_call': 1.15,          # trivial kernel and 64-byte AEAD seal
+    'compile': 1.3,              # secret/njit first-call compile time
+    'vs_reference': {            # our throughput / OpenSSL's, at 1 MiB
+        'chacha20': 1 / 3, 'poly1305': 1 / 3, 'blake2b-512': 1 / 2,
+        'sha256': 1 / 4},
+    'x25519_time': 3.0,          # our time / OpenSSL's per scalar multiplication
+}
 
 
 # -- timing ------------------------------------------------------------------
 
-def _batch(f, args, target=0.02):
-    """Calls per sample so that one sample takes about ``target`` seconds."""
+def _batch(fns, target):
+    """Calls per sample so that the slowest variant takes about ``target`` s."""
     n = 1
     while True:
         t0 = time.perf_counter()
-        for _ in range(n):
-            f(*args)
-        if time.perf_counter() - t0 >= target / 4 or n >= 1 << 20:
-            return max(1, int(n * target / max(time.perf_counter() - t0, 1e-9) / 4))
+        for f in fns:
+            for _ in range(n):
+                f()
+        dt = time.perf_counter() - t0
+        if dt >= target / 8 or n >= 1 << 20:
+            return max(1, int(n * target / max(dt, 1e-9) / 2))
         n *= 4
 
 
-def interleaved(fns, args, rounds):
-    """Median seconds per call of each function, sampled A B A B ..."""
+def interleaved(fns, rounds, target=0.01):
+    """Median seconds per call of each no-argument function, sampled A B C A B C ..."""
     for f in fns.values():
-        f(*args)
-    n = min(_batch(f, args) for f in fns.values())
+        f()
+    n = _batch(list(fns.values()), target)
     samples = {k: [] for k in fns}
     for _ in range(rounds):
         for k, f in fns.items():
             t0 = time.perf_counter()
             for _ in range(n):
-                f(*args)
+                f()
             samples[k].append((time.perf_counter() - t0) / n)
     return {k: statistics.median(v) for k, v in samples.items()}, n
 
 
-COMPILE_SNIPPET = '''
-import time, numpy as np
+def _nominal_ghz():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('cpu MHz'):
+                    return float(line.split(':')[1]) / 1000
+    except OSError:
+        pass
+    return None
+
+
+def time_cases(quick):
+    from secretjit import secret_jit
+    rounds = 3 if quick else 21
+    ghz = _nominal_ghz()
+    rows = []
+    compiled = {}
+    for c in case_table.cases(quick):
+        if c.py_func not in compiled:       # one dispatcher pair per kernel
+            compiled[c.py_func] = (njit(c.py_func), secret_jit(c.py_func))
+        plain, secret = compiled[c.py_func]
+        fns = {'njit': (lambda f=plain, a=c.args: f(*a)),
+               'secret': (lambda f=secret, a=c.args: f(*a))}
+        if c.reference is not None:
+            fns['reference'] = c.reference
+        med, batch = interleaved(fns, rounds)
+        row = {'kernel': c.kernel, 'size': c.size, 'bytes': c.nbytes,
+               'rounds': rounds, 'batch': batch,
+               'njit_ns': med['njit'] * 1e9, 'secret_ns': med['secret'] * 1e9,
+               'ratio': med['secret'] / med['njit'],
+               'reference': c.reference_name or None,
+               'reference_ns': med['reference'] * 1e9 if 'reference' in med else None}
+        if c.nbytes:
+            row['secret_MBps'] = c.nbytes / med['secret'] / 1e6
+            row['njit_MBps'] = c.nbytes / med['njit'] / 1e6
+            if ghz:
+                row['secret_cpb'] = med['secret'] * ghz * 1e9 / c.nbytes
+            if 'reference' in med:
+                row['reference_MBps'] = c.nbytes / med['reference'] / 1e6
+        rows.append(row)
+        print('%-26s %-9s njit %11.1f ns  secret %11.1f ns  ratio %.3f%s' % (
+            c.kernel, c.size, row['njit_ns'], row['secret_ns'], row['ratio'],
+            '  ref %.1f ns' % row['reference_ns'] if row['reference_ns'] else ''),
+            flush=True)
+    return rows, ghz
+
+
+# -- compile time, cache loads, memory: fresh processes --------------------------
+
+COMPILE_SNIPPET = r'''
+import sys, time
+sys.path.insert(0, {here!r})
+import numpy as np
 from numba import njit
 from secretjit import secret_jit
-from secretjit.kernels import chacha20
-key = np.arange(32, dtype=np.uint8); nonce = np.arange(12, dtype=np.uint8)
-src = np.zeros(4096, np.uint8); dst = np.empty_like(src)
+import cases
+c = [c for c in cases.cases(quick=False) if c.kernel == {kernel!r}][0]
 dec = {dec}
-chacha20.chacha20_xor(key, nonce, 1, src, dst)   # warm numba itself (cached)
-f = dec(chacha20.chacha20_xor.py_func)
-t0 = time.perf_counter(); f(key, nonce, 1, src, dst); t1 = time.perf_counter()
+f = dec(cache={cache})(c.py_func)
+t0 = time.perf_counter(); f(*c.args); t1 = time.perf_counter()
 print(t1 - t0)
 '''
 
 
-def compile_times(runs):
-    """First-call compile seconds of chacha20_xor, fresh process per sample."""
-    out = {'njit': [], 'secret_jit': []}
-    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(HERE, '.cache'))
-    for _ in range(runs):
-        for name, dec in (('njit', 'njit'), ('secret_jit', 'secret_jit')):
-            r = subprocess.run([sys.executable, '-c',
-                                COMPILE_SNIPPET.format(dec=dec)],
-                               capture_output=True, text=True, env=env,
-                               check=True)
-            out[name].append(float(r.stdout.strip().splitlines()[-1]))
-    return {k: statistics.median(v) for k, v in out.items()}
+def _fresh(snippet, env):
+    r = subprocess.run([sys.executable, '-c', snippet], capture_output=True,
+                       text=True, env=env)
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    return float(r.stdout.strip().splitlines()[-1])
 
+
+def compile_times(kernels, runs):
+    """Per kernel: median first-call compile and cache-load seconds per decorator."""
+    out = {}
+    for kernel in kernels:
+        samples = {(d, m): [] for d in ('njit', 'secret_jit')
+                   for m in ('compile', 'cached')}
+        for _ in range(runs):
+            for dec in ('njit', 'secret_jit'):
+                with tempfile.TemporaryDirectory() as cache_dir:
+                    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+                    snip = COMPILE_SNIPPET.format(here=HERE, kernel=kernel,
+                                                  dec=dec, cache=True)
+                    samples[(dec, 'compile')].append(_fresh(snip, env))
+                    samples[(dec, 'cached')].append(_fresh(snip, env))
+        out[kernel] = {'%s_%s' % k: statistics.median(v)
+                       for k, v in samples.items()}
+        r = out[kernel]
+        print('compile %-24s njit %.3f s  secret %.3f s  (cached %.3f / %.3f s)' % (
+            kernel, r['njit_compile'], r['secret_jit_compile'],
+            r['njit_cached'], r['secret_jit_cached']), flush=True)
+    return out
+
+
+MEMORY_SNIPPET = r'''
+import resource, sys
+sys.path.insert(0, {here!r})
+import numpy as np
+from numba import njit
+from secretjit import secret_jit
+import cases
+c = [c for c in cases.cases(quick=False)
+     if c.kernel == 'chacha20-poly1305 seal' and c.size == '64 B'][0]
+f = {dec}(c.py_func)
+f(*c.args)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range({calls}):
+    f(*c.args)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+'''
+
+
+def memory(calls):
+    out = {}
+    for dec in ('njit', 'secret_jit'):
+        r = subprocess.run([sys.executable, '-c', MEMORY_SNIPPET.format(
+            here=HERE, dec=dec, calls=calls)], capture_output=True, text=True,
+            check=True)
+        before, after = map(int, r.stdout.split())
+        out[dec] = {'rss_before_KiB': before, 'rss_after_KiB': after}
+    print('memory, %d AEAD seals: njit %s, secret %s' % (calls, out['njit'],
+                                                         out['secret_jit']))
+    return out
+
+
+# -- report ----------------------------------------------------------------------
 
 def machine():
     import llvmlite.binding as ll
@@ -126,76 +214,161 @@ def machine():
                     break
     except OSError:
         pass
+    import cryptography
     return {'cpu': cpu, 'llvm_cpu': ll.get_host_cpu_name(),
             'arch': platform.machine(), 'cores': os.cpu_count(),
             'python': platform.python_version(), 'numba': numba.__version__,
-            'numpy': np.__version__}
+            'numpy': np.__version__, 'cryptography': cryptography.__version__,
+            'nominal_ghz': _nominal_ghz()}
 
 
-def run(quick=False):
-    from secretjit import secret_jit
-    rounds = 7 if quick else 25
-    results = []
-    for name, size, py, make_args, nbytes in _cases(quick):
-        fns = {'njit': njit(py), 'secret_jit': secret_jit(py)}
-        med, batch = interleaved(fns, make_args(), rounds)
-        row = {'case': name, 'size': size, 'bytes': nbytes, 'batch': batch,
-               'rounds': rounds,
-               'njit_ns': med['njit'] * 1e9,
-               'secret_ns': med['secret_jit'] * 1e9,
-               'ratio': med['secret_jit'] / med['njit']}
-        if nbytes >= 1024:
-            row['njit_MBps'] = nbytes / med['njit'] / 1e6
-            row['secret_MBps'] = nbytes / med['secret_jit'] / 1e6
-        results.append(row)
-        print('%-16s %-9s njit %10.1f ns  secret %10.1f ns  ratio %.3f'
-              % (name, size, row['njit_ns'], row['secret_ns'], row['ratio']),
-              flush=True)
-    comp = compile_times(2 if quick else 5)
-    print('compile chacha20_xor: njit %.3f s  secret %.3f s  ratio %.2f'
-          % (comp['njit'], comp['secret_jit'], comp['secret_jit'] / comp['njit']))
-    return {'machine': machine(), 'quick': quick, 'results': results,
-            'compile': comp}
+def check_targets(data):
+    """Each target with its measured value and whether it is met."""
+    out = []
+    rows = data['rows']
+    for r in rows:
+        if r['bytes'] >= 16384:
+            out.append(('%s %s secret/njit <= %.2f' % (r['kernel'], r['size'],
+                                                      TARGETS['ratio_bulk']),
+                        '%.3f' % r['ratio'], r['ratio'] <= TARGETS['ratio_bulk']))
+    for r in rows:
+        if r['kernel'] == 'trivial x+1' or (
+                r['kernel'] == 'chacha20-poly1305 seal' and r['size'] == '64 B'):
+            out.append(('%s %s secret/njit <= %.2f' % (r['kernel'], r['size'],
+                                                      TARGETS['ratio_call']),
+                        '%.3f' % r['ratio'], r['ratio'] <= TARGETS['ratio_call']))
+    for kernel, c in data.get('compile', {}).items():
+        ratio = c['secret_jit_compile'] / c['njit_compile']
+        out.append(('compile %s secret/njit <= %.1f' % (kernel, TARGETS['compile']),
+                    '%.2f' % ratio, ratio <= TARGETS['compile']))
+    for r in rows:
+        want = TARGETS['vs_reference'].get(r['kernel'])
+        if want and r['size'] == '1 MiB' and r.get('reference_MBps'):
+            frac = r['secret_MBps'] / r['reference_MBps']
+            out.append(('%s 1 MiB throughput >= %.2f of %s' % (
+                r['kernel'], want, r['reference']), '%.2f' % frac, frac >= want))
+        if r['kernel'] == 'x25519' and r['reference_ns']:
+            t = r['secret_ns'] / r['reference_ns']
+            out.append(('x25519 time <= %.0fx OpenSSL' % TARGETS['x25519_time'],
+                        '%.2fx' % t, t <= TARGETS['x25519_time']))
+    return out
+
+
+def _fmt_time(ns):
+    return '%.0f ns' % ns if ns < 10000 else ('%.1f µs' % (ns / 1e3) if ns < 1e7
+                                               else '%.1f ms' % (ns / 1e6))
 
 
 def markdown(data, command):
     m = data['machine']
-    lines = [
-        '| case | size | njit | secret_jit | secret/njit |',
-        '|---|---|---:|---:|---:|',
-    ]
-    for r in data['results']:
-        if 'njit_MBps' in r:
-            a = '%.1f µs (%.0f MB/s)' % (r['njit_ns'] / 1e3, r['njit_MBps'])
-            b = '%.1f µs (%.0f MB/s)' % (r['secret_ns'] / 1e3, r['secret_MBps'])
-        else:
-            a, b = '%.0f ns' % r['njit_ns'], '%.0f ns' % r['secret_ns']
-        lines.append('| %s | %s | %s | %s | %.3f |' % (r['case'], r['size'], a,
-                                                      b, r['ratio']))
-    c = data['compile']
-    lines.append('| compile chacha20_xor (first call, fresh process) | | '
-                 '%.3f s | %.3f s | %.2f |' % (c['njit'], c['secret_jit'],
-                                               c['secret_jit'] / c['njit']))
-    head = ('Machine: %s (LLVM cpu `%s`), %s cores, Python %s, numba %s, numpy %s.  \n'
-            'Command: `%s`' % (m['cpu'], m['llvm_cpu'], m['cores'], m['python'],
-                               m['numba'], m['numpy'], command))
-    return head + '\n\n' + '\n'.join(lines) + '\n'
+    lines = ['# Benchmark results', '',
+             'Machine: %s (LLVM cpu `%s`, %s), %s cores, nominal %.2f GHz; Python %s, '
+             'numba %s, numpy %s, cryptography %s.  ' % (
+                 m['cpu'], m['llvm_cpu'], m['arch'], m['cores'],
+                 m['nominal_ghz'] or 0, m['python'], m['numba'], m['numpy'],
+                 m['cryptography']),
+             'Command: `%s` (%s).  ' % (command, time.strftime('%Y-%m-%d')),
+             'Method: same source under `njit` and `secret_jit`, interleaved with '
+             'the reference in one process, %d rounds, medians; ratio = secret/njit.'
+             % data['rows'][0]['rounds'], '',
+             '## Time per call', '',
+             '| kernel | size | njit | secret_jit | secret/njit | secret MB/s | '
+             'cycles/B | reference | reference MB/s |',
+             '|---|---|---:|---:|---:|---:|---:|---|---:|']
+    for r in data['rows']:
+        lines.append('| %s | %s | %s | %s | %.3f | %s | %s | %s | %s |' % (
+            r['kernel'], r['size'], _fmt_time(r['njit_ns']),
+            _fmt_time(r['secret_ns']), r['ratio'],
+            '%.0f' % r['secret_MBps'] if r.get('secret_MBps') else '',
+            '%.2f' % r['secret_cpb'] if r.get('secret_cpb') else '',
+            '%s %s' % (r['reference'], _fmt_time(r['reference_ns']))
+            if r['reference'] else '',
+            '%.0f' % r['reference_MBps'] if r.get('reference_MBps') else ''))
+    if data.get('compile'):
+        lines += ['', '## Compile time (fresh process, first call; then a cache=True load)',
+                  '', '| kernel | njit compile | secret compile | ratio | njit cached load '
+                  '| secret cached load |', '|---|---:|---:|---:|---:|---:|']
+        for k, c in data['compile'].items():
+            lines.append('| %s | %.3f s | %.3f s | %.2f | %.3f s | %.3f s |' % (
+                k, c['njit_compile'], c['secret_jit_compile'],
+                c['secret_jit_compile'] / c['njit_compile'], c['njit_cached'],
+                c['secret_jit_cached']))
+    if data.get('memory'):
+        mem = data['memory']
+        lines += ['', '## Memory (peak RSS, 10^5 64-byte AEAD seals)', '',
+                  '| decorator | peak RSS after warm-up | peak RSS after 10^5 calls |',
+                  '|---|---:|---:|']
+        for k, v in mem.items():
+            lines.append('| %s | %d KiB | %d KiB |' % (k, v['rss_before_KiB'],
+                                                     v['rss_after_KiB']))
+    lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
+    for what, value, ok in check_targets(data):
+        lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
+    notes = os.path.join(HERE, 'notes.md')
+    if os.path.exists(notes):
+        with open(notes) as f:
+            lines += ['', f.read().rstrip()]
+    return '\n'.join(lines) + '\n'
+
+
+def plot(data, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
+    kernels = sorted({r['kernel'] for r in data['rows'] if r['bytes']})
+    for k in kernels:
+        rs = [r for r in data['rows'] if r['kernel'] == k and r['bytes']]
+        a.plot([r['bytes'] for r in rs], [r['ratio'] for r in rs], 'o-', label=k)
+        refs = [r for r in rs if r.get('reference_MBps')]
+        if refs:
+            b.plot([r['bytes'] for r in refs],
+                   [r['secret_MBps'] / r['reference_MBps'] for r in refs], 'o-',
+                   label=k)
+    a.axhline(1.0, color='k', lw=0.5)
+    a.axhline(TARGETS['ratio_bulk'], color='r', ls='--', lw=0.8, label='target 1.03')
+    a.set(xscale='log', xlabel='input bytes', ylabel='secret_jit / njit time',
+          title='price of erasure')
+    b.set(xscale='log', xlabel='input bytes', ylabel='secret_jit / OpenSSL throughput',
+          title='against OpenSSL / hashlib')
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--quick', action='store_true', help='small sizes, few rounds')
-    p.add_argument('--json', default=os.path.join(HERE, 'results.json'))
-    p.add_argument('--markdown', help='also write the Markdown table here')
+    p.add_argument('--quick', action='store_true',
+                   help='few sizes and rounds, no compile/memory runs (< 1 minute)')
+    p.add_argument('--out', default=None,
+                   help='folder for RESULTS.md, results.json, results.png '
+                        '(default: benchmarks/ for a full run, none for --quick)')
     args = p.parse_args(argv)
-    data = run(quick=args.quick)
-    with open(args.json, 'w') as f:
-        json.dump(data, f, indent=1)
-    table = markdown(data, 'python benchmarks/run.py' + (' --quick' if args.quick else ''))
-    if args.markdown:
-        with open(args.markdown, 'w') as f:
-            f.write(table)
+    t0 = time.time()
+    rows, ghz = time_cases(args.quick)
+    data = {'machine': machine(), 'quick': args.quick, 'rows': rows}
+    if not args.quick:
+        kernels = ['chacha20', 'poly1305', 'chacha20-poly1305 seal',
+                   'xchacha20-poly1305 seal', 'sha256', 'hmac-sha256',
+                   'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
+        data['compile'] = compile_times(kernels, runs=3)
+        data['memory'] = memory(100_000)
+    data['seconds'] = time.time() - t0
+    out = args.out or (None if args.quick else HERE)
+    command = 'python benchmarks/run.py' + (' --quick' if args.quick else '')
+    table = markdown(data, command)
     print(table)
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, 'results.json'), 'w') as f:
+            json.dump(data, f, indent=1)
+        with open(os.path.join(out, 'RESULTS.md'), 'w') as f:
+            f.write(table)
+        try:
+            plot(data, os.path.join(out, 'results.png'))
+        except ImportError:
+            print('matplotlib not installed (pip install -e ".[plot]"): no plot')
     return 0
 
 
