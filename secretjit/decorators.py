@@ -49,9 +49,9 @@ def secret_jit(*args, **kws):
     - The stack allowance for external C functions is measured on Linux
       x86-64 with glibc (see tests/test_stack_bound.py), not proven.
     - Recursion, variable-sized stack frames, ``parallel=True``/``prange``,
-      object mode and calls into the interpreter are rejected at compile time
-      with :class:`~secretjit.SecretPolicyError`, as are calls to a secret
-      kernel from plain numba code.
+      object mode, calls into the interpreter, generator kernels and jitclass
+      are rejected at compile time with :class:`~secretjit.SecretPolicyError`,
+      as are calls to a secret kernel from plain numba code.
     """
     policy.check_options(kws)
     if kws.pop('_target', TARGET) != TARGET:

@@ -124,8 +124,11 @@ class SecretDispatcher(Dispatcher):
 
     targetdescr = secret_target
 
-    def __init__(self, py_func, locals=None, targetoptions=None, **kws):
+    def __init__(self, py_func, locals=None, targetoptions=None, twin=False,
+                 **kws):
         policy.check_options(targetoptions or {}, py_func)
+        if not twin:            # plain generator helpers run inside a kernel
+            policy.check_generator(py_func)
         super().__init__(py_func, locals=locals, targetoptions=targetoptions,
                          **kws)
 
@@ -204,7 +207,7 @@ def secret_twin(disp):
     if twin is None:
         opts = dict(disp.targetoptions)
         twin = SecretDispatcher(disp.py_func, locals=dict(disp.locals),
-                                targetoptions=opts,
+                                targetoptions=opts, twin=True,
                                 pipeline_class=disp._compiler.pipeline_class)
         if disp._cache.__class__.__name__ == 'FunctionCache':
             twin.enable_caching()

@@ -114,3 +114,44 @@ def test_error_is_a_numba_typing_error():
     err = SecretPolicyError('rule', 'what broke', 'the way out')
     assert str(err) == 'secretjit policy [rule]: what broke. Fix: the way out.'
     assert err.rule == 'rule'
+
+
+def test_generator_kernel_rejected():
+    with pytest.raises(SecretPolicyError, match=r'\[no-generators\]'):
+        @secret_jit
+        def gen(n):
+            for i in range(n):
+                yield i
+
+
+def test_generator_helper_consumed_inside_is_fine():
+    @njit
+    def counter(n):
+        for i in range(n):
+            yield i
+
+    @secret_jit
+    def k(n):
+        s = 0
+        for v in counter(n):
+            s += v
+        return s
+
+    assert k(5) == 10
+
+
+def test_jitclass_rejected_with_a_clear_message():
+    from numba import int64
+    from numba.experimental import jitclass
+
+    @jitclass([('x', int64)])
+    class Box:
+        def __init__(self, x):
+            self.x = x
+
+    @secret_jit
+    def k(y):
+        return Box(y).x
+
+    with pytest.raises(SecretPolicyError, match=r'\[no-jitclass\].*Box'):
+        k(1)
