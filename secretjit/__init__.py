@@ -20,5 +20,13 @@ from .target import SecretDispatcher  # noqa: E402
 from .decorators import secret_jit  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled', 'secret_jit',
-           'wipe', '__version__']
+__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled', 'random_bytes',
+           'secret_jit', 'wipe', '__version__']
+
+
+def __getattr__(name):
+    # random_bytes registers libc symbols on import: load it on first use.
+    if name == 'random_bytes':
+        from .kernels._random import random_bytes
+        return random_bytes
+    raise AttributeError("module 'secretjit' has no attribute %r" % name)

@@ -44,7 +44,8 @@ EXTERNAL_ALLOWANCE = {
     'memset': 256, 'memcpy': 256, 'memmove': 256, 'memcmp': 256,
     'bcmp': 256, 'strlen': 256,
     'malloc': 1536, 'free': 1536, 'calloc': 1536, 'realloc': 1536,
-    'getrandom': 512,
+    'getrandom': 512, 'secretjit_libc_getrandom': 512,
+    'secretjit_libc_errno_location': 64,
     '__udivti3': 256, '__umodti3': 256, '__divti3': 256, '__modti3': 256,
     '__multi3': 256, '__powidf2': 256, '__powisf2': 256,
     '__truncdfhf2': 256, '__extendhfsf2': 256, '__truncsfhf2': 256,
@@ -357,7 +358,408 @@ def _x86_step(info, mnem, ops, regs):
         info.dynamic = info.dynamic or '%s %s' % (mnem, ', '.join(ops))
 
 
-PARSERS = {'x86_64': parse_x86_64}
+# -- AArch64 -------------------------------------------------------------------
+#
+# LLVM's AArch64 assembly: ``//`` comments, ``#`` immediates, destination
+# first.  Function addresses reach registers through ``movz``/``movk`` with
+# ``:abs_g0_nc:``..``:abs_g3:`` relocations (the JIT's large code model),
+# ``adrp`` + ``ldr :got_lo12:`` (GOT entries of external functions) or
+# ``adrp`` + ``add :lo12:``; jump tables are ``adr xN, .LBB`` plus a scaled
+# offset, then ``br xN``.  The return address lives in x30 (a callee that
+# calls saves it with the other registers it pushes), so a frame starts at 0
+# and there is no red zone (``RED_ZONE['aarch64'] == 0``).
+
+_A64_GPR = re.compile(r'^[xw]([0-9]|[12][0-9]|30)$')
+_A64_RELOC = re.compile(r'^#?:([a-z0-9_]+):(.+)$')
+_A64_IMM = re.compile(r'^#(-?(?:0x[0-9a-fA-F]+|\d+))$')
+_A64_EXCLUSIVE_STORE = re.compile(r'^stl?x[rp][bh]?$')
+_A64_ATOMIC = re.compile(r'^(ld(add|clr|eor|set|smax|smin|umax|umin)|swp|cas)')
+_A64_NO_WRITE = frozenset('''
+    cmp cmn tst fcmp fcmpe ccmp ccmn fccmp fccmpe b br bl blr ret cbz cbnz tbz
+    tbnz prfm prfum nop hint dmb dsb isb brk udf msr'''.split())
+_A64_CALL_CLOBBERED = tuple('x%d' % i for i in range(19)) + ('x30',)
+_A64_FULL = frozenset(range(4))       # movz/movk groups of a 64-bit address
+# Bytes of one SVE vector / predicate at the architectural maximum
+# vector length (2048 bits), for ``addvl``/``addpl`` on the stack pointer.
+_SVE_VL_MAX = 256
+_SVE_PL_MAX = 32
+
+
+def _a64_strip_comment(line):
+    """``line`` without a trailing ``// comment`` (quotes respected)."""
+    quoted = False
+    for i, c in enumerate(line):
+        if c == '"':
+            quoted = not quoted
+        elif c == '/' and not quoted and line[i + 1:i + 2] == '/':
+            return line[:i]
+    return line
+
+
+def _a64_split_ops(text):
+    """Operands of one instruction: commas inside ``[]``, ``{}`` and quotes
+    do not split."""
+    out, depth, cur, quoted = [], 0, '', False
+    for c in text:
+        if c == '"':
+            quoted = not quoted
+        elif not quoted and c in '[{':
+            depth += 1
+        elif not quoted and c in ']}':
+            depth -= 1
+        if c == ',' and depth == 0 and not quoted:
+            out.append(cur.strip())
+            cur = ''
+        else:
+            cur += c
+    out.append(cur.strip())
+    return [o for o in out if o]
+
+
+def _a64_reg(op):
+    """``x8`` for ``x8``/``w8``; None for anything else (sp, xzr, vN, ...)."""
+    return 'x' + op[1:] if _A64_GPR.match(op) else None
+
+
+def _a64_symbol(op):
+    op = op.strip()
+    if op.startswith('"') and op.endswith('"'):
+        op = op[1:-1]
+    return op
+
+
+def _a64_reloc(op):
+    """``(kind, symbol)`` of an operand like ``#:abs_g1_nc:foo``/``:got:foo``."""
+    m = _A64_RELOC.match(op.strip())
+    return (m.group(1), _a64_symbol(m.group(2))) if m else (None, None)
+
+
+def _a64_imm(op):
+    m = _A64_IMM.match(op.strip())
+    return int(m.group(1), 0) if m else None
+
+
+def _a64_signed(imm):
+    """A 64-bit logical immediate as a signed number (0 for None)."""
+    if imm is None:
+        return 0
+    return imm - (1 << 64) if imm >= 1 << 63 else imm
+
+
+def _a64_mem_base(op):
+    """Base register of a memory operand ``[xN, ...]``, else None."""
+    if not op.startswith('['):
+        return None
+    return op[1:].split(',')[0].split(']')[0].strip()
+
+
+def _a64_writeback(ops):
+    """``(base, offset)`` if the instruction updates its base register:
+    pre-index ``[base, #off]!`` or post-index ``[base], #off``."""
+    for i, op in enumerate(ops):
+        if op.startswith('[') and op.endswith(']!'):
+            inner = _a64_split_ops(op[1:-2])
+            off = _a64_imm(inner[1]) if len(inner) > 1 else 0
+            return inner[0], off
+        if op.startswith('[') and op.endswith(']') and i + 1 < len(ops) \
+                and ',' not in op and i + 1 == len(ops) - 1:
+            nxt = ops[i + 1]
+            return op[1:-1].strip(), _a64_imm(nxt)
+    return None
+
+
+def _a64_written(mnem, ops):
+    """64-bit general-purpose registers an instruction may write."""
+    out = set()
+    if mnem == 'bl' or mnem.startswith('blr'):
+        out.update(_A64_CALL_CLOBBERED)
+    if mnem == 'svc':
+        out.add('x0')
+    wb = _a64_writeback(ops)
+    if wb and _a64_reg(wb[0]):
+        out.add(_a64_reg(wb[0]))
+    if not ops or mnem in _A64_NO_WRITE or mnem.startswith('b.'):
+        return out
+    regs = [_a64_reg(o) for o in ops]
+    if _A64_ATOMIC.match(mnem):
+        out.update(r for r in regs if r)              # every register operand
+    elif mnem.startswith('st'):
+        if _A64_EXCLUSIVE_STORE.match(mnem) and regs[0]:
+            out.add(regs[0])                          # the status register
+    elif mnem in ('ldp', 'ldnp', 'ldpsw', 'ldxp', 'ldaxp'):
+        out.update(r for r in regs[:2] if r)
+    elif regs[0]:
+        out.add(regs[0])
+    return out
+
+
+def _a64_value(state, mnem, ops):
+    """What the destination of ``mnem ops`` holds: a set of symbols (complete
+    addresses), of partial-address markers, or None (unknown)."""
+    if len(ops) < 2:
+        return None
+    kind, sym = _a64_reloc(ops[1])
+    src = state.get(_a64_reg(ops[1]) or '', None)
+    if mnem == 'movz' and kind and kind.startswith('abs_g'):
+        return frozenset([('@abs', sym, frozenset([int(kind[5])]))])
+    if mnem == 'movk' and kind and kind.startswith('abs_g'):
+        old = state.get(_a64_reg(ops[0]))
+        if old and len(old) == 1:
+            (mark,) = old
+            if isinstance(mark, tuple) and mark[0] == '@abs' and mark[1] == sym:
+                groups = mark[2] | {int(kind[5])}
+                if groups == _A64_FULL:
+                    return frozenset([sym])
+                return frozenset([('@abs', sym, groups)])
+        return None
+    if mnem == 'adrp':
+        if kind == 'got':
+            return frozenset([('@gotpage', sym)])
+        if kind is None:
+            return frozenset([('@page', _a64_symbol(ops[1]))])
+        return None
+    if mnem == 'adr' and kind is None:
+        return frozenset([_a64_symbol(ops[1])])
+    base = _a64_mem_base(ops[1])
+    if mnem == 'ldr' and base and len(ops) == 2:
+        inner = _a64_split_ops(ops[1][1:-1]) if ops[1].endswith(']') else []
+        if len(inner) == 2:
+            kind, sym = _a64_reloc(inner[1])
+            if kind == 'got_lo12' and state.get(_a64_reg(inner[0]) or '') \
+                    == frozenset([('@gotpage', sym)]):
+                return frozenset([sym])
+        return None
+    if mnem == 'add' and len(ops) >= 3:
+        kind, sym = _a64_reloc(ops[2])
+        if kind == 'lo12' and src == frozenset([('@page', sym)]):
+            return frozenset([sym])
+        # jump-table arithmetic: a local label plus a scaled table entry
+        other = state.get(_a64_reg(ops[2]) or '', None)
+        for labels in (src, other):
+            if labels and all(isinstance(s, str) and s.startswith('.L')
+                              for s in labels):
+                return labels
+        return None
+    if mnem == 'mov' and len(ops) == 2 and ops[0].startswith('x') \
+            and _a64_reg(ops[1]):
+        return src
+    if mnem == 'csel' and len(ops) == 4:
+        a = state.get(_a64_reg(ops[1]) or '')
+        b = state.get(_a64_reg(ops[2]) or '')
+        if a is not None and b is not None:
+            return a | b
+    return None
+
+
+def _a64_blocks(body):
+    """Basic blocks of a function body and their successors."""
+    blocks, labels = [[]], {}
+    for item in body:
+        if item[0] == ':label':
+            blocks.append([])
+            labels[item[1][0]] = len(blocks) - 1
+            continue
+        blocks[-1].append(item)
+        mnem = item[0]
+        if mnem in ('b', 'br', 'ret', 'cbz', 'cbnz', 'tbz', 'tbnz', 'brk',
+                    'udf') or mnem.startswith(('b.', 'br', 'ret')):
+            blocks.append([])
+    succs = []
+    for i, blk in enumerate(blocks):
+        s = set()
+        last = blk[-1] if blk else None
+        mnem = last[0] if last else ''
+        ends = mnem in ('b', 'br', 'ret', 'brk', 'udf') or (
+            mnem.startswith(('br', 'ret')) and mnem not in ('b', 'bl'))
+        if not ends and i + 1 < len(blocks):
+            s.add(i + 1)
+        if last is not None and (mnem in ('b', 'cbz', 'cbnz', 'tbz', 'tbnz')
+                                 or mnem.startswith('b.')) and last[1]:
+            target = _a64_symbol(last[1][-1])
+            if target in labels:
+                s.add(labels[target])
+        succs.append(s)
+    return blocks, succs
+
+
+def _a64_with_register_contents(body):
+    """Yield ``(mnem, ops, regs)`` like :func:`_with_register_contents`:
+    ``regs`` maps each register that holds a symbol's address on every path
+    into the instruction to the symbols it may hold (partial ``movz``/``movk``
+    and ``adrp`` pages are markers, not symbols)."""
+    blocks, succs = _a64_blocks(body)
+
+    def transfer(state, mnem, ops):
+        value = _a64_value(state, mnem, ops)
+        new = dict(state)
+        for reg in _a64_written(mnem, ops):
+            new.pop(reg, None)
+        dst = _a64_reg(ops[0]) if ops else None
+        if value is not None and dst and dst.startswith('x') \
+                and ops[0].startswith('x'):
+            new[dst] = value
+        return new
+
+    def join(a, b):
+        if a is None:
+            return b
+        return {r: a[r] | b[r] for r in a.keys() & b.keys()}
+
+    entry = [None] * len(blocks)
+    entry[0] = {}
+    work = [0]
+    while work:
+        i = work.pop()
+        state = entry[i]
+        for mnem, ops in blocks[i]:
+            state = transfer(state, mnem, ops)
+        for j in succs[i]:
+            new = join(entry[j], state)
+            if new != entry[j]:
+                entry[j] = new
+                work.append(j)
+    for i, blk in enumerate(blocks):
+        state = entry[i] if entry[i] is not None else {}
+        for mnem, ops in blk:
+            yield mnem, ops, state
+            state = transfer(state, mnem, ops)
+
+
+def _a64_targets(regs, reg):
+    """``('call', syms)``, ``('table', None)`` or ``('unknown', None)`` for a
+    branch through ``reg``."""
+    held = regs.get(_a64_reg(reg) or '')
+    if held and all(isinstance(s, str) for s in held):
+        if all(s.startswith('.L') for s in held):
+            return 'table', None
+        if not any(s.startswith('.L') for s in held):
+            return 'call', set(held)
+    return 'unknown', None
+
+
+def _a64_step(info, mnem, ops, regs, sp_regs):
+    if mnem == 'bl':
+        info.calls = True
+        info.callees.add(_a64_symbol(ops[0]))
+        return
+    if mnem.startswith('blr'):                    # blr, blraa, ...
+        info.calls = True
+        kind, syms = _a64_targets(regs, ops[0])
+        if kind == 'call':
+            info.callees |= syms
+        else:
+            info.indirect += 1
+        return
+    if mnem.startswith('br'):                     # br, braa, ...
+        kind, syms = _a64_targets(regs, ops[0])
+        if kind == 'table':
+            return                                # jump table of this function
+        info.calls = True
+        if kind == 'call':
+            info.callees |= syms                  # tail call via register
+        else:
+            info.indirect += 1
+        return
+    if mnem in ('b', 'cbz', 'cbnz', 'tbz', 'tbnz') or mnem.startswith('b.'):
+        target = _a64_symbol(ops[-1]) if ops else ''
+        if not target.startswith('.L'):
+            info.calls = True                     # tail call
+            info.callees.add(target)
+        return
+    text = '%s %s' % (mnem, ', '.join(ops))
+    wb = _a64_writeback(ops)
+    if wb and wb[0] in ('sp', 'wsp'):
+        off = wb[1]
+        if off is None:
+            info.dynamic = info.dynamic or text
+        elif off < 0:
+            info.frame += -off                    # pre/post-index push
+        return
+    dst = ops[0] if ops else ''
+    # Registers that hold sp minus a known amount (for realignment).
+    if dst and _a64_reg(dst):
+        reg = _a64_reg(dst)
+        sp_regs.pop(reg, None)
+        if mnem == 'mov' and len(ops) == 2 and ops[1] == 'sp':
+            sp_regs[reg] = 0
+        elif mnem == 'sub' and len(ops) == 3 and ops[1] == 'sp' \
+                and _a64_imm(ops[2]) is not None:
+            sp_regs[reg] = _a64_imm(ops[2])
+    if dst not in ('sp', 'wsp') or mnem.startswith('st') or mnem in (
+            'cmp', 'cmn', 'tst'):
+        return
+    # The stack pointer is the destination.
+    src = ops[1] if len(ops) > 1 else ''
+    rest = ops[2:]
+    if mnem in ('sub', 'add') and src == 'sp' and rest \
+            and _a64_imm(rest[0]) is not None:
+        n = _a64_imm(rest[0])
+        if len(rest) > 1:
+            shift = re.match(r'^lsl #(\d+)$', rest[1])
+            if not shift:
+                info.dynamic = info.dynamic or text
+                return
+            n <<= int(shift.group(1))
+        if mnem == 'add':
+            n = -n
+        info.frame += max(n, 0)
+    elif mnem in ('addvl', 'addpl') and src == 'sp' and rest \
+            and _a64_imm(rest[0]) is not None:
+        n = _a64_imm(rest[0])
+        unit = _SVE_VL_MAX if mnem == 'addvl' else _SVE_PL_MAX
+        info.frame += max(-n, 0) * unit           # at the largest vector length
+    elif src in ('x29', 'fp') and (mnem == 'mov' or (
+            mnem in ('sub', 'add', 'addvl', 'addpl') and rest
+            and _a64_imm(rest[0]) is not None)):
+        pass                                      # frame-pointer epilogue
+    elif mnem == 'and' and _a64_reg(src) in sp_regs and rest \
+            and _a64_signed(_a64_imm(rest[0])) < 0:
+        # realignment: sp = (sp - n) & -align
+        info.frame += sp_regs[_a64_reg(src)] - _a64_signed(_a64_imm(rest[0]))
+    else:
+        info.dynamic = info.dynamic or text
+
+
+def parse_aarch64(asm, functions):
+    """Frame facts for every function in ``functions`` found in AArch64 ``asm``.
+
+    Same contract as :func:`parse_x86_64`: ``{name: FrameInfo}``, with
+    ``frame`` the sum of every stack-pointer decrement (no return address:
+    ``bl`` keeps it in x30).
+    """
+    bodies = {}
+    cur = None
+    for raw in asm.splitlines():
+        stripped = _a64_strip_comment(raw).strip()
+        if not stripped:
+            continue
+        m = _X86_FUNC_LABEL.match(stripped)
+        if m and not raw.startswith(('\t', ' ')):
+            name = m.group(1) if m.group(1) is not None else m.group(2)
+            if name in functions:
+                cur = bodies[name] = []
+                continue
+            if name.startswith('.Lfunc_end'):
+                cur = None
+                continue
+            if cur is not None:
+                cur.append((':label', [name]))
+            continue
+        if cur is None or stripped.startswith('.'):
+            continue
+        parts = stripped.split(None, 1)
+        ops = _a64_split_ops(parts[1]) if len(parts) > 1 else []
+        cur.append((parts[0].lower(), ops))
+    infos = {}
+    for name, body in bodies.items():
+        info = infos[name] = FrameInfo(name, frame=0)
+        sp_regs = {}
+        for mnem, ops, regs in _a64_with_register_contents(body):
+            _a64_step(info, mnem, ops, regs, sp_regs)
+    return infos
+
+
+PARSERS = {'x86_64': parse_x86_64, 'aarch64': parse_aarch64}
 
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,

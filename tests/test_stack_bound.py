@@ -141,3 +141,12 @@ def test_bound_reports_its_reasons(key):
     assert any(n in bound.externals for n in ('sin', 'pow', 'exp'))
     assert bound.depth < DEFAULT_ALLOWANCE + 8192
     assert readable(bound.path[0][0]).endswith('alloc_libm_kernel')
+
+
+def test_getrandom_and_errno_fit_their_allowance():
+    buf = np.zeros(1 << 16, np.uint8)
+    for n in (1, 32, 1 << 16):
+        assert _depth(libc, 'getrandom', [buf.ctypes.data, n, 0]) \
+            <= external_allowance('secretjit_libc_getrandom')
+    assert _depth(libc, '__errno_location') \
+        <= external_allowance('secretjit_libc_errno_location')

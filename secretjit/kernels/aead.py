@@ -1,0 +1,226 @@
+"""ChaCha20-Poly1305 (RFC 8439 2.8) and XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) AEAD kernels.
+
+``seal`` returns ciphertext || 16-byte tag; ``open`` verifies the tag in constant time
+before decrypting and raises :class:`secretjit.kernels.InvalidTag` on any mismatch
+(no plaintext is released).
+"""
+import numpy as np
+from numba import njit
+
+from . import InvalidTag
+from ._jit import secret_kernel, wipe
+from ._util import as_u8, as_u8_sized, take_bytes
+from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
+from .poly1305 import STATE_SIZE, _HIBIT, _blocks_serial, _ct_equal16, _poly_finish, \
+    _poly_init, _poly_update_padded
+
+__all__ = ["seal", "open", "xseal", "xopen", "aead_seal_kernel", "aead_open_kernel",
+           "xaead_seal_kernel", "xaead_open_kernel", "KEY_SIZE", "NONCE_SIZE", "XNONCE_SIZE",
+           "TAG_SIZE", "MAX_PLAINTEXT"]
+
+KEY_SIZE = 32
+NONCE_SIZE = 12
+XNONCE_SIZE = 24
+TAG_SIZE = 16
+MAX_PLAINTEXT = (2 ** 32 - 1) * 64     # 32-bit block counter starting at 1
+
+
+@njit
+def _store_le64(buf, off, v):
+    for i in range(8):
+        buf[off + i] = np.uint8((np.uint64(v) >> np.uint64(8 * i)) & np.uint64(0xFF))
+
+
+@njit
+def _tag(ps, aad, ct, ct_off, n, buf, out, out_off):
+    """Poly1305 over aad || pad || ct[ct_off:ct_off+n] || pad || le64(len aad) || le64(n)."""
+    _poly_update_padded(ps, aad, 0, aad.size, buf)
+    _poly_update_padded(ps, ct, ct_off, n, buf)
+    _store_le64(buf, 0, aad.size)
+    _store_le64(buf, 8, n)
+    _blocks_serial(ps, buf, 0, 1, _HIBIT)
+    for i in range(16):
+        buf[i] = 0
+    _poly_finish(ps, out, out_off)
+
+
+@njit
+def _poly_key(st, x, ks, ps):
+    """Initialise Poly1305 state ps from keystream block 0 (RFC 8439 2.6)."""
+    _keystream_block(st, np.uint32(0), x, ks.view(np.uint32))
+    _poly_init(ps, ks)                   # uses ks[0:32]
+    for i in range(ks.size):
+        ks[i] = 0
+
+
+@njit
+def _seal(key, nonce12, pt, aad, out):
+    n = pt.size
+    st = np.empty(16, np.uint32)
+    x = np.empty(16 * LANES, np.uint32)
+    ks = np.empty(_CHUNK, np.uint8)
+    ps = np.empty(STATE_SIZE, np.uint64)
+    buf = np.zeros(16, np.uint8)
+    _setup(st, key, nonce12, 0)
+    _poly_key(st, x, ks, ps)
+    _xor_stream(st, x, ks, 1, pt, 0, out, 0, n)
+    _tag(ps, aad, out, 0, n, buf, out, n)
+    wipe(st)
+    wipe(x)
+    wipe(ks)
+    wipe(ps)
+    wipe(buf)
+
+
+@njit
+def _open(key, nonce12, ct, aad, out):
+    n = ct.size - 16
+    st = np.empty(16, np.uint32)
+    x = np.empty(16 * LANES, np.uint32)
+    ks = np.empty(_CHUNK, np.uint8)
+    ps = np.empty(STATE_SIZE, np.uint64)
+    buf = np.zeros(16, np.uint8)
+    mac = np.empty(16, np.uint8)
+    _setup(st, key, nonce12, 0)
+    _poly_key(st, x, ks, ps)
+    _tag(ps, aad, ct, 0, n, buf, mac, 0)
+    ok = _ct_equal16(mac, 0, ct, n)
+    if ok == 1:                          # the verdict is public; decrypt only authentic data
+        _xor_stream(st, x, ks, 1, ct, 0, out, 0, n)
+    else:
+        for i in range(n):
+            out[i] = 0
+    wipe(st)
+    wipe(x)
+    wipe(ks)
+    wipe(ps)
+    wipe(buf)
+    wipe(mac)
+    return ok
+
+
+@njit
+def _xnonce(key, nonce24, subkey, nonce12, x):
+    """XChaCha20: subkey = HChaCha20(key, nonce24[:16]); nonce12 = 0^4 || nonce24[16:24]."""
+    _hchacha(key, nonce24[0:16], subkey, x)
+    for i in range(4):
+        nonce12[i] = 0
+    for i in range(8):
+        nonce12[4 + i] = nonce24[16 + i]
+
+
+@njit
+def _check_seal(key, nonce, nonce_size, pt, out):
+    if key.size != 32:
+        raise ValueError("key must be 32 bytes")
+    if nonce.size != nonce_size:
+        raise ValueError("nonce has the wrong size")
+    if pt.size > MAX_PLAINTEXT:
+        raise ValueError("plaintext too long")
+    if out.size != pt.size + 16:
+        raise ValueError("out must be len(plaintext) + 16 bytes")
+
+
+@njit
+def _check_open(key, nonce, nonce_size, ct, out):
+    if key.size != 32:
+        raise ValueError("key must be 32 bytes")
+    if nonce.size != nonce_size:
+        raise ValueError("nonce has the wrong size")
+    if ct.size < 16:
+        raise ValueError("ciphertext_and_tag must be at least 16 bytes")
+    if ct.size - 16 > MAX_PLAINTEXT:
+        raise ValueError("ciphertext too long")
+    if out.size != ct.size - 16:
+        raise ValueError("out must be len(ciphertext_and_tag) - 16 bytes")
+
+
+@secret_kernel(cache=True, nogil=True)
+def aead_seal_kernel(key, nonce, plaintext, aad, out):
+    """out = ChaCha20-Poly1305 ciphertext || tag; out.size must be plaintext.size + 16."""
+    _check_seal(key, nonce, 12, plaintext, out)
+    _seal(key, nonce, plaintext, aad, out)
+
+
+@secret_kernel(cache=True, nogil=True)
+def aead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
+    """Verify and decrypt; returns 1 and fills out (size len-16) if authentic, else 0 and zeroes out."""
+    _check_open(key, nonce, 12, ciphertext_and_tag, out)
+    return _open(key, nonce, ciphertext_and_tag, aad, out)
+
+
+@secret_kernel(cache=True, nogil=True)
+def xaead_seal_kernel(key, nonce, plaintext, aad, out):
+    """XChaCha20-Poly1305 seal with a 24-byte nonce; out.size must be plaintext.size + 16."""
+    _check_seal(key, nonce, 24, plaintext, out)
+    subkey = np.empty(32, np.uint8)
+    nonce12 = np.empty(12, np.uint8)
+    x = np.empty(16, np.uint32)
+    _xnonce(key, nonce, subkey, nonce12, x)
+    _seal(subkey, nonce12, plaintext, aad, out)
+    wipe(subkey)
+    wipe(nonce12)
+    wipe(x)
+
+
+@secret_kernel(cache=True, nogil=True)
+def xaead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
+    """XChaCha20-Poly1305 open with a 24-byte nonce; returns 1 if authentic (out filled), else 0."""
+    _check_open(key, nonce, 24, ciphertext_and_tag, out)
+    subkey = np.empty(32, np.uint8)
+    nonce12 = np.empty(12, np.uint8)
+    x = np.empty(16, np.uint32)
+    _xnonce(key, nonce, subkey, nonce12, x)
+    ok = _open(subkey, nonce12, ciphertext_and_tag, aad, out)
+    wipe(subkey)
+    wipe(nonce12)
+    wipe(x)
+    return ok
+
+
+def _seal_py(kernel, key, nonce, nonce_size, plaintext, aad):
+    k = as_u8_sized(key, "key", KEY_SIZE)
+    n = as_u8_sized(nonce, "nonce", nonce_size)
+    p = as_u8(plaintext, "plaintext")
+    a = as_u8(aad, "aad")
+    if p.size > MAX_PLAINTEXT:
+        raise ValueError(f"plaintext must be at most {MAX_PLAINTEXT} bytes, got {p.size}")
+    out = np.empty(p.size + TAG_SIZE, np.uint8)
+    kernel(k, n, p, a, out)
+    return out.tobytes()
+
+
+def _open_py(kernel, key, nonce, nonce_size, ciphertext_and_tag, aad):
+    k = as_u8_sized(key, "key", KEY_SIZE)
+    n = as_u8_sized(nonce, "nonce", nonce_size)
+    c = as_u8(ciphertext_and_tag, "ciphertext_and_tag")
+    a = as_u8(aad, "aad")
+    if c.size < TAG_SIZE:
+        raise InvalidTag(f"ciphertext_and_tag must be at least {TAG_SIZE} bytes, got {c.size}")
+    if c.size - TAG_SIZE > MAX_PLAINTEXT:
+        raise ValueError(f"ciphertext_and_tag must be at most {MAX_PLAINTEXT + TAG_SIZE} bytes, "
+                         f"got {c.size}")
+    out = np.empty(c.size - TAG_SIZE, np.uint8)
+    if kernel(k, n, c, a, out) != 1:
+        raise InvalidTag("authentication failed")
+    return take_bytes(out)
+
+
+def seal(key, nonce, plaintext, aad=b""):
+    """ChaCha20-Poly1305 encrypt: 32-byte key, 12-byte nonce -> ciphertext || 16-byte tag."""
+    return _seal_py(aead_seal_kernel, key, nonce, NONCE_SIZE, plaintext, aad)
+
+
+def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001 - the requested API name
+    """ChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
+    return _open_py(aead_open_kernel, key, nonce, NONCE_SIZE, ciphertext_and_tag, aad)
+
+
+def xseal(key, nonce, plaintext, aad=b""):
+    """XChaCha20-Poly1305 encrypt: 32-byte key, 24-byte nonce -> ciphertext || 16-byte tag."""
+    return _seal_py(xaead_seal_kernel, key, nonce, XNONCE_SIZE, plaintext, aad)
+
+
+def xopen(key, nonce, ciphertext_and_tag, aad=b""):
+    """XChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
+    return _open_py(xaead_open_kernel, key, nonce, XNONCE_SIZE, ciphertext_and_tag, aad)
