@@ -224,9 +224,15 @@ def _with_register_contents(body):
         succs.append(s)
 
     def transfer(state, mnem, ops):
+        copied = None
+        if mnem == 'movq' and len(ops) == 2 and ops[0] in _GPR64 \
+                and ops[1] in _GPR64:
+            copied = state.get(_GPR64[ops[0]])         # register-to-register copy
         state = dict(state)
         for reg in _written(mnem, ops):
             state.pop(reg, None)
+        if copied is not None:
+            state[_GPR64[ops[1]]] = copied
         if mnem == 'movabsq' and len(ops) == 2 and _imm(ops[0]) is None \
                 and ops[1] in _GPR64:
             sym = _x86_symbol(ops[0])
@@ -712,6 +718,8 @@ def _a64_step(info, mnem, ops, regs, sp_regs):
             mnem in ('sub', 'add', 'addvl', 'addpl') and rest
             and _a64_imm(rest[0]) is not None)):
         pass                                      # frame-pointer epilogue
+    elif mnem == 'mov' and _a64_reg(src) in sp_regs and not rest:
+        info.frame += sp_regs[_a64_reg(src)]      # sp = a copy of sp - n
     elif mnem == 'and' and _a64_reg(src) in sp_regs and rest \
             and _a64_signed(_a64_imm(rest[0])) < 0:
         # realignment: sp = (sp - n) & -align

@@ -32,3 +32,9 @@ def test_demo_shows_the_evidence():
     assert len(rows) == 4
     for row in rows:
         assert int(row[-2]) > 0 and int(row[-1]) == 0, row
+
+
+def test_sealed_box_example():
+    out = _run('sealed_box.py')
+    assert "opened: b'the session key must not outlive this call'" in out
+    assert 'tampered box rejected' in out
