@@ -17,7 +17,7 @@ from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
 
 from . import passes, runtime, stack_bound
-from .stack_bound import compute_bounds
+from .stack_bound import compute_bounds, frame_sizes
 
 VERSION = '0.1'
 # Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
@@ -55,6 +55,17 @@ def host_arch():
     return _ARCH.get(platform.machine().lower(), platform.machine().lower())
 
 
+def host_has_sve():
+    """Whether the kernel reports SVE on this AArch64 CPU (``AT_HWCAP``)."""
+    if host_arch() != 'aarch64':
+        return False
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.getauxval.restype = ctypes.c_ulong
+    libc.getauxval.argtypes = [ctypes.c_ulong]
+    return bool(libc.getauxval(16) & (1 << 22))     # AT_HWCAP, HWCAP_SVE
+
+
 def _module_symbols(mod):
     """(defined function names, global variable names) of an LLVM module."""
     funcs = {f.name for f in mod.functions if not f.is_declaration}
@@ -70,6 +81,7 @@ class SecretCodeLibrary(JITCodeLibrary):
         self._secret_entries = []       # (wrapper, kernel) pairs
         self.pass_reports = []
         self.stack_bounds = {}          # kernel name -> StackBound
+        self.frame_sizes = {}           # function name -> frame bytes analysed
 
     def add_secret_entry(self, wrapper, kernel):
         """Route calls from ``wrapper`` to ``kernel`` through a boundary."""
@@ -114,6 +126,7 @@ class SecretCodeLibrary(JITCodeLibrary):
                 asm, funcs, kernels, arch, data=data,
                 extra_allowance=self._codegen.runtime_depths,
                 module_name=self.name)
+            self.frame_sizes = frame_sizes(asm, funcs, arch)
             text, report = passes.write_depths(
                 text, {k: b.depth for k, b in self.stack_bounds.items()})
             self.pass_reports.append(report)
@@ -143,6 +156,16 @@ class SecretCodegen(JITCPUCodegen):
     """JIT codegen with its own engine, preloaded with the wiping runtime."""
 
     _library_class = SecretCodeLibrary
+
+    def _customize_tm_features(self):
+        # LLVM zeroes z0-z31 and p0-p15 ("zero-call-used-regs") only when it
+        # compiles for SVE.  Where it misses SVE in /proc/cpuinfo (qemu-user
+        # shows the host's), take the kernel's word for it.
+        features = super()._customize_tm_features()
+        if host_has_sve() and '+sve' not in features.split(','):
+            features = ','.join([f for f in features.split(',')
+                                 if f and f != '-sve'] + ['+sve'])
+        return features
 
     def __init__(self, module_name):
         super().__init__(module_name)

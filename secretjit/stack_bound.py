@@ -770,6 +770,12 @@ def parse_aarch64(asm, functions):
 PARSERS = {'x86_64': parse_x86_64, 'aarch64': parse_aarch64}
 
 
+def frame_sizes(asm, functions, arch):
+    """``{function: frame bytes}`` as the bound sees them, for cross-checks."""
+    return {name: info.frame
+            for name, info in PARSERS[arch](asm, set(functions)).items()}
+
+
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                    indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>'):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
