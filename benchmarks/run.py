@@ -352,7 +352,7 @@ def main(argv=None):
         kernels = ['chacha20', 'poly1305', 'chacha20-poly1305 seal',
                    'xchacha20-poly1305 seal', 'sha256', 'hmac-sha256',
                    'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
-        data['compile'] = compile_times(kernels, runs=3)
+        data['compile'] = compile_times(kernels, runs=2)
         data['memory'] = memory(100_000)
     data['seconds'] = time.time() - t0
     out = args.out or (None if args.quick else HERE)

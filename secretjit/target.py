@@ -14,6 +14,7 @@ A short chain of numba subclasses, each there for one reason:
 """
 
 import re
+import threading
 import weakref
 from functools import cached_property
 
@@ -69,13 +70,28 @@ class SecretContext(CPUContext):
                                release_gil=False):
         super().create_cpython_wrapper(library, fndesc, env, call_helper,
                                        release_gil=release_gil)
-        library.add_secret_entry(fndesc.llvm_cpython_wrapper_name,
-                                 fndesc.llvm_func_name)
+        if not _compiling_internal():
+            library.add_secret_entry(fndesc.llvm_cpython_wrapper_name,
+                                     fndesc.llvm_func_name)
 
     def create_cfunc_wrapper(self, library, fndesc, env, call_helper):
         super().create_cfunc_wrapper(library, fndesc, env, call_helper)
-        library.add_secret_entry(fndesc.llvm_cfunc_wrapper_name,
-                                 fndesc.llvm_func_name)
+        if not _compiling_internal():
+            library.add_secret_entry(fndesc.llvm_cfunc_wrapper_name,
+                                     fndesc.llvm_func_name)
+
+
+# Which dispatchers are being compiled on this thread, innermost last.  Twins
+# of plain helpers and @overload implementations only ever run inside a secret
+# kernel, under its boundary: their own libraries get no boundary (and so no
+# second code generation for the stack analysis); the kernel that links them
+# in analyses their frames as part of its call tree.
+_compiling = threading.local()
+
+
+def _compiling_internal():
+    stack = getattr(_compiling, 'stack', None)
+    return bool(stack) and stack[-1]
 
 
 class SecretTarget(TargetDescriptor):
@@ -132,7 +148,18 @@ class SecretDispatcher(Dispatcher):
         super().__init__(py_func, locals=locals, targetoptions=targetoptions,
                          **kws)
 
+    # Set on twins and @overload implementations: no boundary of their own.
+    _secret_internal = False
+
     def compile(self, sig):
+        stack = _compiling.__dict__.setdefault('stack', [])
+        stack.append(self._secret_internal)
+        try:
+            return self._compile_secret(sig)
+        finally:
+            stack.pop()
+
+    def _compile_secret(self, sig):
         with target_override(TARGET):
             try:
                 return super().compile(sig)
@@ -209,6 +236,7 @@ def secret_twin(disp):
         twin = SecretDispatcher(disp.py_func, locals=dict(disp.locals),
                                 targetoptions=opts, twin=True,
                                 pipeline_class=disp._compiler.pipeline_class)
+        twin._secret_internal = True
         if disp._cache.__class__.__name__ == 'FunctionCache':
             twin.enable_caching()
         _twins[disp] = twin
@@ -227,7 +255,16 @@ def _retarget(val):
 def _overload_jit(*args, **kws):
     """Decorator numba uses to compile ``@overload`` implementations."""
     from .decorators import secret_jit
-    return secret_jit(*args, **kws)
+    jitted = secret_jit(*args, **kws)
+    if isinstance(jitted, SecretDispatcher):
+        jitted._secret_internal = True
+        return jitted
+
+    def wrapper(func):
+        disp = jitted(func)
+        disp._secret_internal = True
+        return disp
+    return wrapper
 
 
 jit_registry[target_registry[TARGET]] = _overload_jit
