@@ -36,9 +36,11 @@ SCRUB_ASM = {
         'movq %rsp, %rdi\\0Asubq $0, %rdi\\0Amovq $0, %rcx\\0A'
         'shrq $$3, %rcx\\0Axorl %eax, %eax\\0Arep stosq',
         'r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}'),
+    # Tested at the top: a depth of 0 (a leaf kernel without a frame) must
+    # store nothing, not the 16 bytes at [sp, sp + 16).
     'aarch64': (
-        'mov x9, sp\\0Asub x10, x9, $0\\0A'
-        '1:\\0Astp xzr, xzr, [x10], #16\\0Acmp x10, x9\\0Ab.lo 1b',
+        'mov x9, sp\\0Asub x10, x9, $0\\0Ab 2f\\0A'
+        '1:\\0Astp xzr, xzr, [x10], #16\\0A2:\\0Acmp x10, x9\\0Ab.lo 1b',
         'r,~{x9},~{x10},~{memory},~{nzcv}'),
 }
 

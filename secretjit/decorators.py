@@ -20,7 +20,9 @@ def secret_jit(*args, **kws):
 
     - Registers: every call-clobbered register except the return register is
       zero: general-purpose, vector (xmm/ymm/zmm 0-31 as the CPU has them),
-      AVX-512 mask registers k0-k7 and the x87 stack on x86-64.  Functions of
+      AVX-512 mask registers k0-k7 and the x87 stack on x86-64; x1-x18 and
+      the vector registers (z0-z31 and p0-p15 with SVE) on AArch64, where
+      the low halves of v8-v15 are callee-saved.  Functions of
       the call tree zero the registers they used; the boundary zeroes all.
     - Stack: every byte the call tree wrote below the caller's stack pointer
       is zero, up to a depth bound computed from the machine code of the
@@ -47,7 +49,8 @@ def secret_jit(*args, **kws):
       (typed List/Dict C helpers, BLAS/LAPACK through np.linalg, libc's own
       buffers) is not wiped.
     - The stack allowance for external C functions is measured on Linux
-      x86-64 with glibc (see tests/test_stack_bound.py), not proven.
+      x86-64 and AArch64 with glibc (see tests/test_stack_bound.py and
+      tests/test_aarch64.py), not proven.
     - Recursion, variable-sized stack frames, ``parallel=True``/``prange``,
       object mode, calls into the interpreter, generator kernels and jitclass
       are rejected at compile time with :class:`~secretjit.SecretPolicyError`,

@@ -14,6 +14,11 @@ detector can see a leak (as Go's runtime/secret tests do).
 - :func:`freed_memory` reads a heap block after its owner freed it.
 - :func:`stack_scratch` gives a kernel an array in its own stack frame, so a
   test can place secrets at a known depth.
+
+Every probe exists for x86-64 and for AArch64 (Linux), chosen by
+:func:`~secretjit.codegen.host_arch`; the public functions are the same.  On
+AArch64 the register probe spills x0-x18 and v0-v31, and, when the CPU has
+SVE, the whole z0-z31, p0-p15 and FFR at the current vector length.
 """
 
 import ctypes
@@ -26,13 +31,21 @@ from numba import typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .codegen import host_arch
+from .codegen import host_arch, host_has_sve
 
 POISON = 0x5A5A5A5A5A5A5A5A
 CANARY = 0xDEADBEEFCAFEF00D        # top bit set: a valid x87 significand
 STACK_WINDOW = 64 * 1024
 XSAVE_OFFSET = 128
 XSAVE_SIZE = 4096
+# AArch64 register spill: x0-x18, then v0-v31, then (with SVE) z0-z31 and
+# p0-p15 + FFR at up to the architectural maximum vector length (256 bytes).
+A64_GPRS = tuple('x%d' % i for i in range(19))
+A64_V_OFFSET = 256
+A64_Z_OFFSET = 1024
+A64_P_OFFSET = A64_Z_OFFSET + 32 * 256
+A64_SPILL_SIZE = A64_P_OFFSET + 17 * 32
+_PR_SVE_GET_VL = 51
 _i64 = ir.IntType(64)
 _ptr = ir.IntType(8).as_pointer()
 
@@ -40,6 +53,25 @@ _ptr = ir.IntType(8).as_pointer()
 def _features():
     return set(f[1:] for f in ll.get_host_cpu_features().flatten().split(',')
                if f.startswith('+'))
+
+
+def sve_vector_length():
+    """Bytes in one SVE vector register on this AArch64 CPU, 0 without SVE.
+
+    Asks the kernel (``getauxval(AT_HWCAP)`` and ``prctl(PR_SVE_GET_VL)``),
+    not LLVM: under qemu-user LLVM reads the host's /proc/cpuinfo and does
+    not see SVE.
+    """
+    global _SVE_VL
+    if _SVE_VL is None:
+        _SVE_VL = 0
+        if host_has_sve():
+            vl = ctypes.CDLL(None).prctl(_PR_SVE_GET_VL, 0, 0, 0, 0)
+            _SVE_VL = vl & 0xFFFF if vl > 0 else 0
+    return _SVE_VL
+
+
+_SVE_VL = None
 
 
 def count_words(buf, words):
@@ -57,14 +89,17 @@ class _ProbeEngine:
 
     def __init__(self):
         arch = host_arch()
-        if arch != 'x86_64':
-            raise NotImplementedError("the probes are written for x86-64; "
-                                      "this machine is %s" % arch)
+        if arch not in _STACK_ASM:
+            raise NotImplementedError("the probes are written for x86-64 and "
+                                      "AArch64; this machine is %s" % arch)
         mod = ir.Module('secretjit.probes')
         mod.triple = ll.get_process_triple()
-        self._stack_probe(mod)
-        self._register_probe(mod)
-        self._c_call_probe(mod)
+        self._stack_probe(mod, arch)
+        if arch == 'x86_64':
+            self._register_probe(mod)
+        else:
+            self._register_probe_aarch64(mod, sve_vector_length())
+        self._c_call_probe(mod, arch)
         llmod = ll.parse_assembly(str(mod))
         llmod.verify()
         target = ll.Target.from_default_triple()
@@ -85,30 +120,25 @@ class _ProbeEngine:
                 self.engine.get_function_address('secretjit_probe_registers'))
 
     @staticmethod
-    def _stack_probe(mod):
+    def _stack_probe(mod, arch):
         # ptr probe(ptr wrapper, ptr args, ptr dump, i64 n, i64 poison)
         fnty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr, _i64, _i64])
         fn = ir.Function(mod, fnty, 'secretjit_probe_stack')
         fn.attributes.add('noinline')
         wrapper, args, dump, n, poison = fn.args
         b = ir.IRBuilder(fn.append_basic_block('entry'))
+        fill_asm, copy_asm = _STACK_ASM[arch]
         fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
-        b.asm(fill, 'movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
-                    'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
-              'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}',
-              [n, poison], True)
+        b.asm(fill, *fill_asm, [n, poison], True)
         wty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr])
         res = b.call(b.bitcast(wrapper, wty.as_pointer()),
                      [_ptr(None), args, _ptr(None)])
         copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-        b.asm(copy, 'movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
-                    'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
-              'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}',
-              [n, dump], True)
+        b.asm(copy, *copy_asm, [n, dump], True)
         b.ret(res)
 
     @staticmethod
-    def _c_call_probe(mod):
+    def _c_call_probe(mod, arch):
         # void probe(ptr fn, i64 a0, i64 a1, i64 a2, double d0, double d1,
         #            ptr dump, i64 n, i64 poison): like the stack probe, for
         # a C function taking up to three integers and two doubles.
@@ -119,18 +149,13 @@ class _ProbeEngine:
         fn.attributes.add('noinline')
         target, a0, a1, a2, d0, d1, dump, n, poison = fn.args
         b = ir.IRBuilder(fn.append_basic_block('entry'))
+        fill_asm, copy_asm = _STACK_ASM[arch]
         fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
-        b.asm(fill, 'movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
-                    'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
-              'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}',
-              [n, poison], True)
+        b.asm(fill, *fill_asm, [n, poison], True)
         cty = ir.FunctionType(_i64, [_i64, _i64, _i64, f64, f64])
         b.call(b.bitcast(target, cty.as_pointer()), [a0, a1, a2, d0, d1])
         copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-        b.asm(copy, 'movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
-                    'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
-              'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}',
-              [n, dump], True)
+        b.asm(copy, *copy_asm, [n, dump], True)
         b.ret_void()
 
     @staticmethod
@@ -161,6 +186,62 @@ class _ProbeEngine:
         b.asm(asmty, text, '{rax},{rdi},{r12},' + ','.join(clobbers),
               [cfunc, arg, out], True)
         b.ret_void()
+
+    @staticmethod
+    def _register_probe_aarch64(mod, vl):
+        # void probe(ptr cfunc, i64 arg, ptr out): out[0:19] = x0-x18 right
+        # after the call, v0-v31 at A64_V_OFFSET; with SVE (vl > 0) z0-z31 at
+        # A64_Z_OFFSET and p0-p15, FFR at A64_P_OFFSET, vl/8 bytes each.
+        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
+        fn = ir.Function(mod, fnty, 'secretjit_probe_registers')
+        fn.attributes.add('noinline')
+        cfunc, arg, out = fn.args
+        b = ir.IRBuilder(fn.append_basic_block('entry'))
+        lines = ['blr x20']
+        lines += ['stp x%d, x%d, [x21, #%d]' % (i, i + 1, 8 * i)
+                  for i in range(0, 18, 2)]
+        lines += ['str x18, [x21, #144]', 'add x9, x21, #%d' % A64_V_OFFSET]
+        lines += ['st1 {v%d.2d, v%d.2d, v%d.2d, v%d.2d}, [x9], #64'
+                  % (i, i + 1, i + 2, i + 3) for i in range(0, 32, 4)]
+        if vl:
+            lines += ['.arch_extension sve',
+                      'add x9, x21, #%d' % A64_Z_OFFSET]
+            lines += ['str z%d, [x9, #%d, mul vl]' % (i, i) for i in range(32)]
+            lines += ['mov x10, #%d' % A64_P_OFFSET, 'add x9, x21, x10']
+            lines += ['str p%d, [x9, #%d, mul vl]' % (i, i) for i in range(16)]
+            lines += ['rdffr p0.b', 'str p0, [x9, #16, mul vl]']
+        clobbers = ['~{x%d}' % i for i in range(19)] + ['~{lr}']
+        clobbers += ['~{v%d}' % i for i in range(32)]
+        if vl:
+            clobbers += ['~{z%d}' % i for i in range(32)]
+            clobbers += ['~{p%d}' % i for i in range(16)] + ['~{ffr}']
+        clobbers += ['~{memory}', '~{nzcv}']
+        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
+        b.asm(asmty, '\n'.join(lines), '{x20},{x0},{x21},' + ','.join(clobbers),
+              [cfunc, arg, out], True)
+        b.ret_void()
+
+
+# Inline asm of the stack probes: fill [sp - n, sp) with the poison word, and
+# copy [sp - n, sp) out; neither writes at or above the stack pointer.
+# Operands: (n, poison) and (n, dump).  n is a multiple of 16.
+_STACK_ASM = {
+    'x86_64': (
+        ('movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
+         'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
+         'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}'),
+        ('movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
+         'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
+         'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}')),
+    'aarch64': (
+        ('mov x9, sp\nsub x10, x9, $0\n1:\ncmp x10, x9\nb.hs 2f\n'
+         'stp $1, $1, [x10], #16\nb 1b\n2:',
+         'r,r,~{x9},~{x10},~{memory},~{nzcv}'),
+        ('mov x9, sp\nsub x10, x9, $0\nmov x11, $1\n1:\ncmp x10, x9\n'
+         'b.hs 2f\nldp x12, x13, [x10], #16\nstp x12, x13, [x11], #16\n'
+         'b 1b\n2:',
+         'r,r,~{x9},~{x10},~{x11},~{x12},~{x13},~{memory},~{nzcv}')),
+}
 
 
 _engine = None
@@ -233,6 +314,9 @@ def registers_after_call(dispatcher, arg):
 
     Returns a dict: ``gpr`` (rax, rcx, rdx, rsi, rdi, r8-r11 as ints) and
     ``xsave`` (bytes of the XSAVE area: x87, SSE, AVX, AVX-512, masks).
+    On AArch64: ``gpr`` (x0-x18), ``vector`` (v0-v31, 16 bytes each) and,
+    with SVE, ``sve`` (z0-z31, ``vl`` bytes each), ``pred`` (p0-p15 then FFR,
+    ``vl // 8`` bytes each) and ``vl``.
     ``dispatcher`` must take a single integer argument (typed uint64).
     """
     cres = _overload(dispatcher, (np.uint64(arg),))
@@ -240,6 +324,8 @@ def registers_after_call(dispatcher, arg):
         cres.fndesc.llvm_cfunc_wrapper_name)
     if not cfunc:
         raise LookupError("%s has no C wrapper" % dispatcher)
+    if host_arch() == 'aarch64':
+        return _registers_after_call_aarch64(cfunc, arg)
     raw = np.zeros(XSAVE_OFFSET + XSAVE_SIZE + 64, dtype=np.uint8)
     base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
     buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
@@ -250,8 +336,53 @@ def registers_after_call(dispatcher, arg):
             'xsave': buf[XSAVE_OFFSET:].tobytes()}
 
 
+def _registers_after_call_aarch64(cfunc, arg):
+    vl = sve_vector_length()
+    buf = np.zeros(A64_SPILL_SIZE, dtype=np.uint8)
+    _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
+    gprs = buf[:8 * len(A64_GPRS)].view(np.uint64)
+    out = {'gpr': dict(zip(A64_GPRS, (int(v) for v in gprs))),
+           'vector': buf[A64_V_OFFSET:A64_V_OFFSET + 512].tobytes(),
+           'vl': vl, 'sve': b'', 'pred': b''}
+    if vl:
+        out['sve'] = buf[A64_Z_OFFSET:A64_Z_OFFSET + 32 * vl].tobytes()
+        out['pred'] = buf[A64_P_OFFSET:A64_P_OFFSET + 17 * (vl // 8)].tobytes()
+    return out
+
+
+def _canary_registers_aarch64(spill, canary):
+    found = [name for name, v in spill['gpr'].items() if v == canary]
+    want = np.uint64(canary)
+    vec = np.frombuffer(spill['vector'], dtype=np.uint64)
+    for i in range(32):
+        if (vec[2 * i:2 * i + 2] == want).any():
+            found.append('v%d' % i)
+    vl = spill.get('vl', 0)
+    if vl and spill['sve']:
+        z = np.frombuffer(spill['sve'], dtype=np.uint64).reshape(32, vl // 8)
+        for i in range(32):
+            if (z[i, 2:] == want).any():          # bits above v's 128
+                found.append('z%d_hi' % i)
+        pl = vl // 8
+        pattern = int(canary).to_bytes(8, 'little')
+        for i in range(17):
+            reg = spill['pred'][i * pl:(i + 1) * pl]
+            name = 'p%d' % i if i < 16 else 'ffr'
+            if any(reg[j:j + 8] == pattern for j in range(0, pl - 7, 8)) \
+                    or (pl < 8 and reg == pattern[:pl] and any(reg)):
+                found.append(name)
+    return found
+
+
 def canary_registers(spill, canary=CANARY):
-    """Names of the registers in a :func:`registers_after_call` spill holding ``canary``."""
+    """Names of the registers in a :func:`registers_after_call` spill holding ``canary``.
+
+    x86-64: ``rcx``, ``xmm3``, ``zmm20``, ``k2``, ``st0`` ...; AArch64:
+    ``x5``, ``v3`` (either 64-bit lane), ``z3_hi`` (SVE bits above v3),
+    ``p3``, ``ffr``.
+    """
+    if 'xsave' not in spill:
+        return _canary_registers_aarch64(spill, canary)
     found = [name for name, v in spill['gpr'].items() if v == canary]
     xs = np.frombuffer(spill['xsave'], dtype=np.uint64)
     hits = np.nonzero(xs == np.uint64(canary))[0] * 8
@@ -294,16 +425,20 @@ def _x87_image(canary):
 
 @intrinsic
 def fill_registers(typingctx, canary):
-    """Load ``canary`` into every register a kernel can dirty (x86-64).
+    """Load ``canary`` into every register a kernel can dirty.
 
-    General-purpose caller-saved registers, all vector registers (zmm0-31
-    with AVX-512, else ymm/xmm), the AVX-512 mask registers and the eight
-    x87 registers (left popped, as the ABI wants, but holding the value).
+    x86-64: general-purpose caller-saved registers, all vector registers
+    (zmm0-31 with AVX-512, else ymm/xmm), the AVX-512 mask registers and the
+    eight x87 registers (left popped, as the ABI wants, but holding the value).
+    AArch64: x0-x18, v0-v31 (both lanes) and, with SVE, all of z0-z31 and
+    p0-p15 (each predicate holds the canary's first ``vl/8`` bytes).
     """
     if not isinstance(canary, types.Integer):
         return None
 
     def codegen(context, builder, sig, args):
+        if host_arch() == 'aarch64':
+            return _fill_registers_aarch64(context, builder, args[0], canary)
         feats = _features()
         val = context.cast(builder, args[0], canary, types.uint64)
         x87 = cgutils.alloca_once(builder, ir.ArrayType(ir.IntType(8), 16))
@@ -342,6 +477,33 @@ def fill_registers(typingctx, canary):
     return types.void(canary), codegen
 
 
+def _fill_registers_aarch64(context, builder, arg, canary):
+    val = context.cast(builder, arg, canary, types.uint64)
+    vl = sve_vector_length()
+    # p registers load from memory: 32 bytes (the largest predicate) of canary
+    image = cgutils.alloca_once(builder, ir.ArrayType(_i64, 4))
+    for i in range(4):
+        builder.store(val, builder.gep(image, [ir.Constant(ir.IntType(32), 0),
+                                               ir.Constant(ir.IntType(32), i)]))
+    lines = ['mov x%d, $0' % i for i in range(19)]
+    if vl:
+        lines += ['.arch_extension sve']
+        lines += ['dup z%d.d, $0' % i for i in range(32)]
+        lines += ['ldr p%d, [$1]' % i for i in range(16)]
+    else:
+        lines += ['dup v%d.2d, $0' % i for i in range(32)]
+    clobbers = ['~{x%d}' % i for i in range(19)]
+    clobbers += ['~{v%d}' % i for i in range(32)]
+    if vl:
+        clobbers += ['~{z%d}' % i for i in range(32)]
+        clobbers += ['~{p%d}' % i for i in range(16)]
+    clobbers += ['~{memory}']
+    fnty = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
+    builder.asm(fnty, '\n'.join(lines), 'r,r,' + ','.join(clobbers),
+                [val, builder.bitcast(image, _ptr)], True)
+    return context.get_dummy_value()
+
+
 @intrinsic
 def stack_scratch(typingctx, n):
     """A uint64 array of literal length ``n`` living in the caller's stack frame."""
@@ -366,5 +528,8 @@ def stack_scratch(typingctx, n):
 
 def describe_machine():
     """One line naming the architecture and CPU the probes ran on."""
-    return '%s (%s), Python %s' % (host_arch(), ll.get_host_cpu_name(),
-                                    sys.version.split()[0])
+    extra = ''
+    if host_arch() == 'aarch64' and sve_vector_length():
+        extra = ', SVE %d-bit' % (8 * sve_vector_length())
+    return '%s (%s%s), Python %s' % (host_arch(), ll.get_host_cpu_name(), extra,
+                                      sys.version.split()[0])

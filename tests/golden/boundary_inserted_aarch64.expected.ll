@@ -23,7 +23,7 @@ entry:
 define internal i32 @__secretjit.boundary.kernel(ptr %a0, ptr %a1, i64 %a2, { ptr, i64 } %a3) #1 {
 entry:
   %status = call i32 @kernel(ptr %a0, ptr %a1, i64 %a2, { ptr, i64 } %a3) #2
-  call void asm sideeffect "mov x9, sp\0Asub x10, x9, $0\0A1:\0Astp xzr, xzr, [x10], #16\0Acmp x10, x9\0Ab.lo 1b", "r,~{x9},~{x10},~{memory},~{nzcv}"(i64 ptrtoint (ptr @__secretjit.depth.kernel to i64))
+  call void asm sideeffect "mov x9, sp\0Asub x10, x9, $0\0Ab 2f\0A1:\0Astp xzr, xzr, [x10], #16\0A2:\0Acmp x10, x9\0Ab.lo 1b", "r,~{x9},~{x10},~{memory},~{nzcv}"(i64 ptrtoint (ptr @__secretjit.depth.kernel to i64))
   ret i32 %status
 }
 

@@ -1,0 +1,271 @@
+"""AArch64: the erasure contract on AArch64 Linux, run under qemu-aarch64.
+
+Run with ``bash tools/aarch64/test.sh`` (it builds an AArch64 root with
+Debian's python3.11 and the aarch64 wheels of numba/llvmlite/numpy, then runs
+``pytest -m aarch64`` in the emulated interpreter).  On any other machine
+these tests are skipped.  As on x86-64, every erasure test runs the same
+probe on plain ``@njit`` as a control that must find the leak.  Compiled
+kernels are shared by the tests of this module (a compile takes seconds
+under qemu).
+"""
+
+import ctypes
+import platform
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import njit
+
+from secretjit import probes, secret_jit
+from secretjit.stack_bound import external_allowance, readable
+
+from _kernels import (derived_words, heap_temp_kernel, register_kernel,
+                      stack_kernel, stack_kernel_raises)
+
+pytestmark = [
+    pytest.mark.aarch64,
+    pytest.mark.skipif(platform.machine() != 'aarch64',
+                       reason='AArch64 only: run bash tools/aarch64/test.sh '
+                              '(qemu-aarch64)'),
+]
+
+_COMPILED = {}
+
+
+def _pair(fn):
+    """(njit(fn), secret_jit(fn)), made once per module."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = (njit(fn), secret_jit(fn))
+    return _COMPILED[fn]
+
+
+def trivial(x):
+    return x + 1
+
+
+def _boundary_asm(dispatcher):
+    asm = dispatcher.inspect_asm(dispatcher.signatures[0])
+    label = re.search(r'^"?__secretjit\.boundary\.[^\s:"]+"?:$', asm, re.M)
+    assert label, "no boundary in the kernel's assembly"
+    body = asm[label.end():]
+    return body[:body.index('.Lfunc_end')]
+
+
+# -- the machine ----------------------------------------------------------------
+
+def test_machine_and_subprocesses_are_aarch64():
+    assert probes.describe_machine().startswith('aarch64')
+    # sys.executable is the root's launcher: subprocesses go through qemu too
+    out = subprocess.run([sys.executable, '-c',
+                          'import platform; print(platform.machine())'],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'aarch64'
+
+
+# -- stack -------------------------------------------------------------------------
+
+def _stack_leaks(dispatcher, *args):
+    result, stack = probes.stack_after_call(dispatcher, *args)
+    return result, probes.count_words(stack, derived_words(args[0]))
+
+
+def test_trivial_kernel_has_no_frame_and_scrubs_nothing():
+    """A leaf without a frame: depth 0 (no red zone on AArch64 Linux).
+
+    The scrub loop must then store nothing: a bottom-tested loop would zero
+    [sp, sp + 16), the boundary's own saved link register.
+    """
+    plain, secret = _pair(trivial)
+    assert secret(41) == plain(41) == 42
+    bound = secret.stack_bound(secret.signatures[0])
+    assert bound.depth == 0 and bound.externals == {}
+    result, stack = probes.stack_after_call(secret, 41)
+    assert result == 42
+
+
+def test_stack_control_njit_leaks(key):
+    plain, _ = _pair(stack_kernel)
+    _, leaks = _stack_leaks(plain, key)
+    assert leaks > 256, "control failed: the probe cannot see a stack leak"
+
+
+def test_stack_secret_is_clean(key):
+    plain, secret = _pair(stack_kernel)
+    result, leaks = _stack_leaks(secret, key)
+    assert result == plain(key)
+    assert leaks == 0
+    bound = secret.stack_bound(secret.signatures[0])
+    # two 4 KiB buffers of secrets (the helper is inlined) plus memset
+    assert 8192 <= bound.depth < 8192 + 1024, bound
+    assert '<indirect call>' not in bound.externals
+
+
+def test_stack_secret_clean_when_kernel_raises(key):
+    plain, secret = _pair(stack_kernel_raises)
+    exc, leaks = _stack_leaks(plain, key, True)
+    assert isinstance(exc, ValueError)
+    assert leaks > 32, "control failed: the probe cannot see a stack leak"
+    exc, leaks = _stack_leaks(secret, key, True)
+    assert isinstance(exc, ValueError) and "after touching secrets" in str(exc)
+    assert leaks == 0
+
+
+# -- registers -----------------------------------------------------------------------
+
+def test_registers_control_njit_leaks():
+    plain, _ = _pair(register_kernel)
+    spill = probes.registers_after_call(plain, probes.CANARY)
+    found = probes.canary_registers(spill)
+    assert any(re.fullmatch(r'x\d+', r) for r in found), found
+    assert any(re.fullmatch(r'v\d+', r) for r in found), found
+    if spill['vl'] > 16:              # SVE wider than NEON: the high z bits
+        assert any(r.endswith('_hi') for r in found), found
+    if spill['vl']:
+        assert any(re.fullmatch(r'p\d+', r) for r in found), found
+
+
+def test_registers_secret_are_zero():
+    plain, secret = _pair(register_kernel)
+    assert secret(np.uint64(probes.CANARY)) == plain(np.uint64(probes.CANARY))
+    spill = probes.registers_after_call(secret, probes.CANARY)
+    assert probes.canary_registers(spill) == []
+    # x1-x18 exactly zero (x0 is the return register: the result, 0 here)
+    assert all(v == 0 for v in spill['gpr'].values()), spill['gpr']
+    vec = np.frombuffer(spill['vector'], np.uint8).reshape(32, 16)
+    # v8-v15 low halves are callee-saved (the caller's values come back);
+    # everything else, and the high halves of v8-v15, must be zero
+    for i in range(32):
+        part = vec[i, 8:] if 8 <= i <= 15 else vec[i]
+        assert not part.any(), 'v%d' % i
+    if spill['vl']:
+        z = np.frombuffer(spill['sve'], np.uint8).reshape(32, spill['vl'])
+        assert not z[:, 16:].any(), "SVE bits above 128 not zero"
+        assert not any(spill['pred']), "SVE predicate registers not zero"
+
+
+def test_boundary_asm_scrubs_and_zeroes_registers():
+    """The boundary's machine code: the scrub loop, then the epilogue."""
+    _, secret = _pair(register_kernel)
+    secret(np.uint64(1))
+    body = _boundary_asm(secret)
+    # scrub: x10 = sp - depth; tested at the top; 16 bytes per store; never
+    # at or above sp (x9)
+    scrub = re.search(
+        r'mov\tx9, sp\n\tsub\tx10, x9, x\d+\n\tb\t(\.Ltmp\d+)\n(\.Ltmp\d+):\n'
+        r'\tstp\txzr, xzr, \[x10\], #16\n\1:\n\tcmp\tx10, x9\n'
+        r'\tb\.lo\t\2\n', body)
+    assert scrub, body
+    epilogue = body[scrub.end():body.rindex('\tret')]
+    for i in range(1, 19):
+        assert re.search(r'\tmov\tx%d, #0\n' % i, epilogue), 'x%d' % i
+    # v8-v15 are callee-saved (their low halves); LLVM zeroes the others,
+    # as z registers when it compiles for SVE, with p0-p15
+    sve = 'mov\tz0.d, #0' in epilogue
+    for i in list(range(8)) + list(range(16, 32)):
+        pattern = r'\tmov\tz%d\.d, #0\n' if sve else r'\tmovi\tv%d\.2d, #0+\n'
+        assert re.search(pattern % i, epilogue), 'v%d' % i
+    if probes.sve_vector_length():
+        assert sve, "the CPU has SVE but the boundary does not zero z/p"
+        for i in range(16):
+            assert '\tpfalse\tp%d.b\n' % i in epilogue, 'p%d' % i
+
+
+# -- heap ----------------------------------------------------------------------------
+
+def test_heap_temporary_wiped(key):
+    plain, secret = _pair(heap_temp_kernel)
+    words = derived_words(key, 384)
+    addr, _ = plain(key)
+    leaks = probes.count_words(probes.freed_memory(addr, 384 * 8), words)
+    assert leaks > 300, "control failed: the probe cannot see a heap leak"
+    addr, _ = secret(key)
+    assert probes.count_words(probes.freed_memory(addr, 384 * 8), words) == 0
+
+
+# -- external allowances, re-measured on AArch64 glibc ------------------------------
+
+libc = ctypes.CDLL(None)
+
+
+def _depth(lib, name, ints=(), floats=()):
+    fn = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+    return probes.c_call_depth(fn, ints, floats)
+
+
+def test_malloc_free_and_libm_fit_their_allowances():
+    libc.malloc.restype = ctypes.c_void_p
+    depths = []
+    for size in (24, 4096, 200_000, 50_000_000):
+        blocks = []
+        for _ in range(16):
+            depths.append(_depth(libc, 'malloc', [size]))
+            blocks.append(libc.malloc(size))
+        for b in blocks:
+            depths.append(_depth(libc, 'free', [b]))
+    assert 0 < max(depths) <= min(external_allowance('malloc'),
+                                  external_allowance('free')), max(depths)
+    libm = ctypes.CDLL('libm.so.6')
+    for name, args in (('sin', [1e22]), ('cos', [1e300]), ('pow', [1.0000001, 1e15]),
+                       ('tgamma', [171.5]), ('lgamma', [-2.5]), ('exp', [709.7])):
+        assert _depth(libm, name, floats=args) <= external_allowance(name), name
+    buf = np.zeros(1 << 16, np.uint8)
+    for name in ('memset', 'memcpy'):
+        assert _depth(libc, name, [buf.ctypes.data, buf.ctypes.data, buf.size]) \
+            <= external_allowance(name)
+    for n in (1, 32, 1 << 16):
+        assert _depth(libc, 'getrandom', [buf.ctypes.data, n, 0]) \
+            <= external_allowance('secretjit_libc_getrandom')
+    assert _depth(libc, '__errno_location') \
+        <= external_allowance('secretjit_libc_errno_location')
+
+
+# -- vetted kernels: known answers under the secret target ---------------------------
+
+def test_sha256_known_answer():
+    sha = pytest.importorskip('secretjit.kernels.sha256')
+    # FIPS 180-4, example "abc"
+    assert sha.sha256(b'abc').hex() == (
+        'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')
+    k = sha.sha256_into
+    bound = k.stack_bound(k.signatures[0])
+    assert '<indirect call>' not in bound.externals
+    assert readable(bound.path[0][0]).endswith('sha256_into')
+
+
+def test_chacha20_block_known_answer():
+    cc = pytest.importorskip('secretjit.kernels.chacha20')
+    # RFC 8439 section 2.3.2
+    key = np.arange(32, dtype=np.uint8)
+    nonce = np.frombuffer(bytes.fromhex('000000090000004a00000000'),
+                          np.uint8).copy()
+    out = np.zeros(64, np.uint8)
+    cc.chacha20_block(key, nonce, 1, out)
+    assert out.tobytes().hex() == (
+        '10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e'
+        'd2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e')
+    k = cc.chacha20_block
+    assert '<indirect call>' not in k.stack_bound(k.signatures[0]).externals
+
+
+def test_chacha20_stream_vectorized_path():
+    """The 8-block chunks of chacha20_xor (SVE-vectorized by LLVM when the
+    CPU has SVE) against RFC 8439 section 2.4.2 and the block function."""
+    cc = pytest.importorskip('secretjit.kernels.chacha20')
+    key = np.arange(32, dtype=np.uint8)
+    nonce = np.frombuffer(bytes.fromhex('000000000000004a00000000'),
+                          np.uint8).copy()
+    plaintext = (b"Ladies and Gentlemen of the class of '99: If I could offer "
+                 b"you only one tip for the future, sunscreen would be it.")
+    assert cc.chacha20(key.tobytes(), nonce.tobytes(), plaintext, 1)[:16].hex() \
+        == '6e2e359a2568f98041ba0728dd0d6981'
+    data = bytes(range(256)) * 5                   # two 512-byte chunks + tail
+    stream = bytearray()
+    for i in range((len(data) + 63) // 64):
+        block = np.zeros(64, np.uint8)
+        cc.chacha20_block(key, nonce, 7 + i, block)
+        stream += block.tobytes()
+    expected = bytes(a ^ b for a, b in zip(data, stream))
+    assert cc.chacha20(key.tobytes(), nonce.tobytes(), data, 7) == expected
