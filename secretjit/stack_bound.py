@@ -240,6 +240,18 @@ def _with_register_contents(body):
                 state[_GPR64[ops[1]]] = frozenset([sym])
         return state
 
+    yield from _solve_forward(blocks, succs, transfer)
+
+
+def _solve_forward(blocks, succs, transfer):
+    """Forward "which registers hold which function addresses" data flow.
+
+    ``blocks`` are lists of ``(mnem, ops)``, ``succs[i]`` the successors of
+    block ``i`` (block 0 is the entry), ``transfer(state, mnem, ops)`` the
+    effect of one instruction on ``{register: frozenset(symbols)}``.  Iterates
+    to a fixed point (a register is known at a join only if every predecessor
+    knows it), then yields ``(mnem, ops, state before the instruction)``.
+    """
     def join(a, b):
         if a is None:
             return b
@@ -606,29 +618,7 @@ def _a64_with_register_contents(body):
             new[dst] = value
         return new
 
-    def join(a, b):
-        if a is None:
-            return b
-        return {r: a[r] | b[r] for r in a.keys() & b.keys()}
-
-    entry = [None] * len(blocks)
-    entry[0] = {}
-    work = [0]
-    while work:
-        i = work.pop()
-        state = entry[i]
-        for mnem, ops in blocks[i]:
-            state = transfer(state, mnem, ops)
-        for j in succs[i]:
-            new = join(entry[j], state)
-            if new != entry[j]:
-                entry[j] = new
-                work.append(j)
-    for i, blk in enumerate(blocks):
-        state = entry[i] if entry[i] is not None else {}
-        for mnem, ops in blk:
-            yield mnem, ops, state
-            state = transfer(state, mnem, ops)
+    yield from _solve_forward(blocks, succs, transfer)
 
 
 def _a64_targets(regs, reg):
