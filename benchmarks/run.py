@@ -6,8 +6,8 @@ work, in one process, interleaved (njit, secret, reference, njit, ...).  A
 sample is the mean over a batch sized like ``timeit``'s autorange; reported
 are medians, the secret/njit ratio of the medians, throughput and cycles per
 byte at the nominal clock.  Compile times (first call, and a ``cache=True``
-load) are measured in fresh processes, interleaved; memory is the peak RSS of
-10^5 calls in a fresh process per decorator.
+load) are measured in fresh processes, interleaved; memory is the resident set
+before and after 10^5 calls, in a fresh process per decorator.
 
     python benchmarks/run.py                  # full run: RESULTS.md, results.json, results.png
     python benchmarks/run.py --quick          # smoke run in under a minute (no files unless asked)
@@ -169,7 +169,7 @@ def compile_times(kernels, runs):
 
 
 MEMORY_SNIPPET = r'''
-import resource, sys
+import sys
 sys.path.insert(0, {here!r})
 import numpy as np
 from numba import njit
@@ -177,12 +177,18 @@ from secretjit import secret_jit
 import cases
 c = [c for c in cases.cases(quick=False)
      if c.kernel == 'chacha20-poly1305 seal' and c.size == '64 B'][0]
+def rss_kib():
+    with open('/proc/self/status') as st:
+        for line in st:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
 f = {dec}(c.py_func)
-f(*c.args)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(1000):
+    f(*c.args)
+before = rss_kib()
 for _ in range({calls}):
     f(*c.args)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = rss_kib()
 print(before, after)
 '''
 
@@ -194,7 +200,8 @@ def memory(calls):
             here=HERE, dec=dec, calls=calls)], capture_output=True, text=True,
             check=True)
         before, after = map(int, r.stdout.split())
-        out[dec] = {'rss_before_KiB': before, 'rss_after_KiB': after}
+        out[dec] = {'rss_before_KiB': before, 'rss_after_KiB': after,
+                    'growth_KiB': after - before}
     print('memory, %d AEAD seals: njit %s, secret %s' % (calls, out['njit'],
                                                          out['secret_jit']))
     return out
@@ -295,12 +302,12 @@ def markdown(data, command):
                 c['secret_jit_cached']))
     if data.get('memory'):
         mem = data['memory']
-        lines += ['', '## Memory (peak RSS, 10^5 64-byte AEAD seals)', '',
-                  '| decorator | peak RSS after warm-up | peak RSS after 10^5 calls |',
-                  '|---|---:|---:|']
+        lines += ['', '## Memory (resident set, 10^5 64-byte AEAD seals after 10^3 warm-up calls)',
+                  '', '| decorator | RSS before | RSS after | growth |',
+                  '|---|---:|---:|---:|']
         for k, v in mem.items():
-            lines.append('| %s | %d KiB | %d KiB |' % (k, v['rss_before_KiB'],
-                                                     v['rss_after_KiB']))
+            lines.append('| %s | %d KiB | %d KiB | %+d KiB |' % (
+                k, v['rss_before_KiB'], v['rss_after_KiB'], v['growth_KiB']))
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end (--quick) and writes well-formed output.
+
+Timings are not checked here: speed targets live in benchmarks/RESULTS.md.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_benchmark_writes_results(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'),
+                        '--quick', '--out', str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads((tmp_path / 'results.json').read_text())
+    assert data['quick'] is True
+    kernels = {row['kernel'] for row in data['rows']}
+    assert {'trivial x+1', 'chacha20', 'chacha20-poly1305 seal', 'sha256',
+            'x25519'} <= kernels
+    for row in data['rows']:
+        assert row['njit_ns'] > 0 and row['secret_ns'] > 0
+        assert abs(row['ratio'] - row['secret_ns'] / row['njit_ns']) < 1e-9
+        if row['reference']:
+            assert row['reference_ns'] > 0
+    table = (tmp_path / 'RESULTS.md').read_text()
+    assert '| kernel | size | njit | secret_jit | secret/njit |' in table
+    assert '## Targets' in table
+    assert table.count('\n| chacha20 |') == 2             # 64 B and 16 KiB
