@@ -15,7 +15,6 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-
 from . import passes, runtime, stack_bound
 from .stack_bound import compute_bounds, frame_sizes
 
@@ -40,6 +39,11 @@ def _source_digest():
         h = hashlib.sha256()
         mods = [passes, runtime, stack_bound, sys.modules[__name__]]
         mods += [m for m in vars(passes).values() if isinstance(m, types.ModuleType)]
+        # the target decides which libraries get boundaries; policy and
+        # intrinsics shape what kernels may compile to
+        mods += [sys.modules[name] for name in (
+            'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics')
+            if name in sys.modules]
         for path in sorted({m.__file__ for m in mods}):
             with open(path, 'rb') as f:
                 h.update(f.read())
@@ -183,11 +187,15 @@ class SecretCodegen(JITCPUCodegen):
         funcs, data = _module_symbols(mod)
         asm = str(self._tm.emit_assembly(mod))
         roots = runtime.INTERPOSED + runtime.CALLBACKS
-        # The only indirect call is a varsize payload's destructor: numba IR
-        # that decrefs the items (a small frame, then NRT_decref's C path).
-        bounds = compute_bounds(asm, funcs, roots, self.arch, data=data,
-                                indirect_allowance=NUMBA_DTOR_ALLOWANCE,
-                                module_name='secretjit.runtime')
+        # Calls through pointers here: a varsize payload's destructor (numba
+        # IR that decrefs the items: a small frame, then NRT_decref's C path)
+        # and numba's own C varsize functions for MemInfos numba's C code made
+        # (a small frame, then malloc/free).
+        bounds = compute_bounds(
+            asm, funcs, roots, self.arch, data=data,
+            indirect_allowance=NUMBA_DTOR_ALLOWANCE
+            + stack_bound.external_allowance('malloc'),
+            module_name='secretjit.runtime')
         depths = {name: b.depth for name, b in bounds.items()}
         # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which
         # may release nested MemInfos) and then its allocator's free: a few
