@@ -419,10 +419,6 @@ def freed_memory(address, nbytes):
 
 # -- helpers for kernels under test ------------------------------------------
 
-def _x87_image(canary):
-    return canary | (0x3FFF << 64)
-
-
 @intrinsic
 def fill_registers(typingctx, canary):
     """Load ``canary`` into every register a kernel can dirty.
@@ -449,16 +445,16 @@ def fill_registers(typingctx, canary):
         lines = ['movq $0, %rax'] + ['movq %%rax, %%%s' % r for r in (
             'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
         if 'avx512f' in feats:
-            nvec, vec = 32, 'zmm'
+            nvec = 32
             lines += ['vpbroadcastq %%rax, %%zmm%d' % i for i in range(32)]
             lines += ['kmovq %%rax, %%k%d' % i for i in range(8)] \
                 if 'avx512bw' in feats else []
         elif 'avx2' in feats:
-            nvec, vec = 16, 'ymm'
+            nvec = 16
             lines += ['vmovq %rax, %xmm0', 'vpbroadcastq %xmm0, %ymm0']
             lines += ['vmovdqa %%ymm0, %%ymm%d' % i for i in range(1, 16)]
         else:
-            nvec, vec = 16, 'xmm'
+            nvec = 16
             lines += ['movq %rax, %xmm0', 'punpcklqdq %xmm0, %xmm0']
             lines += ['movdqa %%xmm0, %%xmm%d' % i for i in range(1, 16)]
         lines += ['fldt ($1)'] * 8 + ['fstp %st(0)'] * 8

@@ -8,7 +8,6 @@ The plain @njit run is the control: it must leak, or the probe proves nothing.
 import threading
 
 import numpy as np
-import pytest
 from numba import njit
 
 from secretjit import probes, secret_jit
