@@ -3,7 +3,7 @@
 Every case compiles the same Python source with ``numba.njit`` and with
 ``secret_jit`` and times both, plus the OpenSSL/hashlib reference for the same
 work, in one process, interleaved (njit, secret, reference, njit, ...).  A
-sample is the mean over a batch sized like ``timeit``'s autorange; reported
+sample is ``timeit`` over a batch sized with its ``autorange``; reported
 are medians, the secret/njit ratio of the medians, throughput and cycles per
 byte at the nominal clock.  Compile times (first call, and a ``cache=True``
 load) are measured in fresh processes, interleaved; memory is the resident set
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 
 import numpy as np
 from numba import njit
@@ -44,32 +45,24 @@ TARGETS = {
 
 # -- timing ------------------------------------------------------------------
 
-def _batch(fns, target):
-    """Calls per sample so that the slowest variant takes about ``target`` s."""
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for f in fns:
-            for _ in range(n):
-                f()
-        dt = time.perf_counter() - t0
-        if dt >= target / 8 or n >= 1 << 20:
-            return max(1, int(n * target / max(dt, 1e-9) / 2))
-        n *= 4
+def interleaved(fns, rounds):
+    """Median seconds per call of each no-argument function, sampled A B C A B C ...
 
-
-def interleaved(fns, rounds, target=0.01):
-    """Median seconds per call of each no-argument function, sampled A B C A B C ..."""
-    for f in fns.values():
-        f()
-    n = _batch(list(fns.values()), target)
+    ``timeit`` does the timing: ``autorange`` sizes one batch (>= 0.2 s for the
+    slowest function, scaled down to ~20 ms), then every round times one batch
+    of each function in turn.
+    """
+    timers = {k: timeit.Timer(f) for k, f in fns.items()}
+    per_call = []
+    for t in timers.values():
+        number, seconds = t.autorange()
+        per_call.append(seconds / number)
+    slowest = max(per_call)
+    n = max(1, int(0.02 / slowest))
     samples = {k: [] for k in fns}
     for _ in range(rounds):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(n):
-                f()
-            samples[k].append((time.perf_counter() - t0) / n)
+        for k, t in timers.items():
+            samples[k].append(t.timeit(number=n) / n)
     return {k: statistics.median(v) for k, v in samples.items()}, n
 
 
