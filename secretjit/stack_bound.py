@@ -123,20 +123,22 @@ def _x86_symbol(op):
     return op
 
 
-def parse_x86_64(asm, functions):
-    """Frame facts for every function in ``functions`` found in ``asm``.
+def _function_bodies(asm, functions, strip_comment, split_ops, indents,
+                     lower=False):
+    """``{name: [(mnemonic, operands), ...]}`` for the ``functions`` in ``asm``.
 
-    ``functions`` are the names defined in the module; only their bodies are
-    read.  Returns ``{name: FrameInfo}``.
+    A function starts at its label (a line not indented with ``indents``) and
+    ends at LLVM's ``.Lfunc_end`` label; local labels inside it become
+    ``(':label', [name])`` entries; directives are dropped.
     """
     bodies = {}
     cur = None
     for raw in asm.splitlines():
-        stripped = _strip_comment(raw).strip()
+        stripped = strip_comment(raw).strip()
         if not stripped:
             continue
         m = _X86_FUNC_LABEL.match(stripped)
-        if m and not raw.startswith('\t'):
+        if m and not raw.startswith(indents):
             name = m.group(1) if m.group(1) is not None else m.group(2)
             if name in functions:
                 cur = bodies[name] = []
@@ -150,8 +152,20 @@ def parse_x86_64(asm, functions):
         if cur is None or stripped.startswith('.'):
             continue
         parts = stripped.split(None, 1)
-        ops = [o.strip() for o in _split_ops(parts[1])] if len(parts) > 1 else []
-        cur.append((parts[0], ops))
+        ops = split_ops(parts[1]) if len(parts) > 1 else []
+        cur.append((parts[0].lower() if lower else parts[0], ops))
+    return bodies
+
+
+def parse_x86_64(asm, functions):
+    """Frame facts for every function in ``functions`` found in ``asm``.
+
+    ``functions`` are the names defined in the module; only their bodies are
+    read.  Returns ``{name: FrameInfo}``.
+    """
+    bodies = _function_bodies(
+        asm, functions, _strip_comment,
+        lambda text: [o.strip() for o in _split_ops(text)], ('\t',))
     infos = {}
     for name, body in bodies.items():
         info = infos[name] = FrameInfo(name)
@@ -725,29 +739,8 @@ def parse_aarch64(asm, functions):
     ``frame`` the sum of every stack-pointer decrement (no return address:
     ``bl`` keeps it in x30).
     """
-    bodies = {}
-    cur = None
-    for raw in asm.splitlines():
-        stripped = _a64_strip_comment(raw).strip()
-        if not stripped:
-            continue
-        m = _X86_FUNC_LABEL.match(stripped)
-        if m and not raw.startswith(('\t', ' ')):
-            name = m.group(1) if m.group(1) is not None else m.group(2)
-            if name in functions:
-                cur = bodies[name] = []
-                continue
-            if name.startswith('.Lfunc_end'):
-                cur = None
-                continue
-            if cur is not None:
-                cur.append((':label', [name]))
-            continue
-        if cur is None or stripped.startswith('.'):
-            continue
-        parts = stripped.split(None, 1)
-        ops = _a64_split_ops(parts[1]) if len(parts) > 1 else []
-        cur.append((parts[0].lower(), ops))
+    bodies = _function_bodies(asm, functions, _a64_strip_comment,
+                              _a64_split_ops, ('\t', ' '), lower=True)
     infos = {}
     for name, body in bodies.items():
         info = infos[name] = FrameInfo(name, frame=0)
