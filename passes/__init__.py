@@ -14,13 +14,15 @@ final module in this order (see ``secretjit.codegen``):
    code): each boundary gets its scrub depth.
 """
 
-from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, boundary_name,
-                       depth_symbol, insert_boundaries)
+from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
+                       THUNK_PREFIX, boundary_name, depth_symbol,
+                       insert_boundaries, thunk_name)
 from .internalize import internalize_linkonce
 from .report import PassReport
 from .stack_depth import placeholders, write_depths
 from .zero_regs import zero_call_used_regs
 
-__all__ = ['BOUNDARY_PREFIX', 'DEPTH_PREFIX', 'PassReport', 'boundary_name',
-           'depth_symbol', 'insert_boundaries', 'internalize_linkonce',
-           'placeholders', 'write_depths', 'zero_call_used_regs']
+__all__ = ['BOUNDARY_PREFIX', 'DEPTH_PREFIX', 'PassReport', 'SECRET_CALL',
+           'THUNK_PREFIX', 'boundary_name', 'depth_symbol', 'insert_boundaries',
+           'internalize_linkonce', 'placeholders', 'thunk_name', 'write_depths',
+           'zero_call_used_regs']

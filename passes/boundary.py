@@ -7,27 +7,48 @@ function and points the wrappers at it::
     define ptr @cpython.K(...) {            define ptr @cpython.K(...) {
       %s = call i32 @K(ptr %r, ...)   ==>     %s = call i32 @"__secretjit.boundary.K"(ptr %r, ...)
 
+    define internal void @"__secretjit.thunk.K"(ptr %frame) noinline nounwind {
+      <load the arguments from %frame>
+      %status = call i32 @K(ptr %a0, ...) noinline
+      <store %status into %frame>
+    }
     define internal i32 @"__secretjit.boundary.K"(ptr %a0, ...) noinline nounwind
         "zero-call-used-regs"="all" {
-      %status = call i32 @K(ptr %a0, ...) noinline
-      call void asm sideeffect "<zero [sp - depth, sp)>", ...(i64 ptrtoint (ptr @"__secretjit.depth.K" to i64))
-      ret i32 %status
+      <store the arguments into %frame, an alloca>
+      %ran = call i32 @secretjit_secret_call(ptr @"__secretjit.thunk.K", ptr %frame, i64 <depth>)
+      br %ran == 0 ? done : fallback
+    done:                         ; ran on the secret stack, which is now zeroed
+      ret i32 <status from %frame>
+    fallback:                     ; no secret stack for this thread
+      %status2 = call i32 @K(ptr %a0, ...) noinline
+      call void asm sideeffect "<zero [sp - depth, sp)>", ...(i64 <depth>)
+      ret i32 %status2
     }
 
-The boundary's epilogue zeroes every call-clobbered register except the
-status in the return register (LLVM's ``zero-call-used-regs``), and the inline
-asm zeroes the ``depth`` bytes below the boundary's stack pointer, which is
-where the kernel's call tree kept its frames.  ``depth`` is a placeholder
-symbol until :mod:`passes.stack_depth` writes in the bound computed from the
-machine code.  The pass runs before -O3, so the optimizer never sees a
-kernel it could inline into the boundary (the call is ``noinline``).
+``secretjit_secret_call`` (``secretjit/csrc/secretstack.c``) switches to the
+thread's secret stack (locked in RAM, left out of core dumps, a guard page
+below it), runs the thunk and so the kernel's whole call tree there, and
+zeroes the ``depth`` bytes below the secret stack's top before it switches
+back.  Where no secret stack can be set up, the boundary runs the kernel in
+place and the inline asm zeroes the ``depth`` bytes below the boundary's own
+stack pointer instead.  Either way the boundary's epilogue zeroes every
+call-clobbered register except the status in the return register (LLVM's
+``zero-call-used-regs``).  ``depth`` (``i64 ptrtoint (ptr
+@"__secretjit.depth.K" to i64)``) is a placeholder symbol until
+:mod:`passes.stack_depth` writes in the bound computed from the machine code
+for the thunk's call tree.  The pass runs before -O3, so the optimizer never
+sees a kernel it could inline into the boundary or the thunk (the calls are
+``noinline``).
 """
 
 from .report import PassReport
 from .textir import Module, leading_type, quote
 
 BOUNDARY_PREFIX = '__secretjit.boundary.'
+THUNK_PREFIX = '__secretjit.thunk.'
 DEPTH_PREFIX = '__secretjit.depth.'
+# The C runtime's trampoline onto the thread's secret stack (secretstack.c).
+SECRET_CALL = 'secretjit_secret_call'
 
 # Zero the bytes [sp - depth, sp) without touching memory at or above sp.
 # Operand $0 is the depth in bytes (a multiple of 16).
@@ -53,23 +74,64 @@ def depth_symbol(kernel):
     return DEPTH_PREFIX + kernel
 
 
+def thunk_name(kernel):
+    return THUNK_PREFIX + kernel
+
+
 def _boundary_text(kernel_fn, arch):
     asm, constraints = SCRUB_ASM[arch]
     types = [leading_type(p) for p in kernel_fn.params]
     params = ', '.join('%s %%a%d' % (t, i) for i, t in enumerate(types))
     depth = 'i64 ptrtoint (ptr %s to i64)' % quote(depth_symbol(kernel_fn.name))
-    return [
+    frame = '{ %s }' % ', '.join(types + ['i32'])
+    status = len(types)
+    kernel, thunk = quote(kernel_fn.name), quote(thunk_name(kernel_fn.name))
+    lines = [
         '%s = external global i8' % quote(depth_symbol(kernel_fn.name)),
+        '',
+        # The thunk runs on the secret stack: arguments in, status out.
+        'define internal void %s(ptr %%frame) noinline nounwind {' % thunk,
+        'entry:',
+    ]
+    for i, t in enumerate(types):
+        lines += ['  %%p%d = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
+                  % (i, frame, i),
+                  '  %%a%d = load %s, ptr %%p%d' % (i, t, i)]
+    lines += [
+        '  %%status = call i32 %s(%s) noinline' % (kernel, params),
+        '  %%ps = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
+        % (frame, status),
+        '  store i32 %status, ptr %ps',
+        '  ret void',
+        '}',
         '',
         'define internal i32 %s(%s) noinline nounwind '
         '"zero-call-used-regs"="all" {' % (quote(boundary_name(kernel_fn.name)),
                                           params),
         'entry:',
-        '  %%status = call i32 %s(%s) noinline' % (quote(kernel_fn.name), params),
-        '  call void asm sideeffect "%s", "%s"(%s)' % (asm, constraints, depth),
+        '  %%frame = alloca %s, align 16' % frame,
+    ]
+    for i, t in enumerate(types):
+        lines += ['  %%p%d = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
+                  % (i, frame, i),
+                  '  store %s %%a%d, ptr %%p%d' % (t, i, i)]
+    lines += [
+        '  %%ran = call i32 @%s(ptr %s, ptr %%frame, %s)' % (SECRET_CALL, thunk, depth),
+        '  %onstack = icmp eq i32 %ran, 0',
+        '  br i1 %onstack, label %done, label %fallback',
+        'done:',
+        '  %%ps = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
+        % (frame, status),
+        '  %status = load i32, ptr %ps',
         '  ret i32 %status',
+        # No secret stack for this thread: run in place and scrub below sp.
+        'fallback:',
+        '  %%status2 = call i32 %s(%s) noinline' % (kernel, params),
+        '  call void asm sideeffect "%s", "%s"(%s)' % (asm, constraints, depth),
+        '  ret i32 %status2',
         '}',
     ]
+    return lines
 
 
 def insert_boundaries(ir_text, entries, arch):
@@ -113,4 +175,7 @@ def insert_boundaries(ir_text, entries, arch):
             report.count('boundaries_added')
     if not added:
         return ir_text, report
+    if not any(line.startswith('declare') and '@%s(' % SECRET_CALL in line
+               for line in mod.text().splitlines()):
+        added.append('declare i32 @%s(ptr, ptr, i64)' % SECRET_CALL)
     return mod.text() + '\n'.join(added) + '\n', report

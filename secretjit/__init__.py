@@ -18,10 +18,11 @@ from .errors import SecretPolicyError  # noqa: E402
 from .intrinsics import enabled, wipe  # noqa: E402
 from .target import SecretDispatcher  # noqa: E402
 from .decorators import secret_jit  # noqa: E402
+from .secretmem import memory_status  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled', 'random_bytes',
-           'secret_jit', 'wipe', '__version__']
+__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled',
+           'memory_status', 'random_bytes', 'secret_jit', 'wipe', '__version__']
 
 
 def __getattr__(name):

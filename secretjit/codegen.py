@@ -15,8 +15,9 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import passes, runtime, stack_bound
-from .stack_bound import compute_bounds, frame_sizes
+from . import passes, runtime, secretmem, stack_bound
+from .errors import SecretPolicyError
+from .stack_bound import StackBound, compute_bounds, frame_sizes
 
 VERSION = '0.1'
 # Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
@@ -37,7 +38,7 @@ def _source_digest():
     global _DIGEST
     if _DIGEST is None:
         h = hashlib.sha256()
-        mods = [passes, runtime, stack_bound, sys.modules[__name__]]
+        mods = [passes, runtime, secretmem, stack_bound, sys.modules[__name__]]
         mods += [m for m in vars(passes).values() if isinstance(m, types.ModuleType)]
         # the target decides which libraries get boundaries; policy and
         # intrinsics shape what kernels may compile to
@@ -75,6 +76,60 @@ def _module_symbols(mod):
     funcs = {f.name for f in mod.functions if not f.is_declaration}
     data = {g.name for g in mod.global_variables}
     return funcs, data
+
+
+def finish_secret_module(text, tm, arch, extra_allowance=None,
+                         module_name='<module>', skip=(), reparse=None,
+                         stack_limit=None):
+    """The secret passes that follow -O3, for any target machine ``tm``.
+
+    Internalizes linkonce functions, adds register zeroing (``skip``: the
+    wrappers, which run outside the secret call), computes each boundary's
+    scrub depth from ``tm``'s assembly of the module and writes it in.
+    Returns ``(ir_text, stack_bounds, frame_sizes, pass_reports)`` with the
+    bounds keyed by kernel.  A call tree that needs more than ``stack_limit``
+    bytes (default: the secret stack's size) is a ``bounded-stack`` policy
+    error.
+    """
+    reparse = reparse or ll.parse_assembly
+    reports = []
+    text, report = passes.internalize_linkonce(text)
+    reports.append(report)
+    text, report = passes.zero_call_used_regs(text, skip=skip)
+    reports.append(report)
+    kernels = passes.placeholders(text)
+    if not kernels:
+        return text, {}, {}, reports
+    mod = reparse(text)
+    funcs, data = _module_symbols(mod)
+    asm = str(tm.emit_assembly(mod))
+    # The secret stack holds the thunk's frame and, below it, the kernel's call
+    # tree: bound the thunk.
+    thunks = {passes.thunk_name(k): k for k in kernels}
+    by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
+                              extra_allowance=extra_allowance,
+                              module_name=module_name)
+    bounds = {}
+    for thunk, b in by_thunk.items():
+        kernel = thunks[thunk]
+        bounds[kernel] = StackBound(kernel, b.depth, b.path, b.externals)
+    limit = secretmem.stack_size() if stack_limit is None else stack_limit
+    for kernel, b in sorted(bounds.items()):
+        if b.depth > limit:
+            raise SecretPolicyError(
+                'bounded-stack',
+                "the call tree of %s may use %d bytes of stack (deepest path: "
+                "%s), more than the %d-byte secret stack it runs on"
+                % (stack_bound.readable(kernel), b.depth,
+                   ' -> '.join(stack_bound.readable(n) for n, _ in b.path), limit),
+                "move large local arrays to the heap (np.empty), or raise "
+                "SECRETJIT_STACK_SIZE (e.g. SECRETJIT_STACK_SIZE=%dK)"
+                % max(2 * b.depth // 1024, 512))
+    sizes = frame_sizes(asm, funcs, arch)
+    text, report = passes.write_depths(
+        text, {k: b.depth for k, b in bounds.items()})
+    reports.append(report)
+    return text, bounds, sizes, reports
 
 
 class SecretCodeLibrary(JITCodeLibrary):
@@ -116,26 +171,12 @@ class SecretCodeLibrary(JITCodeLibrary):
 
         super()._optimize_final_module()            # numba's -O3 pipeline
 
-        text = str(self._final_module)
-        text, report = passes.internalize_linkonce(text)
-        self.pass_reports.append(report)
-        text, report = passes.zero_call_used_regs(text, skip=self._wrappers())
-        self.pass_reports.append(report)
-        kernels = passes.placeholders(text)
-        mod = self._reparse(text)
-        if kernels:
-            funcs, data = _module_symbols(mod)
-            asm = str(self._codegen._tm.emit_assembly(mod))
-            self.stack_bounds = compute_bounds(
-                asm, funcs, kernels, arch, data=data,
-                extra_allowance=self._codegen.runtime_depths,
-                module_name=self.name)
-            self.frame_sizes = frame_sizes(asm, funcs, arch)
-            text, report = passes.write_depths(
-                text, {k: b.depth for k, b in self.stack_bounds.items()})
-            self.pass_reports.append(report)
-            mod = self._reparse(text)
-        self._final_module = mod
+        text, self.stack_bounds, self.frame_sizes, reports = finish_secret_module(
+            str(self._final_module), self._codegen._tm, arch,
+            extra_allowance=self._codegen.runtime_depths, module_name=self.name,
+            skip=self._wrappers(), reparse=self._reparse)
+        self.pass_reports.extend(reports)
+        self._final_module = self._reparse(text)
 
     def serialize_using_object_code(self):
         name, kind, data = super().serialize_using_object_code()
@@ -150,7 +191,6 @@ class SecretCodeLibrary(JITCodeLibrary):
         if kind == 'object':
             data, bounds = data
         self = super()._unserialize(codegen, (name, kind, data))
-        from .stack_bound import StackBound
         self.stack_bounds = {k: StackBound(k, d, p, e)
                              for k, (d, p, e) in bounds.items()}
         return self
@@ -178,7 +218,7 @@ class SecretCodegen(JITCPUCodegen):
         self._install_runtime()
 
     def _install_runtime(self):
-        runtime.register_libc_symbols()
+        runtime.register_symbols()
         text = str(ll.parse_assembly(runtime.build_module(
             self._llvm_module.triple, self._data_layout)))
         text, _ = passes.zero_call_used_regs(text)
@@ -208,4 +248,6 @@ class SecretCodegen(JITCPUCodegen):
         self._runtime_module = mod
 
     def magic_tuple(self):
-        return super().magic_tuple() + ('secretjit', VERSION, _source_digest())
+        # The secret stack's size bounds which kernels compile (bounded-stack).
+        return super().magic_tuple() + ('secretjit', VERSION, _source_digest(),
+                                        secretmem.stack_size())

@@ -1,4 +1,4 @@
-"""The secret engine's allocator: every block it hands out is wiped when freed.
+"""The secret engine's allocator: NRT entry points backed by the secret arena.
 
 numba's lowered code allocates through a handful of NRT entry points
 (``NRT_MemInfo_alloc_aligned``, ``NRT_MemInfo_new_varsize``, ``NRT_Allocate``
@@ -9,9 +9,11 @@ while plain numba code keeps its allocator.  Each MemInfo it makes records
 frees it through ``secretjit_free`` wherever the last reference dies: at the
 end of the kernel for temporaries, or later in Python for returned arrays.
 
-``secretjit_free`` overwrites the whole block (header, MemInfo and data) with a
-volatile ``llvm.memset`` before handing it to libc's ``free``.  Blocks carry
-their size in a 16-byte header because NRT's free callback gets no size.
+Every block (MemInfo and data) comes from the secret arena of the C runtime
+(``secretjit/csrc/arena.c``): pages that are locked in RAM, left out of core
+dumps, zeroed in forked children, followed by a guard page, and wiped when
+the block is freed.  AOT libraries compile this module for their target with
+``standalone=True`` and link the same C runtime.
 """
 
 import ctypes
@@ -26,7 +28,6 @@ i32 = ir.IntType(32)
 i64 = ir.IntType(64)
 i1 = ir.IntType(1)
 ptr = ir.PointerType(i8)
-HEADER = 16
 # numba's NRT_MemInfo: refct, dtor, dtor_info, data, size, external_allocator
 MEMINFO = ir.LiteralStructType([i64, ptr, ptr, ptr, i64, ptr])
 MEMINFO_SIZE = 48
@@ -59,54 +60,40 @@ def _c_helper(builder, name, fnty):
     return builder.inttoptr(ir.Constant(i64, addr), fnty.as_pointer())
 
 
-def build_module(triple, data_layout):
-    """Build the runtime's LLVM IR (text)."""
+def build_module(triple, data_layout, standalone=False):
+    """Build the runtime's LLVM IR (text).
+
+    ``standalone`` is for AOT libraries: there every MemInfo is made by this
+    module, so the fallbacks to numba's C helpers (absolute addresses in the
+    host process) are left out.
+    """
     mod = ir.Module('secretjit.runtime')
     mod.triple = triple
     mod.data_layout = data_layout
-    malloc = _fn(mod, 'malloc', ptr, [i64])
-    free = _fn(mod, 'free', ir.VoidType(), [ptr])
-    memset = mod.declare_intrinsic('llvm.memset', [ptr, i64])
-    memcpy = mod.declare_intrinsic('llvm.memcpy', [ptr, ptr, i64])
+    # -- raw blocks, from the secret arena (secretjit/csrc/arena.c) ----------
+    # The arena wipes every block when it is freed, keeps it out of core dumps
+    # and swap, and puts a guard page after it.
+    arena_alloc = _fn(mod, 'secretjit_arena_alloc', ptr, [i64])
+    arena_free = _fn(mod, 'secretjit_arena_free', ir.VoidType(), [ptr])
+    arena_realloc = _fn(mod, 'secretjit_arena_realloc', ptr, [ptr, i64])
 
-    # -- raw blocks with a size header -------------------------------------
     alloc = _fn(mod, 'secretjit_alloc', ptr, [i64])
     b = ir.IRBuilder(alloc.append_basic_block('entry'))
     size, = alloc.args
-    checked = b.uadd_with_overflow(size, i64(HEADER))
-    total, overflow = b.extract_value(checked, 0), b.extract_value(checked, 1)
-    with b.if_then(overflow, likely=False):
-        b.ret(ptr(None))
-    raw = b.call(malloc, [total])
-    with b.if_then(b.icmp_unsigned('==', raw, ptr(None)), likely=False):
-        b.ret(ptr(None))
-    b.store(size, b.bitcast(raw, i64.as_pointer()))
-    b.ret(b.gep(raw, [i64(HEADER)]))
+    # numba may ask for 0 bytes (NRT_Allocate); the arena wants at least 1.
+    nonzero = b.select(b.icmp_unsigned('==', size, i64(0)), i64(1), size)
+    b.ret(b.call(arena_alloc, [nonzero]))
 
     sfree = _fn(mod, 'secretjit_free', ir.VoidType(), [ptr])
     b = ir.IRBuilder(sfree.append_basic_block('entry'))
-    data, = sfree.args
-    with b.if_then(b.icmp_unsigned('==', data, ptr(None)), likely=False):
-        b.ret_void()
-    raw = b.gep(data, [i64(-HEADER)])
-    n = b.add(b.load(b.bitcast(raw, i64.as_pointer())), i64(HEADER))
-    b.call(memset, [raw, i8(0), n, i1(1)])          # volatile: never removed
-    b.call(free, [raw])
+    b.call(arena_free, [sfree.args[0]])
     b.ret_void()
 
     realloc = _fn(mod, 'secretjit_realloc', ptr, [ptr, i64])
     b = ir.IRBuilder(realloc.append_basic_block('entry'))
     old, size = realloc.args
-    with b.if_then(b.icmp_unsigned('==', old, ptr(None)), likely=False):
-        b.ret(b.call(alloc, [size]))
-    new = b.call(alloc, [size])
-    with b.if_then(b.icmp_unsigned('==', new, ptr(None)), likely=False):
-        b.ret(ptr(None))                             # old block stays valid
-    oldsize = b.load(b.bitcast(b.gep(old, [i64(-HEADER)]), i64.as_pointer()))
-    ncopy = b.select(b.icmp_unsigned('<', oldsize, size), oldsize, size)
-    b.call(memcpy, [new, old, ncopy, i1(0)])
-    b.call(sfree, [old])                             # never realloc in place
-    b.ret(new)
+    nonzero = b.select(b.icmp_unsigned('==', size, i64(0)), i64(1), size)
+    b.ret(b.call(arena_realloc, [old, nonzero]))
 
     # -- NRT external allocator ---------------------------------------------
     ea_malloc = _fn(mod, 'secretjit_ea_malloc', ptr, [i64, ptr])
@@ -202,6 +189,8 @@ def build_module(triple, data_layout):
 
     def is_ours(bb, mi):
         m = bb.bitcast(mi, MEMINFO.as_pointer())
+        if standalone:
+            return m, ir.Constant(i1, 1)
         d = bb.load(bb.gep(m, [i32(0), i32(1)]))
         return m, bb.icmp_unsigned('==', d, vdtor.bitcast(ptr))
 
@@ -254,8 +243,15 @@ def build_module(triple, data_layout):
     return str(mod)
 
 
-def register_libc_symbols():
-    """Make sure MCJIT resolves the libc functions the runtime calls."""
+ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
+                   'secretjit_arena_realloc', 'secretjit_secret_call')
+
+
+def register_symbols():
+    """Make MCJIT resolve the C runtime's and libc's functions the runtime calls."""
+    from . import secretmem
+    for name in ARENA_FUNCTIONS:
+        llvm.add_symbol(name, secretmem.address(name))
     libc = ctypes.CDLL(None)
-    for name in ('malloc', 'free', 'memset', 'memcpy', 'memmove'):
+    for name in ('memset', 'memcpy', 'memmove'):
         llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)

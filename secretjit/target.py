@@ -18,7 +18,7 @@ import threading
 import weakref
 from functools import cached_property
 
-from numba.core import externals, typing, types, utils
+from numba.core import cgutils, externals, typing, types, utils
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.cpu import CPUContext, CPUTargetOptions
 from numba.core.datamodel import models, register_default
@@ -26,11 +26,12 @@ from numba.core.descriptors import TargetDescriptor
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import TypingError
 from numba.core.registry import cpu_target
+from numba.core.runtime.context import NRTContext
 from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import policy
+from . import policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -51,8 +52,38 @@ class SecretTypingContext(typing.Context):
         return super().resolve_value_type(_retarget(val))
 
 
+def _arena_checked(name):
+    unchecked = getattr(NRTContext, name + '_unchecked')
+
+    def method(self, builder, *args):
+        ptr = unchecked(self, builder, *args)
+        cgutils.guard_memory_error(self._context, builder, ptr, msg=(
+            "secret allocation failed: the secret arena (SECRETJIT_ARENA_SIZE "
+            "= %d bytes) is exhausted or the request is larger than it; raise "
+            "SECRETJIT_ARENA_SIZE (e.g. SECRETJIT_ARENA_SIZE=1G) before the "
+            "process first uses secretjit" % secretmem.arena_size()))
+        return ptr
+    method.__name__ = name
+    return method
+
+
+class SecretNRTContext(NRTContext):
+    """NRT lowering whose allocation failures name the secret arena's limit."""
+
+
+for _name in ('allocate', 'meminfo_alloc', 'meminfo_alloc_dtor',
+              'meminfo_alloc_aligned', 'meminfo_new_varsize',
+              'meminfo_new_varsize_dtor', 'meminfo_varsize_alloc',
+              'meminfo_varsize_realloc'):
+    setattr(SecretNRTContext, _name, _arena_checked(_name))
+
+
 class SecretContext(CPUContext):
     """CPU lowering with the secret codegen."""
+
+    @property
+    def nrt(self):
+        return SecretNRTContext(self, self.enable_nrt)
 
     def __init__(self, typingctx, target=TARGET):
         super().__init__(typingctx, target)

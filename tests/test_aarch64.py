@@ -73,15 +73,15 @@ def _stack_leaks(dispatcher, *args):
 
 
 def test_trivial_kernel_has_no_frame_and_scrubs_nothing():
-    """A leaf without a frame: depth 0 (no red zone on AArch64 Linux).
+    """A leaf without a frame adds nothing (no red zone on AArch64 Linux).
 
-    The scrub loop must then store nothing: a bottom-tested loop would zero
-    [sp, sp + 16), the boundary's own saved link register.
+    The bound is the secret-stack thunk's frame alone (its saved x29/x30).
     """
     plain, secret = _pair(trivial)
     assert secret(41) == plain(41) == 42
     bound = secret.stack_bound(secret.signatures[0])
-    assert bound.depth == 0 and bound.externals == {}
+    assert bound.depth == 16 and bound.externals == {}
+    assert len(bound.path) == 1             # the thunk; the kernel is frameless
     result, stack = probes.stack_after_call(secret, 41)
     assert result == 42
 

@@ -74,15 +74,17 @@ def test_inspection_shows_the_secret_code():
     ir = k.inspect_llvm(sig)
     assert '"zero-call-used-regs"="all"' in ir
     assert '__secretjit.boundary.' in ir
+    assert '__secretjit.thunk.' in ir and 'secretjit_secret_call' in ir
     asm = k.inspect_asm(sig)
-    assert 'rep' in asm and 'stosq' in asm        # the stack scrub
+    assert 'rep' in asm and 'stosq' in asm        # the fallback's stack scrub
     assert k.inspect_llvm()[sig] == ir
     reports = k.pass_reports(sig)
     assert [r.name for r in reports] == ['insert_boundaries',
                                          'internalize_linkonce',
                                          'zero_call_used_regs', 'write_depths']
     assert reports[0]['boundaries_added'] == 1
-    assert reports[-1]['depths_written'] == 1
+    # one depth for the secret stack's scrub, one for the fallback's
+    assert reports[-1]['depths_written'] == 2
     bound = k.stack_bound(sig)
     assert 16 <= bound.depth <= 512, bound       # a tiny leaf: tiny bound
 

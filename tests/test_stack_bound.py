@@ -67,6 +67,35 @@ def test_libm_fits_its_allowance(name, args):
     assert 0 < depth <= external_allowance(name), (name, depth)
 
 
+def test_secret_arena_fits_its_allowance():
+    """Carving fresh spans (mprotect, mlock, madvise), reuse, realloc, free."""
+    from secretjit import secretmem
+    alloc = secretmem.address('secretjit_arena_alloc')
+    free = secretmem.address('secretjit_arena_free')
+    realloc = secretmem.address('secretjit_arena_realloc')
+    lib = secretmem.lib()
+    lib.secretjit_arena_alloc.restype = ctypes.c_void_p
+    lib.secretjit_arena_alloc.argtypes = [ctypes.c_size_t]
+    lib.secretjit_arena_free.argtypes = [ctypes.c_void_p]
+    depths, blocks = [], []
+    carved = secretmem.memory_status()['arena_carved']
+    for size in (1, 100, 5000, 70_000, 1 << 20, 3 << 20, 100, 5000):
+        depths.append(probes.c_call_depth(alloc, [size]))
+        blocks.append(lib.secretjit_arena_alloc(size))
+    assert secretmem.memory_status()['arena_carved'] > carved   # slow paths ran
+    for b in blocks:
+        depths.append(probes.c_call_depth(free, [b]))
+    for size in (100, 70_000):
+        # realloc frees the old block; the probe drops the new one (a few
+        # pages of this test process's arena stay in use)
+        depths.append(probes.c_call_depth(
+            realloc, [lib.secretjit_arena_alloc(size), 9000]))
+    worst = max(depths)
+    assert 0 < worst <= min(external_allowance(n) for n in (
+        'secretjit_arena_alloc', 'secretjit_arena_free',
+        'secretjit_arena_realloc')), worst
+
+
 def test_runtime_and_nrt_destructor_fit_their_bounds():
     ctx = secret_target.target_context
     codegen = ctx.codegen()
@@ -140,7 +169,10 @@ def test_bound_reports_its_reasons(key):
     assert 'NRT_MemInfo_alloc_aligned' in bound.externals
     assert any(n in bound.externals for n in ('sin', 'pow', 'exp'))
     assert bound.depth < DEFAULT_ALLOWANCE + 8192
+    # the deepest path starts at the thunk that enters the secret stack
+    assert readable(bound.path[0][0]).startswith('secret stack entry of ')
     assert readable(bound.path[0][0]).endswith('alloc_libm_kernel')
+    assert readable(bound.path[1][0]).endswith('alloc_libm_kernel')
 
 
 def test_getrandom_and_errno_fit_their_allowance():

@@ -35,6 +35,7 @@ STAMP="$ROOT/.built"
 want_stamp="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want_stamp" ] \
         && command -v qemu-aarch64 >/dev/null \
+        && command -v aarch64-linux-gnu-gcc >/dev/null \
         && [ -x "$ROOT/usr/bin/python3.11" ]; then
     exit 0
 fi
@@ -62,6 +63,12 @@ if ! command -v qemu-aarch64 >/dev/null; then
     apt_update
     log "installing qemu-user"
     apt-get install -y -qq qemu-user >/dev/null
+fi
+# secretjit's C runtime is cross-compiled for the root (run.sh builds it).
+if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+    apt_update
+    log "installing gcc-aarch64-linux-gnu"
+    apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null
 fi
 if ! command -v python3 >/dev/null; then
     apt_update

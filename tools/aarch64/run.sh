@@ -45,6 +45,21 @@ sys.meta_path.insert(0, _PassesFinder())
 PY
 mv -f "$SITE_TMP" "$ROOT/project/sitecustomize.py"    # atomic for concurrent runs
 
+# secretjit's C runtime (secret arena and stack) for AArch64, built with the
+# cross compiler next to the host's build: the two differ in EXT_SUFFIX.
+LIB="$REPO/secretjit/_secretmem.cpython-311-aarch64-linux-gnu.so"
+SRC=("$REPO"/secretjit/csrc/common.c "$REPO"/secretjit/csrc/arena.c
+     "$REPO"/secretjit/csrc/secretstack.c)
+if [ ! -f "$LIB" ] || [ -n "$(find "${SRC[@]}" "$REPO/secretjit/csrc/secretmem.h" -newer "$LIB")" ]; then
+    if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+        echo "run.sh: aarch64-linux-gnu-gcc not found: apt-get install gcc-aarch64-linux-gnu" >&2
+        exit 2
+    fi
+    aarch64-linux-gnu-gcc -O2 -shared -fPIC -std=gnu11 -fvisibility=hidden \
+        -Wall -o "$LIB.tmp.$$" "${SRC[@]}"
+    mv -f "$LIB.tmp.$$" "$LIB"
+fi
+
 export PYTHONPATH="$ROOT/project:$REPO:$ROOT/site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPYCACHEPREFIX="$ROOT/pycache"
 # numba's cache=True kernels (secretjit.kernels) keep their AArch64 entries

@@ -1,0 +1,155 @@
+"""The secret stack: a kernel's call tree runs on it and leaves it zeroed.
+
+Each secret call switches to the calling thread's secret stack (mlock'ed,
+MADV_DONTDUMP, MADV_WIPEONFORK, guard page below) and zeroes the part its
+call tree could write before switching back.  The probes read that stack
+directly.  Controls: the same detector on the same region finds a plain
+@njit kernel's secrets when it runs there without the scrub, and on the
+thread's own stack when it runs as plain numba.
+"""
+
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from numba import carray, cfunc, njit, types
+
+from secretjit import probes, secret_jit, secretmem
+
+from _kernels import N, derived_words, mix, stack_kernel
+
+HERE = os.path.dirname(__file__)
+
+
+def _secret_stack():
+    lo, hi = secretmem.stack_range()
+    return lo, hi, ctypes.string_at(lo, hi - lo)
+
+
+def _poison_secret_stack():
+    lo, hi = secretmem.stack_range()
+    ctypes.memset(lo, 0x5A, hi - lo)
+
+
+def test_kernel_runs_on_the_secret_stack_and_leaves_it_zeroed(key):
+    kernel = secret_jit(stack_kernel)
+    expected = njit(stack_kernel)(key)
+    assert kernel(key) == expected             # compiles; sets up the stack
+    _poison_secret_stack()
+    result, stack = probes.stack_after_call(kernel, key)
+    assert result == expected
+    lo, hi, secret = _secret_stack()
+    words = derived_words(key)
+    assert probes.count_words(secret, words) == 0
+    assert probes.count_words(stack, words) == 0     # nor on the thread's stack
+    # The call tree did run there: its region went from poison to zeros.
+    depth = kernel.stack_bound(kernel.signatures[0]).depth
+    used = secret[len(secret) - depth:]
+    assert used == bytes(depth)
+    assert depth > 8 * N                       # two 4 KiB frames of secrets
+    assert secret[:len(secret) - depth].count(0x5A) == len(secret) - depth
+
+
+# Control: a plain numba kernel run on the secret stack without the scrub.
+@cfunc(types.void(types.voidptr))
+def _plain_on_secret_stack(p):
+    key = carray(p, 4, np.uint64)
+    s = probes.stack_scratch(512)
+    for i in range(N):
+        s[i] = mix(key, i)
+    acc = np.uint64(0)
+    for i in range(N):
+        acc += s[(i * 5) % N]
+    key[0] = acc                               # keeps the loop alive
+
+
+def test_control_detector_finds_secrets_left_on_the_secret_stack(key):
+    secret_jit(stack_kernel)(key)              # the thread has a secret stack
+    lib = secretmem.lib()
+    lib.secretjit_secret_call.argtypes = [ctypes.c_void_p, ctypes.c_void_p,
+                                          ctypes.c_size_t]
+    lib.secretjit_secret_call.restype = ctypes.c_int
+    buf = key.copy()
+    assert lib.secretjit_secret_call(_plain_on_secret_stack.address,
+                                     buf.ctypes.data, 0) == 0
+    _, _, secret = _secret_stack()
+    assert probes.count_words(secret, derived_words(key)) > 256, \
+        "control failed: the detector cannot see secrets on the secret stack"
+
+
+def test_secret_stack_is_per_thread(key):
+    import threading
+    kernel = secret_jit(stack_kernel)
+    expected = njit(stack_kernel)(key)
+    ranges, results = [], []
+    alive = threading.Barrier(4)       # all four stacks exist at once
+
+    def run():
+        results.append(kernel(key))
+        ranges.append(secretmem.stack_range())
+        alive.wait()
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 4
+    assert len(set(ranges)) == 4 and None not in ranges
+
+
+def test_fallback_without_a_secret_stack_still_scrubs(tmp_path):
+    """No address space for a secret stack: run in place, scrub below sp."""
+    script = textwrap.dedent('''
+        import resource, sys
+        sys.path.insert(0, %r)
+        import numba
+        import numpy as np
+        from numba import njit
+        from secretjit import probes, secret_jit, secretmem
+        from _kernels import derived_words, stack_kernel
+        key = np.array([0x0123456789abcdef, 0x1111111111111111,
+                        0x2222222222222222, 0x3333333333333333], np.uint64)
+        kernel = secret_jit(stack_kernel)
+        kernel.compile((numba.typeof(key),))
+        control = njit(stack_kernel)
+        expected = control(key)
+        _, stack = probes.stack_after_call(control, key)
+        assert probes.count_words(stack, derived_words(key)) > 256
+        # Leave no room for a 256 KiB mapping.
+        vm = int(open('/proc/self/statm').read().split()[0]) * 4096
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 64 * 1024, resource.RLIM_INFINITY))
+        result, stack = probes.stack_after_call(kernel, key)
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        assert result == expected, (result, expected)
+        assert secretmem.stack_range() is None
+        assert secretmem.memory_status()['stack_fallbacks'] >= 1
+        print('leaks', probes.count_words(stack, derived_words(key)))
+    ''' % HERE)
+    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert 'leaks 0' in out.stdout, out.stdout
+
+
+def test_secret_stack_is_locked_and_left_out_of_core_dumps(key):
+    secret_jit(stack_kernel)(key)
+    lo, hi = secretmem.stack_range()
+    flags = None
+    with open('/proc/self/smaps') as f:
+        vma = None
+        for line in f:
+            head = line.split()[0]
+            if '-' in head and not head.endswith(':'):
+                start, end = (int(x, 16) for x in head.split('-'))
+                vma = (start, end)
+            elif head == 'VmFlags:' and vma and vma[0] <= lo < vma[1]:
+                flags = line.split()[1:]
+            elif head == 'Locked:' and vma and vma[0] <= lo < vma[1]:
+                locked = int(line.split()[1])
+    assert flags is not None
+    assert 'dd' in flags                       # MADV_DONTDUMP
+    assert 'wf' in flags                       # MADV_WIPEONFORK
+    assert 'lo' in flags and locked * 1024 >= hi - lo
