@@ -7,13 +7,14 @@ and the probes of :mod:`secretjit.probes` count the secret words each build
 leaves behind once the call has returned.
 """
 
+import ctypes
 import statistics
 import time
 
 import numpy as np
 from numba import njit
 
-from . import probes
+from . import probes, secretmem
 from .decorators import secret_jit
 from .intrinsics import wipe
 
@@ -77,6 +78,10 @@ def _leaks(dispatcher, seed):
     key, words = session_key_words(seed)
     result, stack = probes.stack_after_call(dispatcher, np.uint64(seed))
     stack_hits = probes.count_words(stack, words)
+    secret_stack = secretmem.stack_range()     # where secret_jit's calls run
+    if secret_stack:
+        lo, hi = secret_stack
+        stack_hits += probes.count_words(ctypes.string_at(lo, hi - lo), words)
     spill = probes.registers_after_call(dispatcher, key ^ int(MIX))
     regs = len(probes.canary_registers(spill, canary=key))
     tag, addr = dispatcher(np.uint64(seed))
@@ -88,6 +93,28 @@ def _dead_store(dispatcher, seed):
     _, words = session_key_words(seed)
     _, stack = probes.stack_after_call(dispatcher, np.uint64(seed))
     return probes.count_words(stack, words)
+
+
+_FLAG_NAMES = (('lo', 'locked in RAM'), ('dd', 'not in core dumps'),
+               ('wf', 'zero in forked children'))
+
+
+def _secret_memory(out):
+    """Where secret_jit's calls keep their frames and buffers, per the kernel."""
+    st = secretmem.memory_status()
+    lo, hi = secretmem.stack_range()
+    places = [('secret stack', '%d KiB, this thread' % ((hi - lo) >> 10), lo, hi),
+              ('secret heap', '%d KiB in use of %d MiB' % (
+                  st['arena_in_use'] >> 10, st['arena_limit'] >> 20),
+               st['arena_start'], st['arena_end'])]
+    out("secret memory while a call runs (VmFlags in /proc/self/smaps):")
+    ok = True
+    for name, size, start, end in places:
+        flags, _, _ = secretmem.mapping_flags(start, end)
+        have = [text for flag, text in _FLAG_NAMES if flag in flags]
+        ok = ok and len(have) == len(_FLAG_NAMES)
+        out("  %-13s %-28s %s" % (name, size, ', '.join(have) or 'no flags'))
+    return ok
 
 
 def call_overhead(rounds=15, calls=20000):
@@ -117,7 +144,7 @@ def run(seed=0x5EC2E7D00DF00D42, out=print):
     dead_plain = _dead_store(njit(zero_at_end), seed)
     dead_wiped = _dead_store(njit(wipe_at_end), seed)
     rows = [
-        ('stack', 'key words in the 64 KiB below the caller', 'stack'),
+        ('stack', 'key words below the caller + secret stack', 'stack'),
         ('registers', 'registers holding the key after return', 'registers'),
         ('heap', 'key words in the freed heap temporary', 'heap'),
     ]
@@ -129,12 +156,14 @@ def run(seed=0x5EC2E7D00DF00D42, out=print):
         'dead store', 'buf[:] = 0 (njit) vs wipe(buf) (njit)', dead_plain,
         dead_wiped))
     out("")
+    hardened = _secret_memory(out)
+    out("")
     ns = call_overhead()
     out("call overhead, trivial kernel x + 1 (median, interleaved): "
         "njit %.0f ns, secret_jit %.0f ns (%.2fx)"
         % (ns['njit'], ns['secret_jit'], ns['secret_jit'] / ns['njit']))
     ok = (all(secret[k] == 0 for k in secret) and all(plain[k] > 0 for k in plain)
-          and dead_plain > 0 and dead_wiped == 0)
+          and dead_plain > 0 and dead_wiped == 0 and hardened)
     out("")
     out("evidence: %s (%.1f s)" % (
         "secret_jit left 0 secret words; every njit control leaked" if ok

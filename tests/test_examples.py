@@ -32,6 +32,12 @@ def test_demo_shows_the_evidence():
     assert len(rows) == 4
     for row in rows:
         assert int(row[-2]) > 0 and int(row[-1]) == 0, row
+    hardened = [l for l in r.stdout.splitlines()
+                if l.strip().startswith(('secret stack', 'secret heap'))]
+    assert len(hardened) == 2
+    for line in hardened:
+        assert ('locked in RAM, not in core dumps, zero in forked children'
+                in line), line
 
 
 def test_sealed_box_example():
