@@ -1,4 +1,4 @@
-"""Command line: ``python -m secretjit demo``."""
+"""Command line: ``python -m secretjit demo`` and ``python -m secretjit aot``."""
 
 import argparse
 import sys
@@ -14,11 +14,47 @@ def main(argv=None):
     demo.add_argument('--seed', type=lambda s: int(s, 0),
                       default=0x5EC2E7D00DF00D42,
                       help='secret seed the kernel derives its key from')
+    aot = sub.add_parser(
+        'aot', help='compile the exports of a module ahead of time into '
+        'OUTDIR/lib<stem>.so and OUTDIR/<stem>.h (C ABI, erasure included)',
+        description='Build every @secretjit.aot.export of MODULE into a C '
+        'shared library and its header.')
+    aot.add_argument('module', metavar='MODULE.py',
+                     help='Python file declaring exports with '
+                     '@secretjit.aot.export(c_name, signature)')
+    aot.add_argument('--target', default=None,
+                     help='x86_64-linux-gnu or aarch64-linux-gnu (default: '
+                     'the host)')
+    aot.add_argument('-o', '--outdir', default='.',
+                     help='output directory (default: .)')
+    aot.add_argument('--export', dest='exports', action='append',
+                     metavar='C_NAME', help='build only this export '
+                     '(repeatable)')
     args = parser.parse_args(argv)
+    if args.command == 'aot':
+        return _aot(parser, args)
     if args.command == 'demo':
         from . import demo as demo_mod
         return 0 if demo_mod.run(seed=args.seed) else 1
     return 2
+
+
+def _aot(parser, args):
+    from . import aot
+    try:
+        target = aot.resolve_target(args.target)
+    except aot.AotError as exc:
+        parser.error(str(exc))          # exit status 2, like argparse
+    try:
+        lib, header = aot.build(args.module, target=target, outdir=args.outdir,
+                                exports=args.exports)
+    except (aot.AotError, TypeError, ValueError) as exc:
+        print('secretjit aot: error: %s' % exc, file=sys.stderr)
+        return 1
+    import os
+    print('%s (%d bytes, %s)' % (lib, os.path.getsize(lib), target))
+    print(header)
+    return 0
 
 
 if __name__ == '__main__':

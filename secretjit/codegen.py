@@ -161,8 +161,15 @@ class SecretCodeLibrary(JITCodeLibrary):
         mod.data_layout = self._final_module.data_layout
         return mod
 
+    # Set by AOT builds (secretjit.aot): keep the final module's IR as it was
+    # before any secret pass, in ``pre_secret_ir``, to recompile for a target.
+    keep_pre_secret_ir = False
+    pre_secret_ir = None
+
     def _optimize_final_module(self):
         arch = self._codegen.arch
+        if self.keep_pre_secret_ir:
+            self.pre_secret_ir = str(self._final_module)
         text, report = passes.insert_boundaries(
             str(self._final_module), self._secret_entries, arch)
         self.pass_reports = [report]

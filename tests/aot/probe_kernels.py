@@ -1,0 +1,110 @@
+"""Exports for the AOT erasure and ABI tests (built by tests/test_aot.py)."""
+import numpy as np
+from numba import njit
+
+from secretjit import probes
+from secretjit.aot import export
+
+MIX = np.uint64(0x9E3779B97F4A7C15)
+N = 512
+
+
+@njit
+def mix(key, i):
+    return key[i % 4] ^ (MIX * np.uint64(i + 1))
+
+
+@njit
+def helper_deep(key):
+    """A helper with its own 4 KiB stack buffer of secrets."""
+    s = probes.stack_scratch(512)
+    for i in range(N):
+        s[i] = mix(key, i)
+    acc = np.uint64(0)
+    for i in range(N):
+        acc ^= s[(i * 7) % N]
+    return acc
+
+
+@export("stack_kernel", "uint64(uint64[::1])")
+def stack_kernel(key):
+    """Secrets in the kernel's frame and, deeper, in a helper's frame."""
+    s = probes.stack_scratch(512)
+    for i in range(N):
+        s[i] = mix(key, i)
+    acc = np.uint64(0)
+    for i in range(N):
+        acc += s[(i * 5) % N]
+    return acc ^ helper_deep(key)
+
+
+@export("stack_kernel_raises", "uint64(uint64[::1], boolean)")
+def stack_kernel_raises(key, fail):
+    s = probes.stack_scratch(512)
+    for i in range(N):
+        s[i] = mix(key, i)
+    acc = np.uint64(0)
+    for i in range(N):
+        acc += s[(i * 5) % N]
+    if fail:
+        raise ValueError("kernel failed after touching secrets")
+    return acc
+
+
+@export("reg_kernel", "uint64(uint64[::1], uint64[::1])")
+def reg_kernel(key, out):
+    """Moves the key through vector and general registers, returns its size.
+
+    Nothing runs after the copy (no free, no call) that would overwrite the
+    registers of a build without register zeroing.
+    """
+    for i in range(key.size):
+        out[i] = key[i]
+    return np.uint64(key.size)
+
+
+@export("toy_mix", "int64(uint8[::1], uint8[::1])")
+def toy_mix(key, out):
+    """Sum of key ^ 0x5a; out[i] = key[i % len] ^ 0x5a."""
+    t = np.empty(key.size, np.uint8)
+    s = 0
+    for i in range(key.size):
+        t[i] = key[i] ^ 0x5a
+        s += t[i]
+    if key.size == 0:
+        raise ValueError("empty key")
+    for i in range(out.size):
+        out[i] = t[i % key.size]
+    return s
+
+
+@export("scalars", "float64(float64, int32, boolean, uint8, int16)")
+def scalars(x, n, neg, b, h):
+    y = x * n + b + h
+    return -y if neg else y
+
+
+@export("is_even", "boolean(int64)")
+def is_even(n):
+    return n % 2 == 0
+
+
+@export("fill_f32", "void(float32[::1], float32)")
+def fill_f32(a, v):
+    for i in range(a.size):
+        a[i] = v + i
+
+
+HEAPMIX = np.uint64(0xA5A5A5A55A5A5A5A)
+
+
+@export("heap_kernel", "uint64(uint64[::1])")
+def heap_kernel(key):
+    """Derived words in a heap temporary that dies at the end of the call."""
+    t = np.empty(256, np.uint64)
+    for i in range(256):
+        t[i] = key[i % 4] ^ (HEAPMIX * np.uint64(i + 1))
+    acc = np.uint64(0)
+    for i in range(256):
+        acc += t[(i * 3) % 256]
+    return acc
