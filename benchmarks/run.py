@@ -302,6 +302,9 @@ def markdown(data, command):
             lines.append('| %s | %d KiB | %d KiB | %+d KiB | %d KiB |' % (
                 k, v['rss_before_KiB'], v['rss_after_KiB'], v['growth_KiB'],
                 v['peak_KiB']))
+    if data.get('hardened'):
+        import hardened
+        lines += ['', hardened.markdown(data['hardened']).rstrip()]
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
@@ -355,6 +358,8 @@ def main(argv=None):
                    'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
         data['compile'] = compile_times(kernels, runs=2)
         data['memory'] = memory(100_000)
+    import hardened                       # imports this module: not at the top
+    data['hardened'] = hardened.collect(args.quick)
     data['seconds'] = time.time() - t0
     out = args.out or (None if args.quick else HERE)
     command = 'python benchmarks/run.py' + (' --quick' if args.quick else '')

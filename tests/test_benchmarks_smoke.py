@@ -29,4 +29,6 @@ def test_quick_benchmark_writes_results(tmp_path):
     table = (tmp_path / 'RESULTS.md').read_text()
     assert '| kernel | size | njit | secret_jit | secret/njit |' in table
     assert '## Targets' in table
+    assert '## Hardened secret memory' in table
+    assert data['hardened']
     assert table.count('\n| chacha20 |') == 2             # 64 B and 16 KiB
