@@ -169,14 +169,16 @@ def threaded(rounds, nthreads=8, seconds=0.25):
     return rows
 
 
-def markdown(data):
+def markdown(data, command=None):
     m = data['machine']
     st = data['status']
+    command = command or 'python benchmarks/hardened.py' + (
+        ' --quick' if data['quick'] else '')
     lines = ['## Hardened secret memory (secret arena, secret stack)', '',
-             'Machine: %s, %s cores; numba %s.  Command: `python benchmarks/hardened.py%s` '
+             'Machine: %s, %s cores; numba %s.  Command: `%s` '
              '(%s).  Same source under `njit` and `secret_jit`, interleaved, %d rounds, '
              'medians; ratio = secret/njit time.' % (
-                 m['cpu'], m['cores'], m['numba'], ' --quick' if data['quick'] else '',
+                 m['cpu'], m['cores'], m['numba'], command,
                  data['date'], data['rounds']), '',
              '| case | njit | secret_jit | secret/njit |', '|---|---:|---:|---:|']
     for r in data['per_call']:

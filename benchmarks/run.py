@@ -304,7 +304,7 @@ def markdown(data, command):
                 v['peak_KiB']))
     if data.get('hardened'):
         import hardened
-        lines += ['', hardened.markdown(data['hardened']).rstrip()]
+        lines += ['', hardened.markdown(data['hardened'], command).rstrip()]
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
