@@ -24,15 +24,21 @@ def secret_jit(*args, **kws):
       the vector registers (z0-z31 and p0-p15 with SVE) on AArch64, where
       the low halves of v8-v15 are callee-saved.  Functions of
       the call tree zero the registers they used; the boundary zeroes all.
-    - Stack: every byte the call tree wrote below the caller's stack pointer
-      is zero, up to a depth bound computed from the machine code of the
-      whole call tree (numba helpers, the secret allocator, and a measured
-      allowance per libc/libm/NRT C function it calls).
+    - Stack: the call tree runs on the thread's secret stack, and every byte
+      it wrote there is zero, up to a depth bound computed from the machine
+      code of the whole call tree (numba helpers, the secret allocator, and
+      a measured allowance per libc/libm/NRT C function it calls).  Without
+      a secret stack (no address space) it runs in place and the same depth
+      below the caller's stack pointer is zeroed.
     - Heap: every buffer the call tree allocates through numba's runtime
-      (arrays, temporaries, lists, strings) is overwritten with zeros by a
-      volatile write when it is freed: at the end of the call for
+      (arrays, temporaries, lists, strings) comes from the secret arena and
+      is overwritten with zeros when it is freed: at the end of the call for
       temporaries, or when Python drops the last reference to a returned
       array.  Plain numba code keeps numba's allocator.
+    - While the call runs, the secret stack and the arena are locked in RAM
+      (never swapped), left out of core dumps and zero in forked children,
+      with guard pages (``SECRETJIT_STACK_SIZE``, ``SECRETJIT_ARENA_SIZE``;
+      see :mod:`secretjit.secretmem`).
     - Plain ``@njit`` functions the kernel calls are compiled again for the
       secret target and get the same treatment.  Nested secret kernels run
       inside the outer call's protection.
@@ -43,8 +49,9 @@ def secret_jit(*args, **kws):
       wrapper unboxes and boxes them outside the protected call, and input
       arrays are the caller's memory.
     - Registers of a thread interrupted mid-call (signals, preemption) are
-      saved by the kernel wherever it saves them; swap and core dumps taken
-      during the call may contain secrets.
+      saved by the OS kernel wherever it saves them (a core dump's thread
+      notes, a signal frame on the secret stack); a debugger or
+      ``/proc/<pid>/mem`` can read the process's memory during the call.
     - Memory allocated by C code the kernel reaches outside numba's runtime
       (typed List/Dict C helpers, BLAS/LAPACK through np.linalg, libc's own
       buffers) is not wiped.
