@@ -16,8 +16,9 @@ import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
 from . import passes, runtime, secretmem, stack_bound
+from .passes.textir import Module
 from .errors import SecretPolicyError
-from .stack_bound import StackBound, compute_bounds, frame_sizes
+from .stack_bound import StackBound, compute_bounds
 
 VERSION = '0.1'
 # Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
@@ -100,15 +101,29 @@ def finish_secret_module(text, tm, arch, extra_allowance=None,
     kernels = passes.placeholders(text)
     if not kernels:
         return text, {}, {}, reports
-    mod = reparse(text)
+    # The analysis needs the machine code of the secret call trees only: the
+    # wrappers (argument unboxing, result boxing; the bulk of a small
+    # kernel's module) are compiled as stubs here, which saves code generation
+    # time, and their frames are not reported.
+    analysed = Module.parse(text)
+    stubbed = set()
+    for name in skip:
+        fn = analysed.functions.get(name)
+        if fn is not None:
+            fn.body = ['  unreachable']
+            stubbed.add(name)
+    mod = reparse(analysed.text() if stubbed else text)
     funcs, data = _module_symbols(mod)
     asm = str(tm.emit_assembly(mod))
     # The secret stack holds the thunk's frame and, below it, the kernel's call
     # tree: bound the thunk.
     thunks = {passes.thunk_name(k): k for k in kernels}
+    sizes = {}
     by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
                               extra_allowance=extra_allowance,
-                              module_name=module_name)
+                              module_name=module_name, frames=sizes)
+    for name in stubbed:
+        sizes.pop(name, None)
     bounds = {}
     for thunk, b in by_thunk.items():
         kernel = thunks[thunk]
@@ -125,7 +140,6 @@ def finish_secret_module(text, tm, arch, extra_allowance=None,
                 "move large local arrays to the heap (np.empty), or raise "
                 "SECRETJIT_STACK_SIZE (e.g. SECRETJIT_STACK_SIZE=%dK)"
                 % max(2 * b.depth // 1024, 512))
-    sizes = frame_sizes(asm, funcs, arch)
     text, report = passes.write_depths(
         text, {k: b.depth for k, b in bounds.items()})
     reports.append(report)

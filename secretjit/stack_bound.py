@@ -771,18 +771,22 @@ def frame_sizes(asm, functions, arch):
 
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
-                   indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>'):
+                   indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>',
+                   frames=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
     ``functions`` are the names the module defines and ``data`` its global
     variables (references to those are not calls); ``extra_allowance`` maps
     external names to known bounds (the secret runtime's functions).  Returns
     ``{root: StackBound}``.  A call through an unknown pointer counts
-    ``indirect_allowance`` bytes.
+    ``indirect_allowance`` bytes.  A dict passed as ``frames`` receives what
+    :func:`frame_sizes` would return, from the same parse.
     """
     if arch not in PARSERS:
         raise NotImplementedError("no stack analysis for architecture %r" % arch)
     infos = PARSERS[arch](asm, set(functions))
+    if frames is not None:
+        frames.update((name, info.frame) for name, info in infos.items())
     data = set(data)
     for info in infos.values():
         info.callees -= data
