@@ -22,8 +22,6 @@ import os
 import sysconfig
 
 CSRC = os.path.join(os.path.dirname(__file__), 'csrc')
-DEFAULT_ARENA_SIZE = 256 << 20
-DEFAULT_STACK_SIZE = 256 << 10
 
 _FIELDS = [
     ('arena_start', ctypes.c_size_t), ('arena_end', ctypes.c_size_t),
@@ -36,7 +34,8 @@ _FIELDS = [
 ]
 
 
-class _MemStats(ctypes.Structure):
+class MemStats(ctypes.Structure):
+    """``struct secretjit_memstats`` of secretmem.h."""
     _fields_ = _FIELDS
 
 
@@ -59,7 +58,7 @@ def lib():
                 "with `pip install -e .` (or `pip install .`), which compiles "
                 "secretjit/csrc with the system C compiler" % path)
         handle = ctypes.CDLL(path)
-        handle.secretjit_memstats.argtypes = [ctypes.POINTER(_MemStats)]
+        handle.secretjit_memstats.argtypes = [ctypes.POINTER(MemStats)]
         handle.secretjit_memstats.restype = None
         handle.secretjit_stack_range.argtypes = [
             ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
@@ -84,7 +83,7 @@ def memory_status():
     first ``errno`` of ``mlock``/``MADV_DONTDUMP``/``MADV_WIPEONFORK`` failures
     (0: none).
     """
-    st = _MemStats()
+    st = MemStats()
     lib().secretjit_memstats(ctypes.byref(st))
     return {name: getattr(st, name) for name, _ in _FIELDS if name != 'reserved'}
 
@@ -97,29 +96,41 @@ def stack_range():
     return None
 
 
-def _env_size(name, default):
-    """The C runtime's reading of a size setting (for compile-time checks)."""
-    s = os.environ.get(name, '').strip()
-    if not s:
-        return default
-    mult = {'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30}.get(s[-1].lower(), 1)
-    digits = s[:-1] if mult != 1 else s
-    if not digits.isdigit() or int(digits) == 0:
-        return default                  # the C side warns on stderr
-    return int(digits) * mult
-
-
 def stack_size():
-    """Bytes of secret stack per thread (SECRETJIT_STACK_SIZE, page-rounded)."""
-    page = os.sysconf('SC_PAGESIZE')
-    n = _env_size('SECRETJIT_STACK_SIZE', DEFAULT_STACK_SIZE)
-    return (n + page - 1) // page * page
+    """Bytes of secret stack per thread, as the C runtime read them.
+
+    ``SECRETJIT_STACK_SIZE`` (page-rounded), read once when the runtime was
+    loaded: compile-time checks use the size the calls will really get.
+    """
+    return memory_status()['stack_size']
 
 
 def arena_size():
-    page = os.sysconf('SC_PAGESIZE')
-    n = _env_size('SECRETJIT_ARENA_SIZE', DEFAULT_ARENA_SIZE)
-    return (n + page - 1) // page * page
+    """Bytes of the secret arena's reservation, as the C runtime made it."""
+    return memory_status()['arena_limit']
+
+
+def mappings(smaps='/proc/self/smaps'):
+    """Every mapping of this process, from ``/proc/self/smaps``.
+
+    A list of dicts: ``start``, ``end``, ``perms`` (``rw-p``...), ``flags``
+    (the set of VmFlags: ``dd`` left out of core dumps, ``wf`` wiped on fork,
+    ``lo`` locked, ...) and each ``kB`` field under its name (``Rss``,
+    ``Locked``, ...), in kB.
+    """
+    out = []
+    with open(smaps) as f:
+        for line in f:
+            head, _, rest = line.partition(' ')
+            if not head.endswith(':') and '-' in head:
+                start, end = (int(x, 16) for x in head.split('-'))
+                out.append({'start': start, 'end': end, 'perms': rest.split()[0],
+                            'flags': set()})
+            elif head == 'VmFlags:':
+                out[-1]['flags'] = set(rest.split())
+            elif line.rstrip().endswith(' kB'):
+                out[-1][head[:-1]] = int(rest.split()[0])
+    return out
 
 
 def mapping_flags(lo, hi, smaps='/proc/self/smaps'):
@@ -130,21 +141,10 @@ def mapping_flags(lo, hi, smaps='/proc/self/smaps'):
     wiped on fork, ``lo``: locked), and the Locked/Rss sums over them.
     Guard pages (no access) are skipped.
     """
-    common, locked, rss, vma = None, 0, 0, None
-    with open(smaps) as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if not head.endswith(':') and '-' in head:
-                start, end = (int(x, 16) for x in head.split('-'))
-                perms = line.split()[1]
-                vma = start < hi and end > lo and perms[0] == 'r'
-            elif not vma:
-                continue
-            elif head == 'Locked:':
-                locked += int(line.split()[1])
-            elif head == 'Rss:':
-                rss += int(line.split()[1])
-            elif head == 'VmFlags:':
-                flags = set(line.split()[1:])
-                common = flags if common is None else common & flags
+    common, locked, rss = None, 0, 0
+    for m in mappings(smaps):
+        if m['start'] < hi and m['end'] > lo and m['perms'][0] == 'r':
+            locked += m['Locked']
+            rss += m['Rss']
+            common = m['flags'] if common is None else common & m['flags']
     return (common or set()), locked, rss

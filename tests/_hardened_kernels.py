@@ -9,7 +9,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from secretjit import secret_jit
+from secretjit import secret_jit, secretmem
 
 _compiled = {}
 
@@ -104,21 +104,8 @@ def fitting_frame(value):
 
 # -- /proc/self/smaps ----------------------------------------------------------
 
-def smaps():
-    """[{start, end, perms, flags (set), Locked (kB)}] of this process."""
-    out = []
-    with open('/proc/self/smaps') as f:
-        for line in f:
-            head = line.split(None, 1)[0]
-            if '-' in head and not head.endswith(':'):
-                s, e = (int(x, 16) for x in head.split('-'))
-                out.append({'start': s, 'end': e, 'perms': line.split()[1],
-                            'flags': set(), 'Locked': 0})
-            elif head == 'VmFlags:':
-                out[-1]['flags'] = set(line.split()[1:])
-            elif head == 'Locked:':
-                out[-1]['Locked'] = int(line.split()[1])
-    return out
+# [{start, end, perms, flags (set), Locked (kB), ...}] of this process.
+smaps = secretmem.mappings
 
 
 def vma(addr, maps=None):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from secretjit import secretmem
+
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / 'secretjit' / 'csrc'
 PAGE = os.sysconf('SC_PAGE_SIZE')
@@ -57,21 +59,8 @@ def libpath(tmp_path_factory):
     return str(so)
 
 
-class MemStats(ctypes.Structure):
-    _fields_ = [('arena_start', ctypes.c_size_t),
-                ('arena_end', ctypes.c_size_t),
-                ('arena_limit', ctypes.c_size_t),
-                ('arena_carved', ctypes.c_size_t),
-                ('arena_in_use', ctypes.c_size_t),
-                ('locked_bytes', ctypes.c_size_t),
-                ('arena_failures', ctypes.c_uint64),
-                ('stack_size', ctypes.c_size_t),
-                ('stacks_created', ctypes.c_uint64),
-                ('stack_fallbacks', ctypes.c_uint64),
-                ('mlock_errno', ctypes.c_int),
-                ('dontdump_errno', ctypes.c_int),
-                ('wipeonfork_errno', ctypes.c_int),
-                ('reserved', ctypes.c_int)]
+# struct secretjit_memstats, as the package loader declares it.
+MemStats = secretmem.MemStats
 
 
 def load(path):
@@ -114,7 +103,7 @@ def span_pages(size):
 PRELUDE = textwrap.dedent('''
     import ctypes, os, sys
     sys.path.insert(0, %r)
-    from test_arena import load, stats, r16, PAGE
+    from test_arena import load, stats, r16, PAGE, secretmem
     L = load(%r)
 ''')
 
@@ -145,24 +134,9 @@ def mapping_of(addr):
 
 
 def smaps_vmas(lo, hi):
-    """[(start, end, perms, {field: kB}, vmflags)] for VMAs inside [lo, hi)."""
-    vmas, cur = [], None
-    with open('/proc/self/smaps') as f:
-        for line in f:
-            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) (\S+)', line)
-            if m:
-                start, end = int(m[1], 16), int(m[2], 16)
-                cur = None
-                if start >= lo and end <= hi:
-                    cur = [start, end, m[3], {}, set()]
-                    vmas.append(cur)
-            elif cur is not None:
-                key, _, val = line.partition(':')
-                if key == 'VmFlags':
-                    cur[4] = set(val.split())
-                elif val.strip().endswith('kB'):
-                    cur[3][key] = int(val.split()[0])
-    return vmas
+    """The mappings (``secretmem.mappings`` dicts) inside [lo, hi)."""
+    return [m for m in secretmem.mappings()
+            if m['start'] >= lo and m['end'] <= hi]
 
 
 # -- placement and guard pages ------------------------------------------------
@@ -339,25 +313,25 @@ def test_smaps_shows_dontdump_wipeonfork_and_locked(lib):
     st = stats(lib)
     assert st.dontdump_errno == 0 and st.wipeonfork_errno == 0
     vmas = smaps_vmas(st.arena_start, st.arena_end)
-    assert vmas and sum(v[1] - v[0] for v in vmas) == st.arena_limit
+    assert vmas and sum(v['end'] - v['start'] for v in vmas) == st.arena_limit
     release = tuple(int(x) for x in re.findall(r'\d+', os.uname().release)[:2])
-    for start, end, perms, fields, flags in vmas:
-        assert 'dd' in flags, (hex(start), flags)
+    for v in vmas:
+        assert 'dd' in v['flags'], (hex(v['start']), v['flags'])
         if release >= (4, 14):
-            assert 'wf' in flags, (hex(start), flags)
+            assert 'wf' in v['flags'], (hex(v['start']), v['flags'])
     if os.geteuid() != 0:
         pytest.skip('mlock checks need root (RLIMIT_MEMLOCK)')
     assert st.mlock_errno == 0
     for p, n in zip(blocks, sizes):
-        vma = next(v for v in vmas if v[0] <= p < v[1])
-        assert vma[2].startswith('rw') and 'lo' in vma[4]
-        assert vma[3]['Locked'] * 1024 >= -(-r16(n) // PAGE) * PAGE
+        vma = next(v for v in vmas if v['start'] <= p < v['end'])
+        assert vma['perms'].startswith('rw') and 'lo' in vma['flags']
+        assert vma['Locked'] * 1024 >= -(-r16(n) // PAGE) * PAGE
     locked = 0
-    for start, end, perms, fields, flags in vmas:
-        if perms.startswith('rw'):
+    for v in vmas:
+        if v['perms'].startswith('rw'):
             # whatever is resident is locked
-            assert fields['Rss'] == fields['Locked'], (hex(start), fields)
-            locked += fields['Locked'] * 1024
+            assert v['Rss'] == v['Locked'], (hex(v['start']), v)
+            locked += v['Locked'] * 1024
     assert st.locked_bytes >= locked
     for p in blocks:
         lib.secretjit_arena_free(p)
@@ -374,10 +348,10 @@ def test_only_the_pages_handed_out_are_locked(libpath):
             st = stats(L)
             lo, hi = end - 16 * PAGE, end
             vs = [v for v in smaps_vmas(st.arena_start, st.arena_end)
-                  if lo <= v[0] < hi]
-            assert vs[0][0] == lo and vs[-1][1] == hi, vs
-            return (sum(v[3]['Locked'] for v in vs) * 1024 // PAGE,
-                    sum(v[3]['Rss'] for v in vs) * 1024 // PAGE)
+                  if lo <= v['start'] < hi]
+            assert vs[0]['start'] == lo and vs[-1]['end'] == hi, vs
+            return (sum(v['Locked'] for v in vs) * 1024 // PAGE,
+                    sum(v['Rss'] for v in vs) * 1024 // PAGE)
         p = L.secretjit_arena_alloc(10 * PAGE)
         end = p + 10 * PAGE
         first = locked_pages(p)
@@ -397,7 +371,6 @@ def test_only_the_pages_handed_out_are_locked(libpath):
 
 def test_fork_child_sees_zeros_and_can_use_the_arena(libpath):
     r = run_script(libpath, '''
-        import re
         n = 8192
         p = L.secretjit_arena_alloc(n)
         ctypes.memset(p, 0xC3, n)
@@ -413,15 +386,8 @@ def test_fork_child_sees_zeros_and_can_use_the_arena(libpath):
                 ctypes.memset(p, 0x99, n)    # the inherited block is usable
                 # mlock is not inherited: the child must have re-locked.
                 st = stats(L)
-                locked = 0
-                with open('/proc/self/smaps') as f:
-                    inside = False
-                    for line in f:
-                        m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
-                        if m:
-                            inside = st.arena_start <= int(m[1], 16) < st.arena_end
-                        elif inside and line.startswith('Locked:'):
-                            locked += int(line.split()[1]) * 1024
+                locked = sum(v['Locked'] * 1024 for v in secretmem.mappings()
+                             if st.arena_start <= v['start'] < st.arena_end)
                 assert locked >= n + 4096, locked
                 L.secretjit_arena_free(q)
                 L.secretjit_arena_free(p)
