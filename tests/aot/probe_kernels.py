@@ -1,54 +1,17 @@
 """Exports for the AOT erasure and ABI tests (built by tests/test_aot.py)."""
-import numpy as np
-from numba import njit
+import os
+import sys
 
-from secretjit import probes
+import numpy as np
+
 from secretjit.aot import export
 
-MIX = np.uint64(0x9E3779B97F4A7C15)
-N = 512
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _kernels import stack_kernel, stack_kernel_raises  # noqa: E402
 
-
-@njit
-def mix(key, i):
-    return key[i % 4] ^ (MIX * np.uint64(i + 1))
-
-
-@njit
-def helper_deep(key):
-    """A helper with its own 4 KiB stack buffer of secrets."""
-    s = probes.stack_scratch(512)
-    for i in range(N):
-        s[i] = mix(key, i)
-    acc = np.uint64(0)
-    for i in range(N):
-        acc ^= s[(i * 7) % N]
-    return acc
-
-
-@export("stack_kernel", "uint64(uint64[::1])")
-def stack_kernel(key):
-    """Secrets in the kernel's frame and, deeper, in a helper's frame."""
-    s = probes.stack_scratch(512)
-    for i in range(N):
-        s[i] = mix(key, i)
-    acc = np.uint64(0)
-    for i in range(N):
-        acc += s[(i * 5) % N]
-    return acc ^ helper_deep(key)
-
-
-@export("stack_kernel_raises", "uint64(uint64[::1], boolean)")
-def stack_kernel_raises(key, fail):
-    s = probes.stack_scratch(512)
-    for i in range(N):
-        s[i] = mix(key, i)
-    acc = np.uint64(0)
-    for i in range(N):
-        acc += s[(i * 5) % N]
-    if fail:
-        raise ValueError("kernel failed after touching secrets")
-    return acc
+# The stack kernels are the JIT erasure tests' own (tests/_kernels.py).
+export("stack_kernel", "uint64(uint64[::1])")(stack_kernel)
+export("stack_kernel_raises", "uint64(uint64[::1], boolean)")(stack_kernel_raises)
 
 
 @export("reg_kernel", "uint64(uint64[::1], uint64[::1])")
