@@ -56,7 +56,7 @@ def secret_jit(*args, **kws):
       (typed List/Dict C helpers, BLAS/LAPACK through np.linalg, libc's own
       buffers) is not wiped.
     - The stack allowance for external C functions is measured on Linux
-      x86-64 and AArch64 with glibc (see tests/test_stack_bound.py and
+      x86-64 and AArch64 with glibc (see tests/test_allowance_calibration.py and
       tests/test_aarch64.py), not proven.
     - Recursion, variable-sized stack frames, ``parallel=True``/``prange``,
       object mode, calls into the interpreter, generator kernels and jitclass
