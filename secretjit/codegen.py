@@ -3,7 +3,7 @@
 :class:`SecretCodeLibrary` runs :mod:`secretjit.pipeline` over numba's final
 module (boundaries before -O3; internalization, register zeroing and the
 computed stack-scrub depths after it).  :class:`SecretCodegen` owns a JIT engine of its
-own, into which the wiping allocator of :mod:`secretjit.runtime` is loaded
+own, into which the wiping allocator of :mod:`secretjit.arena_nrt` is loaded
 first, so its NRT symbols shadow numba's for secret code only.
 """
 
@@ -14,7 +14,7 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import passes, pipeline, runtime, secretmem, stack_bound
+from . import arena_nrt, passes, pipeline, secretmem, stack_bound
 from .passes.textir import Module
 from .pipeline import host_arch, host_has_sve  # noqa: F401 (probes import host_arch)
 from .stack_bound import StackBound
@@ -31,9 +31,11 @@ def _source_digest():
     global _DIGEST
     if _DIGEST is None:
         h = hashlib.sha256()
-        mods = [passes, pipeline, runtime, secretmem, stack_bound,
+        mods = [arena_nrt, passes, pipeline, secretmem, stack_bound,
                 sys.modules[__name__]]
-        mods += [m for m in vars(passes).values() if isinstance(m, types.ModuleType)]
+        for package in (passes, stack_bound):
+            mods += [m for m in vars(package).values()
+                     if isinstance(m, types.ModuleType)]
         # the target decides which libraries get boundaries; policy and
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
@@ -143,8 +145,8 @@ class SecretCodegen(JITCPUCodegen):
         self._install_runtime()
 
     def _install_runtime(self):
-        runtime.register_symbols()
-        mod, self.runtime_depths = pipeline.runtime_module(
+        arena_nrt.register_symbols()
+        mod, self.runtime_depths = pipeline.arena_nrt_module(
             self._tm, self.arch, self._llvm_module.triple, self._data_layout)
         self._engine.add_module(mod)
         self._engine.finalize_object()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as ll
 
-from . import passes, runtime, secretmem, stack_bound
+from . import arena_nrt, passes, secretmem, stack_bound
 from .errors import SecretPolicyError
 from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
@@ -81,22 +81,22 @@ class SecretModule:
     reports: list = field(default_factory=list)  # PassReport per pass run
 
 
-def runtime_module(tm, arch, triple, data_layout, standalone=False,
-                   extra_allowance=None):
-    """The wiping allocator (``secretjit.runtime``) compiled for ``tm``.
+def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
+                     extra_allowance=None):
+    """The NRT entry points on the secret arena (``secretjit.arena_nrt``) for ``tm``.
 
     Returns ``(module, depths)``: the runtime's LLVM module with register
     zeroing, and the stack depth of each entry point the kernels call or
     numba's C runtime calls back, from ``tm``'s assembly of it.
     """
-    text = str(ll.parse_assembly(runtime.build_module(
+    text = str(ll.parse_assembly(arena_nrt.build_module(
         triple, data_layout, standalone=standalone)))
     text, _ = passes.zero_call_used_regs(text)
     mod = ll.parse_assembly(text)
     mod.verify()
     funcs, data = module_symbols(mod)
     asm = str(tm.emit_assembly(mod))
-    roots = [r for r in runtime.INTERPOSED + runtime.CALLBACKS if r in funcs]
+    roots = [r for r in arena_nrt.INTERPOSED + arena_nrt.CALLBACKS if r in funcs]
     # Calls through pointers here: a varsize payload's destructor (numba IR
     # that decrefs the items: a small frame, then NRT_decref's C path) and
     # numba's own C varsize functions for MemInfos numba's C code made (a
@@ -105,13 +105,13 @@ def runtime_module(tm, arch, triple, data_layout, standalone=False,
         asm, funcs, roots, arch, data=data,
         indirect_allowance=NUMBA_DTOR_ALLOWANCE
         + stack_bound.external_allowance('malloc'),
-        extra_allowance=extra_allowance, module_name='secretjit.runtime')
+        extra_allowance=extra_allowance, module_name='secretjit.arena_nrt')
     depths = {name: b.depth for name, b in bounds.items()}
     # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which may
     # release nested MemInfos) and then its allocator's free: a few small C
     # frames per nesting level around the callbacks above.
     depths['NRT_MemInfo_call_dtor'] = NUMBA_DTOR_ALLOWANCE + max(
-        depths[name] for name in runtime.CALLBACKS if name in depths)
+        depths[name] for name in arena_nrt.CALLBACKS if name in depths)
     return mod, depths
 
 
@@ -212,7 +212,7 @@ def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
     wrappers, wreport = passes.c_abi_wrappers(specs)
     wrappers.triple, wrappers.data_layout = triple, data_layout
     main = _link(list(texts) + [
-        runtime.build_module(triple, data_layout, standalone=True),
+        arena_nrt.build_module(triple, data_layout, standalone=True),
         str(wrappers)])
     _, lreport = passes.internalize_all_but(main, {s.c_name for s in specs})
     main.triple, main.data_layout = triple, data_layout
@@ -262,7 +262,7 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
     if not secret:
         return SecretModule(reparse(text), reports=reports)
     extra = dict(AOT_ALLOWANCE)
-    extra.update(runtime_module(tm, arch, triple, data_layout, standalone=True,
+    extra.update(arena_nrt_module(tm, arch, triple, data_layout, standalone=True,
                                 extra_allowance=AOT_ALLOWANCE)[1])
     result = after_optimization(text, tm, arch, extra, 'aot', reparse=reparse)
     result.reports[:0] = reports

@@ -36,7 +36,7 @@ clears the vector state the CPU has (x86-64: upper ymm/zmm bits, zmm16-31,
 k0-k7; AArch64 with SVE: p0-p15 and FFR).  The library needs only libc (and
 libm); its runtime (``secretjit/csrc``: arena, secret stack, the NRT pieces in
 ``nrt_aot.c``) is compiled by the target's C compiler, and the runtime's LLVM
-IR (``secretjit.runtime``, ``standalone=True``) by the target's TargetMachine.
+IR (``secretjit.arena_nrt``, ``standalone=True``) by the target's TargetMachine.
 Only the exports are visible in the library's dynamic symbol table.
 
 Targets: ``x86_64-linux-gnu`` (host ``cc``) and ``aarch64-linux-gnu``
