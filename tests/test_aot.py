@@ -4,14 +4,13 @@ Every library is built for x86-64 (run natively) and AArch64 (cross-compiled
 with aarch64-linux-gnu-gcc, run under qemu-aarch64); a target whose toolchain
 or emulator is missing is skipped with the package to install.  The C
 programs live in tests/aot/.  Each erasure assertion is paired with its
-control: the same exports built without the secret passes (``_secret=False``:
+control: the same exports built without the secret passes (``secret=False``:
 no boundaries, no register zeroing, and malloc/free without wiping in place
 of the secret arena) must leak, or the probe proves nothing.
 """
 
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -22,7 +21,8 @@ import pytest
 from numba import njit
 
 from secretjit import aot
-from secretjit.aot import _build
+from secretjit.aot import _link
+from secretjit.pipeline import host_arch
 
 from _kernels import stack_kernel
 
@@ -43,19 +43,14 @@ def _arch(target):
     return aot.TARGETS[target][0]
 
 
-def _host_arch():
-    m = platform.machine().lower()
-    return {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(m, m)
-
-
 def _missing(target):
     """Why ``target``'s programs cannot be built and run here, or None."""
     try:
-        _build.toolchain(target)
+        _link.toolchain(target)
     except aot.AotError as exc:
         return str(exc)
     arch = _arch(target)
-    if arch != _host_arch():
+    if arch != host_arch():
         if shutil.which('qemu-%s' % arch) is None:
             return 'qemu-%s not found: apt-get install qemu-user' % arch
         if not os.path.isdir('/usr/%s-linux-gnu' % arch):
@@ -72,7 +67,7 @@ def _need(target):
 
 def _run(target, argv, stdin=None, env=None):
     arch = _arch(target)
-    if arch != _host_arch():
+    if arch != host_arch():
         argv = ['qemu-%s' % arch, '-L', '/usr/%s-linux-gnu' % arch] + argv
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -83,7 +78,7 @@ def _run(target, argv, stdin=None, env=None):
 
 
 def _cc(target, out, sources, libdir, lib):
-    cc = _build.toolchain(target)
+    cc = _link.toolchain(target)
     subprocess.run(cc + ['-O1', '-I', libdir, '-o', out] + sources + [
         '-L', libdir, '-l' + lib, "-Wl,-rpath,$ORIGIN"], check=True,
         capture_output=True)

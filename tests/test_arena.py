@@ -27,10 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / 'secretjit' / 'csrc'
 PAGE = os.sysconf('SC_PAGE_SIZE')
 
-STUB = ('struct secretjit_memstats;\n'
-        'void secretjit__stack_stats(struct secretjit_memstats *o) { (void)o; }\n')
-
-
 def _sources_mtime():
     return max(p.stat().st_mtime for p in CSRC.iterdir()
                if p.suffix in ('.c', '.h'))
@@ -47,12 +43,7 @@ def libpath(tmp_path_factory):
     if cc is None:
         pytest.skip('no C compiler to build the secret memory library')
     out = tmp_path_factory.mktemp('secretmem')
-    sources = [str(CSRC / 'common.c'), str(CSRC / 'arena.c')]
-    if (CSRC / 'secretstack.c').exists():
-        sources.append(str(CSRC / 'secretstack.c'))
-    else:   # secretstack.c not written yet: stub what common.c needs
-        (out / 'stackstub.c').write_text(STUB)
-        sources.append(str(out / 'stackstub.c'))
+    sources = [str(CSRC / name) for name in ('common.c', 'arena.c', 'secretstack.c')]
     so = out / 'libsecretmem.so'
     subprocess.run([cc, '-O2', '-g', '-shared', '-fPIC', '-std=gnu11', '-Wall',
                     '-fvisibility=hidden', '-o', str(so), *sources], check=True)

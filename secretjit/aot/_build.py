@@ -19,21 +19,15 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import traceback
 
-from . import AotError, STATUS, TARGETS, resolve_target
-from ..pipeline import host_arch
+from . import AotError, TARGETS
+from ._link import header_text, link_library
 
 ERROR_MARK = 'SECRETJIT-AOT-ERROR '
 ERROR_KINDS = {'AotError': AotError, 'TypeError': TypeError,
                'ValueError': ValueError}
-CSRC = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc')
-# The C runtime of every library: whichever of these exist (arena.c and
-# secretstack.c hold the secret heap and stack), plus the NRT pieces.
-RUNTIME_SOURCES = ('common.c', 'arena.c', 'secretstack.c', 'nrt_aot.c')
-CFLAGS = ['-O2', '-fPIC', '-fvisibility=hidden', '-std=gnu11', '-Wall']
 # Symbols the C runtime defines for the kernels (nrt_aot.c, arena.c,
 # secretstack.c) and stack allowances for those the call tree reaches.
 C_RUNTIME_SYMBOLS = frozenset([
@@ -69,31 +63,6 @@ def worker_env(target, tmp):
     return {'NUMBA_CPU_NAME': 'generic', 'NUMBA_CPU_FEATURES': '',
             'SECRETJIT_NO_SHANI': '1',
             'NUMBA_CACHE_DIR': os.path.join(tmp, 'numba-cache')}
-
-
-def toolchain(target):
-    """The C compiler driver for ``target`` (AotError naming the package if absent).
-
-    ``SECRETJIT_AOT_CC`` overrides it; for the host architecture ``CC`` (or
-    ``cc``) is used, for another one the Debian cross compiler.
-    """
-    arch, _, _, cross, package = TARGETS[resolve_target(target)]
-    override = os.environ.get('SECRETJIT_AOT_CC')
-    if override:
-        cc, hint = override, 'SECRETJIT_AOT_CC=%s' % override
-    elif arch == host_arch():
-        cc, hint = os.environ.get('CC') or 'cc', 'apt-get install gcc'
-    else:
-        cc, hint = cross, 'apt-get install %s' % package
-    argv = cc.split()
-    exe = shutil.which(argv[0])
-    if exe is None:
-        raise AotError("C compiler %r for target %s not found; install it "
-                       "with `%s`" % (argv[0], target, hint)
-                       if not override else
-                       "C compiler %r (from SECRETJIT_AOT_CC) not found"
-                       % argv[0])
-    return [exe] + argv[1:]
 
 
 # -- compiling the exports -------------------------------------------------
@@ -268,95 +237,11 @@ def _check_symbols(mod, wrappers):
                 sorted('%s' % readable(m) for m in missing)))
 
 
-# -- C side ----------------------------------------------------------------
-
-def header_text(stem, exports, target):
-    guard = 'SECRETJIT_AOT_%s_H' % re.sub(r'\W', '_', stem).upper()
-    out = ['/* %s.h: secret kernels compiled ahead of time by secretjit for %s.'
-           % (stem, target),
-           ' * Link with -l%s (lib%s.so; it needs only libc and libm).'
-           % (stem, stem),
-           ' *',
-           ' * C ABI of every function below:',
-           ' *  - it returns an int32_t status: SECRETJIT_OK (0) on success,',
-           ' *    SECRETJIT_ERAISED (1) when the kernel raised an exception',
-           ' *    (exceptions never unwind into C), SECRETJIT_EINVAL (2) for a',
-           ' *    NULL pointer with a positive length, a negative length or a',
-           ' *    NULL result pointer (the kernel did not run);',
-           ' *  - a 1-D array parameter x becomes (T *x, int64_t x_len), x_len',
-           ' *    counting elements; arrays are read and written in place;',
-           ' *  - a scalar parameter has the C type of the same width;',
-           ' *  - a non-void result is written through the trailing pointer',
-           ' *    ret, only when the status is SECRETJIT_OK.',
-           ' * Erasure: when a call returns, the call-clobbered registers are',
-           ' * zero (except the status register); the call tree ran on the',
-           " * thread's secret stack (locked, excluded from core dumps), which",
-           ' * is zeroed, or, where none can be set up, on the caller\'s stack,',
-           ' * whose bytes it wrote below the caller\'s stack pointer are zeroed;',
-           ' * every heap block the kernel allocated came from the secret arena',
-           ' * and has been wiped.  Arguments and results are the caller\'s',
-           ' * memory and are not erased.  Run-time settings: SECRETJIT_STACK_SIZE',
-           ' * (secret stack per thread, default 256K), SECRETJIT_ARENA_SIZE',
-           ' * (secret heap, default 256M).',
-           ' * Thread-safe: functions may run concurrently on different threads.',
-           ' */',
-           '#ifndef %s' % guard, '#define %s' % guard, '',
-           '#include <stdbool.h>', '#include <stdint.h>', '']
-    for name, value, doc in STATUS:
-        out.append('#define %s %d  /* %s */' % (name, value, doc))
-    out += ['', '#ifdef __cplusplus', 'extern "C" {', '#endif', '']
-    for exp in exports:
-        doc = (getattr(exp.pyfunc, '__doc__', None) or '').strip()
-        doc = doc.splitlines()[0] if doc else ''
-        out.append('/* %s%s  [%s.%s: %s] */' % (
-            doc.replace('*/', '* /'), ' ' if doc else '',
-            exp.pyfunc.__module__, exp.pyfunc.__qualname__, exp.signature))
-        params = ', '.join('%s%s%s' % (t, '' if t.endswith('*') else ' ', n)
-                           for t, n in exp.c_params) or 'void'
-        out.append('int32_t %s(%s);' % (exp.c_name, params))
-        out.append('')
-    out += ['#ifdef __cplusplus', '}', '#endif', '', '#endif', '']
-    return '\n'.join(out)
-
-
-def _run(argv, what):
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise AotError("%s failed (%s):\n%s%s" % (
-            what, ' '.join(argv), proc.stdout, proc.stderr))
-    return proc
-
-
-def link_library(obj_path, exports, target, outpath, tmp, secret=True):
-    cc = toolchain(target)
-    objs = [obj_path]
-    # Control builds (tests only) swap the arena for malloc without wiping.
-    extra = [] if secret else ['-DSECRETJIT_AOT_CONTROL']
-    for src in RUNTIME_SOURCES:
-        path = os.path.join(CSRC, src)
-        if not os.path.exists(path) or (not secret and src == 'arena.c'):
-            continue
-        o = os.path.join(tmp, src[:-2] + '.o')
-        _run(cc + CFLAGS + extra + ['-I', CSRC, '-c', path, '-o', o],
-             'compiling %s' % src)
-        objs.append(o)
-    script = os.path.join(tmp, 'exports.map')
-    with open(script, 'w') as f:
-        f.write('{\n  global:\n%s  local: *;\n};\n' % ''.join(
-            '    %s;\n' % e.c_name for e in exports))
-    _run(cc + ['-shared', '-o', outpath] + objs + [
-        '-Wl,--version-script=' + script, '-Wl,-z,noexecstack',
-        '-Wl,--no-undefined', '-Wl,-z,relro', '-Wl,-z,now', '-lm'],
-        'linking %s' % os.path.basename(outpath))
-
-
-def main(request):
+def _load_exports(request):
+    """(stem, exports) of the requested module, limited to ``only``."""
     import importlib.util
-    import tempfile
-    import secretjit  # noqa: F401  (initializes LLVM)
     from secretjit import aot
     path = request['module']
-    target = request.get('target')
     stem = os.path.splitext(os.path.basename(path))[0]
     sys.path.insert(0, os.path.dirname(path))
     spec = importlib.util.spec_from_file_location(stem, path)
@@ -381,36 +266,46 @@ def main(request):
     if not exports:
         raise AotError("%s declares no exports (use @secretjit.aot.export)"
                        % path)
-    variants = request.get('variants') or [dict(
-        target=target, outdir=request.get('outdir'),
-        secret=request.get('secret', True))]
+    return stem, exports
+
+
+def _build_variant(stem, exports, kernels, v, keep=False):
+    """Object code, library and header of one (target, outdir, secret)."""
+    import tempfile
+    outdir, secret = v['outdir'], v.get('secret', True)
+    os.makedirs(outdir, exist_ok=True)
+    lib = os.path.join(outdir, 'lib%s.so' % stem)
+    header = os.path.join(outdir, '%s.h' % stem)
+    obj, info = build_ir(exports, kernels, v['target'], secret=secret)
+    with tempfile.TemporaryDirectory(prefix='secretjit-aot-') as tmp:
+        opath = os.path.join(tmp, '%s.o' % stem)
+        with open(opath, 'wb') as f:
+            f.write(obj)
+        if keep:
+            shutil.copy(opath, os.path.join(outdir, '%s.o' % stem))
+        link_library(opath, exports, v['target'], lib, tmp, secret=secret)
+    with open(header, 'w') as f:
+        f.write(header_text(stem, exports, v['target']))
+    info.update(library=lib, header=header, target=v['target'], secret=secret,
+                exports=[e.c_name for e in exports])
+    return info
+
+
+def main(request):
     import time
+    import secretjit  # noqa: F401  (initializes LLVM)
+    stem, exports = _load_exports(request)
+    variants = request.get('variants') or [dict(
+        target=request.get('target'), outdir=request.get('outdir'),
+        secret=request.get('secret', True))]
     t0 = time.perf_counter()
     kernels = compile_exports(exports)
     t1 = time.perf_counter()
     results = []
     for v in variants:
         t2 = time.perf_counter()
-        outdir = v['outdir']
-        os.makedirs(outdir, exist_ok=True)
-        lib = os.path.join(outdir, 'lib%s.so' % stem)
-        header = os.path.join(outdir, '%s.h' % stem)
-        obj, info = build_ir(exports, kernels, v['target'],
-                             secret=v.get('secret', True))
-        with tempfile.TemporaryDirectory(prefix='secretjit-aot-') as tmp:
-            opath = os.path.join(tmp, '%s.o' % stem)
-            with open(opath, 'wb') as f:
-                f.write(obj)
-            if request.get('keep'):
-                shutil.copy(opath, os.path.join(outdir, '%s.o' % stem))
-            link_library(opath, exports, v['target'], lib, tmp,
-                         secret=v.get('secret', True))
-        with open(header, 'w') as f:
-            f.write(header_text(stem, exports, v['target']))
-        info.update(library=lib, header=header, target=v['target'],
-                    secret=v.get('secret', True),
-                    exports=[e.c_name for e in exports],
-                    seconds_numba=round(t1 - t0, 2),
+        info = _build_variant(stem, exports, kernels, v, request.get('keep'))
+        info.update(seconds_numba=round(t1 - t0, 2),
                     seconds_target=round(time.perf_counter() - t2, 2))
         results.append(info)
     print(json.dumps(results if request.get('variants') else results[0]))

@@ -217,11 +217,12 @@ def _a64_targets(regs, reg):
     return 'unknown', None
 
 
-def _a64_step(info, mnem, ops, regs, sp_regs):
+def _a64_branch(info, mnem, ops, regs):
+    """Calls, tail calls and jumps: True if ``mnem`` is a branch."""
     if mnem == 'bl':
         info.calls = True
         info.callees.add(_a64_symbol(ops[0]))
-        return
+        return True
     if mnem.startswith('blr'):                    # blr, blraa, ...
         info.calls = True
         kind, syms = _a64_targets(regs, ops[0])
@@ -229,22 +230,28 @@ def _a64_step(info, mnem, ops, regs, sp_regs):
             info.callees |= syms
         else:
             info.indirect += 1
-        return
+        return True
     if mnem.startswith('br'):                     # br, braa, ...
         kind, syms = _a64_targets(regs, ops[0])
         if kind == 'table':
-            return                                # jump table of this function
+            return True                           # jump table of this function
         info.calls = True
         if kind == 'call':
             info.callees |= syms                  # tail call via register
         else:
             info.indirect += 1
-        return
+        return True
     if mnem in ('b', 'cbz', 'cbnz', 'tbz', 'tbnz') or mnem.startswith('b.'):
         target = _a64_symbol(ops[-1]) if ops else ''
         if not target.startswith('.L'):
             info.calls = True                     # tail call
             info.callees.add(target)
+        return True
+    return False
+
+
+def _a64_step(info, mnem, ops, regs, sp_regs):
+    if _a64_branch(info, mnem, ops, regs):
         return
     text = '%s %s' % (mnem, ', '.join(ops))
     wb = _a64_writeback(ops)

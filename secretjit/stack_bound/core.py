@@ -211,7 +211,7 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     variables (references to those are not calls); ``extra_allowance`` maps
     external names to known bounds (the secret runtime's functions).  Returns
     ``{root: StackBound}``.  A call through an unknown pointer counts
-    ``indirect_allowance`` bytes.  A dict passed as ``frames`` receives what
+    ``indirect_allowance`` bytes.  A dict passed as ``frames`` receives
     ``{function: frame bytes}``, from the same parse.
     """
     if arch not in ARCHES:
@@ -222,28 +222,55 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     data = set(data)
     for info in infos.values():
         info.callees -= data
-    red_zone = ARCHES[arch].red_zone
-    memo = {}
+    depths = _Depths(infos, functions, ARCHES[arch].red_zone, extra_allowance,
+                     indirect_allowance, module_name)
+    out = {}
+    for root in roots:
+        d, path, ext = depths.of(root, [])
+        out[root] = StackBound(root, _round_up(d, 16), path, ext)
+    return out
 
-    def depth(name, chain):
-        if name in memo:
-            return memo[name]
-        info = infos.get(name)
-        if info is None:
-            if name in functions:
-                raise RuntimeError("function %s missing from the assembly of %s"
-                                   % (name, module_name))
-            if _INTERPRETER.match(name):
-                raise SecretPolicyError(
-                    'no-interpreter-calls',
-                    "the secret call tree calls %s, which runs arbitrary Python "
-                    "code on the kernel's stack (print, objmode, Python objects "
-                    "or exceptions with runtime arguments)" % name,
-                    "keep print() and Python objects out of secret kernels; "
-                    "return values and print them outside")
-            allowance = external_allowance(name, extra_allowance)
-            memo[name] = (allowance, [(name, allowance)], {name: allowance})
-            return memo[name]
+
+class _Depths:
+    """``depth(f) = frame(f) + max(red zone if leaf, depth(callees))``, memoized.
+
+    Each result is ``(depth, deepest path [(function, depth)], {external:
+    allowance used})``.
+    """
+
+    def __init__(self, infos, functions, red_zone, extra_allowance,
+                 indirect_allowance, module_name):
+        self.infos, self.functions, self.red_zone = infos, functions, red_zone
+        self.extra, self.indirect = extra_allowance, indirect_allowance
+        self.module_name = module_name
+        self.memo = {}
+
+    def of(self, name, chain):
+        if name not in self.memo:
+            info = self.infos.get(name)
+            self.memo[name] = self.external(name) if info is None \
+                else self.defined(info, chain)
+        return self.memo[name]
+
+    def external(self, name):
+        """A function outside the module: its allowance."""
+        if name in self.functions:
+            raise RuntimeError("function %s missing from the assembly of %s"
+                               % (name, self.module_name))
+        if _INTERPRETER.match(name):
+            raise SecretPolicyError(
+                'no-interpreter-calls',
+                "the secret call tree calls %s, which runs arbitrary Python "
+                "code on the kernel's stack (print, objmode, Python objects "
+                "or exceptions with runtime arguments)" % name,
+                "keep print() and Python objects out of secret kernels; "
+                "return values and print them outside")
+        allowance = external_allowance(name, self.extra)
+        return allowance, [(name, allowance)], {name: allowance}
+
+    def defined(self, info, chain):
+        """A function of the module: its frame plus its deepest callee."""
+        name = info.name
         if name in chain:
             cycle = ' -> '.join(readable(n) for n in chain[chain.index(name):] + [name])
             raise SecretPolicyError(
@@ -257,26 +284,19 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                 "%s moves the stack pointer by a runtime amount (%s), so its "
                 "frame has no static bound" % (name, info.dynamic),
                 "avoid variable-sized stack allocations in secret kernels")
-        below = 0 if info.calls else red_zone
+        below = 0 if info.calls else self.red_zone
         path, ext = [], {}
-        if info.indirect:
-            below = max(below, indirect_allowance)
-            path = [('<indirect call>', indirect_allowance)]
-            ext['<indirect call>'] = indirect_allowance
+        if info.indirect:                 # calls through unknown pointers
+            below = max(below, self.indirect)
+            path = [('<indirect call>', self.indirect)]
+            ext['<indirect call>'] = self.indirect
         for callee in sorted(info.callees):
-            d, p, e = depth(callee, chain + [name])
+            d, p, e = self.of(callee, chain + [name])
             ext.update(e)
             if d > below:
                 below, path = d, p
         total = info.frame + below
-        memo[name] = (total, [(name, total)] + path, ext)
-        return memo[name]
-
-    out = {}
-    for root in roots:
-        d, path, ext = depth(root, [])
-        out[root] = StackBound(root, _round_up(d, 16), path, ext)
-    return out
+        return total, [(name, total)] + path, ext
 
 
 def _round_up(n, k):
