@@ -14,7 +14,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from secretjit import aot
 from secretjit.aot import _link
 from secretjit.pipeline import host_arch
 
+from _child import run_python
 from _kernels import stack_kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -521,9 +521,8 @@ def test_unknown_target(tmp_path):
     with pytest.raises(aot.AotError, match='supported targets: x86_64-linux-gnu, '
                        'aarch64-linux-gnu'):
         aot.build(PROBES, target='riscv64-linux-gnu', outdir=str(tmp_path))
-    proc = subprocess.run([sys.executable, '-m', 'secretjit', 'aot', PROBES,
-                           '--target', 'riscv64-linux-gnu', '-o', str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = run_python('-m', 'secretjit', 'aot', PROBES,
+                      '--target', 'riscv64-linux-gnu', '-o', tmp_path)
     assert proc.returncode == 2
     assert 'unknown target' in proc.stderr and 'aarch64-linux-gnu' in proc.stderr
 
@@ -537,9 +536,8 @@ def test_missing_toolchain(tmp_path, monkeypatch):
 
 
 def test_cli_builds_library_and_header(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'secretjit', 'aot', PROBES,
-                           '--export', 'toy_mix', '-o', str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = run_python('-m', 'secretjit', 'aot', PROBES,
+                      '--export', 'toy_mix', '-o', tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / 'libprobe_kernels.so').exists()
     header = (tmp_path / 'probe_kernels.h').read_text()

@@ -13,7 +13,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import textwrap
 import threading
@@ -22,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from secretjit import secretmem
+
+from _child import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / 'secretjit' / 'csrc'
@@ -101,12 +102,8 @@ PRELUDE = textwrap.dedent('''
 
 def run_script(libpath, body, env=None, wrapper=(), preexec_fn=None, timeout=60):
     code = PRELUDE % (str(Path(__file__).parent), libpath) + textwrap.dedent(body)
-    full_env = dict(os.environ)
-    full_env.pop('SECRETJIT_ARENA_SIZE', None)
-    full_env.update(env or {})
-    return subprocess.run([*wrapper, sys.executable, '-c', code], env=full_env,
-                          capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec_fn)
+    return run_python(code=code, env=env, drop=['SECRETJIT_ARENA_SIZE'],
+                      wrapper=wrapper, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def no_core():
