@@ -17,12 +17,22 @@ final module in this order (see ``secretjit.codegen``):
 from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
                        THUNK_PREFIX, boundary_name, depth_symbol,
                        insert_boundaries, thunk_name)
+from .atomics import neutral_atomics
+from .c_wrapper import WrapperSpec, c_abi_wrappers
 from .internalize import internalize_linkonce
+from .linkage import internalize_all_but
+from .outline_scrub import SCRUB_FN, outline_scrub
 from .report import PassReport
+from .refcount import generic_refcount
 from .stack_depth import placeholders, write_depths
+from .stub import stub_functions
+from .target_attrs import strip_target_attributes
 from .zero_regs import zero_call_used_regs
 
 __all__ = ['BOUNDARY_PREFIX', 'DEPTH_PREFIX', 'PassReport', 'SECRET_CALL',
-           'THUNK_PREFIX', 'boundary_name', 'depth_symbol', 'insert_boundaries',
-           'internalize_linkonce', 'placeholders', 'thunk_name', 'write_depths',
-           'zero_call_used_regs']
+           'SCRUB_FN', 'THUNK_PREFIX', 'WrapperSpec', 'boundary_name',
+           'c_abi_wrappers', 'depth_symbol', 'generic_refcount',
+           'insert_boundaries', 'internalize_all_but', 'internalize_linkonce',
+           'neutral_atomics', 'outline_scrub', 'placeholders',
+           'strip_target_attributes', 'stub_functions', 'thunk_name',
+           'write_depths', 'zero_call_used_regs']

@@ -42,7 +42,7 @@ sees a kernel it could inline into the boundary or the thunk (the calls are
 """
 
 from .report import PassReport
-from .textir import Module, leading_type, quote
+from .textir import leading_type, quote, text_pass
 
 BOUNDARY_PREFIX = '__secretjit.boundary.'
 THUNK_PREFIX = '__secretjit.thunk.'
@@ -134,7 +134,8 @@ def _boundary_text(kernel_fn, arch):
     return lines
 
 
-def insert_boundaries(ir_text, entries, arch):
+@text_pass
+def insert_boundaries(mod, entries, arch):
     """Give each ``(wrapper, kernel)`` pair of ``entries`` a scrubbing boundary.
 
     Returns the new IR text and a :class:`PassReport`.  Pairs whose wrapper or
@@ -144,7 +145,6 @@ def insert_boundaries(ir_text, entries, arch):
     if arch not in SCRUB_ASM:
         raise NotImplementedError("no stack scrub for architecture %r" % arch)
     report = PassReport('insert_boundaries')
-    mod = Module.parse(ir_text)
     added = []
     made = set()
     for wrapper, kernel in entries:
@@ -174,8 +174,9 @@ def insert_boundaries(ir_text, entries, arch):
             added.extend([''] + _boundary_text(kfn, arch))
             report.count('boundaries_added')
     if not added:
-        return ir_text, report
+        return mod, report
     if not any(line.startswith('declare') and '@%s(' % SECRET_CALL in line
-               for line in mod.text().splitlines()):
+               for _, line in mod.top_level()):
         added.append('declare i32 @%s(ptr, ptr, i64)' % SECRET_CALL)
-    return mod.text() + '\n'.join(added) + '\n', report
+    mod.append_text('\n'.join(added) + '\n')
+    return mod, report

@@ -11,14 +11,16 @@ call to the copy in this module.
 """
 
 from .report import PassReport
-from .textir import Module, set_linkage
+from .textir import set_linkage, text_pass
 
 
-def internalize_linkonce(ir_text):
+@text_pass
+def internalize_linkonce(mod):
+    """Make every ``linkonce_odr`` definition ``internal`` (weak_odr,
+    linkonce and available_externally are left alone)."""
     report = PassReport('internalize_linkonce')
-    mod = Module.parse(ir_text)
     for fn in mod.defined():
         if fn.linkage == 'linkonce_odr':
             fn.header = set_linkage(fn.header, 'internal')
             report.count('internalized')
-    return mod.text(), report
+    return mod, report

@@ -11,7 +11,8 @@ class PassReport:
     counters: Counter = field(default_factory=Counter)
 
     def count(self, what, n=1):
-        self.counters[what] += n
+        if n:                   # a counter that stays zero is not reported
+            self.counters[what] += n
 
     def __getitem__(self, what):
         return self.counters[what]

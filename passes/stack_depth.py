@@ -16,6 +16,7 @@ import re
 
 from .boundary import DEPTH_PREFIX
 from .report import PassReport
+from .textir import Module, text_pass
 
 # LLVM quotes a name only when it needs quotes: accept both spellings.
 _NAME = r'@"?' + re.escape(DEPTH_PREFIX) + r'([^"\s]+?)"?'
@@ -23,14 +24,19 @@ _USE = re.compile(r'i64 ptrtoint \(ptr ' + _NAME + r' to i64\)')
 _DECL = re.compile(r'^' + _NAME + r' = external global i8\s*$')
 
 
-def placeholders(ir_text):
-    """Kernel names whose boundary still waits for a depth."""
-    return sorted(set(_USE.findall(ir_text)))
+def placeholders(ir):
+    """Kernel names whose boundary still waits for a depth (text or Module)."""
+    if isinstance(ir, Module):
+        return sorted({k for fn in ir.defined() for line in fn.body
+                       for k in _USE.findall(line)})
+    return sorted(set(_USE.findall(ir)))
 
 
-def write_depths(ir_text, depths):
+@text_pass
+def write_depths(mod, depths):
+    """Replace each placeholder by ``depths[kernel]`` and drop its declaration."""
     report = PassReport('write_depths')
-    missing = [k for k in placeholders(ir_text) if k not in depths]
+    missing = [k for k in placeholders(mod) if k not in depths]
     if missing:
         raise ValueError("no stack depth computed for boundaries of %s"
                          % ', '.join(missing))
@@ -39,11 +45,11 @@ def write_depths(ir_text, depths):
         report.count('depths_written')
         return 'i64 %d' % depths[m.group(1)]
 
-    text = _USE.sub(use, ir_text)
-    lines = []
-    for line in text.splitlines():
+    for fn in mod.defined():
+        fn.body = [_USE.sub(use, line) if DEPTH_PREFIX in line else line
+                   for line in fn.body]
+    for i, line in mod.top_level():
         if _DECL.match(line):
             report.count('placeholders_dropped')
-            continue
-        lines.append(line)
-    return '\n'.join(lines) + '\n', report
+            mod.lines[i] = ''
+    return mod, report

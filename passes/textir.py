@@ -5,8 +5,12 @@ parsed module, so secretjit's passes work on the text LLVM prints
 (``str(module)``) and parse the result back.  This module holds the small,
 strict parser they share: it understands exactly the layout LLVM's printer
 emits (``define`` header on one line, body up to a line holding ``}``).
+A stage of the pipeline (``secretjit.pipeline``) parses its module once into a
+:class:`Module` and hands that one object from pass to pass
+(:func:`text_pass`); only the stage's end turns it back into text for LLVM.
 """
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -151,6 +155,31 @@ class Module:
     def defined(self):
         return list(self.functions.values())
 
+    def copy(self):
+        """A copy whose headers and bodies can be edited independently."""
+        return Module(list(self.lines), {
+            name: Function(f.name, f.header, list(f.body), f.start)
+            for name, f in self.functions.items()})
+
+    def top_level(self):
+        """``(index, line)`` of the lines outside function definitions."""
+        inside = set()
+        for f in self.functions.values():
+            j = f.start + 1
+            while self.lines[j] != '}':
+                j += 1
+            inside.update(range(f.start, j + 1))
+        return [(i, line) for i, line in enumerate(self.lines) if i not in inside]
+
+    def append_text(self, text):
+        """Add the declarations and definitions of ``text`` at the module's end."""
+        sub = Module.parse(text)
+        offset = len(self.lines)
+        self.lines.extend(sub.lines)
+        for name, f in sub.functions.items():
+            f.start += offset
+            self.functions[name] = f
+
     def text(self):
         """Reassemble the module, with any edited headers and bodies."""
         out = []
@@ -187,3 +216,39 @@ def set_linkage(header, linkage):
         'internal', 'private', 'linkonce_odr', 'linkonce', 'weak_odr',
         'weak', 'available_externally', 'dso_local', 'hidden', 'protected')]
     return ' '.join(['define', linkage] + kept) + ' @' + rest
+
+
+_GROUP_DEF = re.compile(r'^attributes (#\d+) = \{(.*)\}\s*$')
+_GROUP_REF = re.compile(r' (#\d+)(?=[ ,]|$)')
+
+
+def attribute_groups(mod):
+    """``{'#3': 'nounwind "target-cpu"="..."', ...}`` of a :class:`Module`."""
+    groups = {}
+    for _, line in mod.top_level():
+        m = _GROUP_DEF.match(line)
+        if m:
+            groups[m.group(1)] = m.group(2).strip()
+    return groups
+
+
+def inline_attribute_groups(header, groups):
+    """``header`` with each ``#N`` group reference spelled out in place."""
+    return _GROUP_REF.sub(lambda m: ' ' + groups[m.group(1)], header)
+
+
+def text_pass(run):
+    """Let a pass over a :class:`Module` also take and return IR text.
+
+    ``run(module, ...)`` edits the module in place and returns ``(module,
+    report)``.  Called with a :class:`Module`, the wrapped pass does just
+    that; called with text (the golden tests, one-off uses), it parses the
+    text, runs, and returns ``(text, report)``.
+    """
+    @functools.wraps(run)
+    def wrapper(ir, *args, **kwargs):
+        if isinstance(ir, Module):
+            return run(ir, *args, **kwargs)
+        mod, report = run(Module.parse(ir), *args, **kwargs)
+        return mod.text(), report
+    return wrapper

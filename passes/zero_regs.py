@@ -17,17 +17,20 @@ import re
 
 from .boundary import BOUNDARY_PREFIX
 from .report import PassReport
-from .textir import Module, add_function_attribute
+from .textir import add_function_attribute, text_pass
 
 ATTR = '"zero-call-used-regs"'
 _GROUP_DEF = re.compile(r'^attributes (#\d+) = \{(.*)\}\s*$', re.M)
 _GROUP_REF = re.compile(r'(#\d+)')
 
 
-def zero_call_used_regs(ir_text, skip=()):
+@text_pass
+def zero_call_used_regs(mod, skip=()):
+    """Add ``"zero-call-used-regs"`` to every definition not in ``skip``."""
     report = PassReport('zero_call_used_regs')
-    mod = Module.parse(ir_text)
-    groups = dict(_GROUP_DEF.findall(ir_text))
+    groups = dict(_GROUP_DEF.findall(
+        '\n'.join(line for _, line in mod.top_level()
+                  if line.startswith('attributes #'))))
     skip = set(skip)
     for fn in mod.defined():
         if fn.name in skip:
@@ -40,4 +43,4 @@ def zero_call_used_regs(ir_text, skip=()):
         mode = 'all' if fn.name.startswith(BOUNDARY_PREFIX) else 'used'
         fn.header = add_function_attribute(fn.header, '%s="%s"' % (ATTR, mode))
         report.count('set_' + mode)
-    return mod.text(), report
+    return mod, report

@@ -1,33 +1,25 @@
 """Code generation for the secret target: numba's JIT codegen plus the passes.
 
-:class:`SecretCodeLibrary` runs :mod:`passes` over numba's final module
-(boundaries before -O3; internalization, register zeroing and the computed
-stack-scrub depths after it).  :class:`SecretCodegen` owns a JIT engine of its
-own, into which the wiping allocator of :mod:`secretjit.runtime` is loaded
+:class:`SecretCodeLibrary` runs :mod:`secretjit.pipeline` over numba's final
+module (boundaries before -O3; internalization, register zeroing and the
+computed stack-scrub depths after it).  :class:`SecretCodegen` owns a JIT engine of its
+own, into which the wiping allocator of :mod:`secretjit.arena_nrt` is loaded
 first, so its NRT symbols shadow numba's for secret code only.
 """
 
 import hashlib
-import platform
 import sys
 import types
 
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import passes, runtime, secretmem, stack_bound
+from . import arena_nrt, passes, pipeline, secretmem, stack_bound
 from .passes.textir import Module
-from .errors import SecretPolicyError
-from .stack_bound import StackBound, compute_bounds
+from .pipeline import host_arch, host_has_sve  # noqa: F401 (probes import host_arch)
+from .stack_bound import StackBound
 
 VERSION = '0.1'
-# Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
-# NRT_MemInfo_destroy, NRT_dealloc and the numba-generated item destructors
-# they call back), on top of the secret runtime's own free path.  Measured:
-# about 60 bytes of C frames per nesting level; 1 KiB covers a dozen levels.
-NUMBA_DTOR_ALLOWANCE = 1024
-_ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
-         'arm64': 'aarch64'}
 
 
 def _source_digest():
@@ -39,8 +31,11 @@ def _source_digest():
     global _DIGEST
     if _DIGEST is None:
         h = hashlib.sha256()
-        mods = [passes, runtime, secretmem, stack_bound, sys.modules[__name__]]
-        mods += [m for m in vars(passes).values() if isinstance(m, types.ModuleType)]
+        mods = [arena_nrt, passes, pipeline, secretmem, stack_bound,
+                sys.modules[__name__]]
+        for package in (passes, stack_bound):
+            mods += [m for m in vars(package).values()
+                     if isinstance(m, types.ModuleType)]
         # the target decides which libraries get boundaries; policy and
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
@@ -54,96 +49,6 @@ def _source_digest():
 
 
 _DIGEST = None
-
-
-def host_arch():
-    """The secret target's name for the host architecture."""
-    return _ARCH.get(platform.machine().lower(), platform.machine().lower())
-
-
-def host_has_sve():
-    """Whether the kernel reports SVE on this AArch64 CPU (``AT_HWCAP``)."""
-    if host_arch() != 'aarch64':
-        return False
-    import ctypes
-    libc = ctypes.CDLL(None)
-    libc.getauxval.restype = ctypes.c_ulong
-    libc.getauxval.argtypes = [ctypes.c_ulong]
-    return bool(libc.getauxval(16) & (1 << 22))     # AT_HWCAP, HWCAP_SVE
-
-
-def _module_symbols(mod):
-    """(defined function names, global variable names) of an LLVM module."""
-    funcs = {f.name for f in mod.functions if not f.is_declaration}
-    data = {g.name for g in mod.global_variables}
-    return funcs, data
-
-
-def finish_secret_module(text, tm, arch, extra_allowance=None,
-                         module_name='<module>', skip=(), reparse=None,
-                         stack_limit=None):
-    """The secret passes that follow -O3, for any target machine ``tm``.
-
-    Internalizes linkonce functions, adds register zeroing (``skip``: the
-    wrappers, which run outside the secret call), computes each boundary's
-    scrub depth from ``tm``'s assembly of the module and writes it in.
-    Returns ``(ir_text, stack_bounds, frame_sizes, pass_reports)`` with the
-    bounds keyed by kernel.  A call tree that needs more than ``stack_limit``
-    bytes (default: the secret stack's size) is a ``bounded-stack`` policy
-    error.
-    """
-    reparse = reparse or ll.parse_assembly
-    reports = []
-    text, report = passes.internalize_linkonce(text)
-    reports.append(report)
-    text, report = passes.zero_call_used_regs(text, skip=skip)
-    reports.append(report)
-    kernels = passes.placeholders(text)
-    if not kernels:
-        return text, {}, {}, reports
-    # The analysis needs the machine code of the secret call trees only: the
-    # wrappers (argument unboxing, result boxing; the bulk of a small
-    # kernel's module) are compiled as stubs here, which saves code generation
-    # time, and their frames are not reported.
-    analysed = Module.parse(text)
-    stubbed = set()
-    for name in skip:
-        fn = analysed.functions.get(name)
-        if fn is not None:
-            fn.body = ['  unreachable']
-            stubbed.add(name)
-    mod = reparse(analysed.text() if stubbed else text)
-    funcs, data = _module_symbols(mod)
-    asm = str(tm.emit_assembly(mod))
-    # The secret stack holds the thunk's frame and, below it, the kernel's call
-    # tree: bound the thunk.
-    thunks = {passes.thunk_name(k): k for k in kernels}
-    sizes = {}
-    by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
-                              extra_allowance=extra_allowance,
-                              module_name=module_name, frames=sizes)
-    for name in stubbed:
-        sizes.pop(name, None)
-    bounds = {}
-    for thunk, b in by_thunk.items():
-        kernel = thunks[thunk]
-        bounds[kernel] = StackBound(kernel, b.depth, b.path, b.externals)
-    limit = secretmem.stack_size() if stack_limit is None else stack_limit
-    for kernel, b in sorted(bounds.items()):
-        if b.depth > limit:
-            raise SecretPolicyError(
-                'bounded-stack',
-                "the call tree of %s may use %d bytes of stack (deepest path: "
-                "%s), more than the %d-byte secret stack it runs on"
-                % (stack_bound.readable(kernel), b.depth,
-                   ' -> '.join(stack_bound.readable(n) for n, _ in b.path), limit),
-                "move large local arrays to the heap (np.empty), or raise "
-                "SECRETJIT_STACK_SIZE (e.g. SECRETJIT_STACK_SIZE=%dK)"
-                % max(2 * b.depth // 1024, 512))
-    text, report = passes.write_depths(
-        text, {k: b.depth for k, b in bounds.items()})
-    reports.append(report)
-    return text, bounds, sizes, reports
 
 
 class SecretCodeLibrary(JITCodeLibrary):
@@ -184,20 +89,21 @@ class SecretCodeLibrary(JITCodeLibrary):
         arch = self._codegen.arch
         if self.keep_pre_secret_ir:
             self.pre_secret_ir = str(self._final_module)
-        text, report = passes.insert_boundaries(
-            str(self._final_module), self._secret_entries, arch)
-        self.pass_reports = [report]
-        if report['boundaries_added']:
-            self._final_module = self._reparse(text)
+        mod = Module.parse(str(self._final_module))
+        self.pass_reports = pipeline.before_optimization(
+            mod, self._secret_entries, arch)
+        if self.pass_reports[0]['boundaries_added']:
+            self._final_module = self._reparse(mod.text())
 
         super()._optimize_final_module()            # numba's -O3 pipeline
 
-        text, self.stack_bounds, self.frame_sizes, reports = finish_secret_module(
+        result = pipeline.after_optimization(
             str(self._final_module), self._codegen._tm, arch,
             extra_allowance=self._codegen.runtime_depths, module_name=self.name,
             skip=self._wrappers(), reparse=self._reparse)
-        self.pass_reports.extend(reports)
-        self._final_module = self._reparse(text)
+        self.pass_reports.extend(result.reports)
+        self.stack_bounds, self.frame_sizes = result.bounds, result.frames
+        self._final_module = result.module
 
     def serialize_using_object_code(self):
         name, kind, data = super().serialize_using_object_code()
@@ -239,31 +145,9 @@ class SecretCodegen(JITCPUCodegen):
         self._install_runtime()
 
     def _install_runtime(self):
-        runtime.register_symbols()
-        text = str(ll.parse_assembly(runtime.build_module(
-            self._llvm_module.triple, self._data_layout)))
-        text, _ = passes.zero_call_used_regs(text)
-        mod = ll.parse_assembly(text)
-        mod.verify()
-        funcs, data = _module_symbols(mod)
-        asm = str(self._tm.emit_assembly(mod))
-        roots = runtime.INTERPOSED + runtime.CALLBACKS
-        # Calls through pointers here: a varsize payload's destructor (numba
-        # IR that decrefs the items: a small frame, then NRT_decref's C path)
-        # and numba's own C varsize functions for MemInfos numba's C code made
-        # (a small frame, then malloc/free).
-        bounds = compute_bounds(
-            asm, funcs, roots, self.arch, data=data,
-            indirect_allowance=NUMBA_DTOR_ALLOWANCE
-            + stack_bound.external_allowance('malloc'),
-            module_name='secretjit.runtime')
-        depths = {name: b.depth for name, b in bounds.items()}
-        # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which
-        # may release nested MemInfos) and then its allocator's free: a few
-        # small C frames per nesting level around the callbacks above.
-        depths['NRT_MemInfo_call_dtor'] = NUMBA_DTOR_ALLOWANCE + max(
-            depths[name] for name in runtime.CALLBACKS)
-        self.runtime_depths = depths
+        arena_nrt.register_symbols()
+        mod, self.runtime_depths = pipeline.arena_nrt_module(
+            self._tm, self.arch, self._llvm_module.triple, self._data_layout)
         self._engine.add_module(mod)
         self._engine.finalize_object()
         self._runtime_module = mod

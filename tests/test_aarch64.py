@@ -12,8 +12,6 @@ under qemu).
 import ctypes
 import platform
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from numba import njit
 from secretjit import probes, secret_jit
 from secretjit.stack_bound import external_allowance, readable
 
+from _child import run_python
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,
                       stack_kernel, stack_kernel_raises)
 
@@ -59,9 +58,8 @@ def _boundary_asm(dispatcher):
 def test_machine_and_subprocesses_are_aarch64():
     assert probes.describe_machine().startswith('aarch64')
     # sys.executable is the root's launcher: subprocesses go through qemu too
-    out = subprocess.run([sys.executable, '-c',
-                          'import platform; print(platform.machine())'],
-                         capture_output=True, text=True, check=True)
+    out = run_python(code='import platform; print(platform.machine())',
+                     check=True)
     assert out.stdout.strip() == 'aarch64'
 
 

@@ -4,26 +4,26 @@ Every library is built for x86-64 (run natively) and AArch64 (cross-compiled
 with aarch64-linux-gnu-gcc, run under qemu-aarch64); a target whose toolchain
 or emulator is missing is skipped with the package to install.  The C
 programs live in tests/aot/.  Each erasure assertion is paired with its
-control: the same exports built without the secret passes (``_secret=False``:
+control: the same exports built without the secret passes (``secret=False``:
 no boundaries, no register zeroing, and malloc/free without wiping in place
 of the secret arena) must leak, or the probe proves nothing.
 """
 
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 from numba import njit
 
 from secretjit import aot
-from secretjit.aot import _build
+from secretjit.aot import _link
+from secretjit.pipeline import host_arch
 
+from _child import run_python
 from _kernels import stack_kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,19 +43,14 @@ def _arch(target):
     return aot.TARGETS[target][0]
 
 
-def _host_arch():
-    m = platform.machine().lower()
-    return {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(m, m)
-
-
 def _missing(target):
     """Why ``target``'s programs cannot be built and run here, or None."""
     try:
-        _build.toolchain(target)
+        _link.toolchain(target)
     except aot.AotError as exc:
         return str(exc)
     arch = _arch(target)
-    if arch != _host_arch():
+    if arch != host_arch():
         if shutil.which('qemu-%s' % arch) is None:
             return 'qemu-%s not found: apt-get install qemu-user' % arch
         if not os.path.isdir('/usr/%s-linux-gnu' % arch):
@@ -72,7 +67,7 @@ def _need(target):
 
 def _run(target, argv, stdin=None, env=None):
     arch = _arch(target)
-    if arch != _host_arch():
+    if arch != host_arch():
         argv = ['qemu-%s' % arch, '-L', '/usr/%s-linux-gnu' % arch] + argv
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -83,7 +78,7 @@ def _run(target, argv, stdin=None, env=None):
 
 
 def _cc(target, out, sources, libdir, lib):
-    cc = _build.toolchain(target)
+    cc = _link.toolchain(target)
     subprocess.run(cc + ['-O1', '-I', libdir, '-o', out] + sources + [
         '-L', libdir, '-l' + lib, "-Wl,-rpath,$ORIGIN"], check=True,
         capture_output=True)
@@ -526,9 +521,8 @@ def test_unknown_target(tmp_path):
     with pytest.raises(aot.AotError, match='supported targets: x86_64-linux-gnu, '
                        'aarch64-linux-gnu'):
         aot.build(PROBES, target='riscv64-linux-gnu', outdir=str(tmp_path))
-    proc = subprocess.run([sys.executable, '-m', 'secretjit', 'aot', PROBES,
-                           '--target', 'riscv64-linux-gnu', '-o', str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = run_python('-m', 'secretjit', 'aot', PROBES,
+                      '--target', 'riscv64-linux-gnu', '-o', tmp_path)
     assert proc.returncode == 2
     assert 'unknown target' in proc.stderr and 'aarch64-linux-gnu' in proc.stderr
 
@@ -542,9 +536,8 @@ def test_missing_toolchain(tmp_path, monkeypatch):
 
 
 def test_cli_builds_library_and_header(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'secretjit', 'aot', PROBES,
-                           '--export', 'toy_mix', '-o', str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = run_python('-m', 'secretjit', 'aot', PROBES,
+                      '--export', 'toy_mix', '-o', tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / 'libprobe_kernels.so').exists()
     header = (tmp_path / 'probe_kernels.h').read_text()

@@ -1,8 +1,6 @@
 """secret_jit is a drop-in for @njit: call forms, options, dispatcher surface."""
 
 import math
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -11,6 +9,8 @@ from numba import njit, types
 
 import secretjit
 from secretjit import SecretDispatcher, enabled, secret_jit
+
+from _child import run_python
 
 
 def test_bare_decorator():
@@ -173,10 +173,8 @@ def test_cache_across_processes_still_erases(tmp_path):
     tests = os.path.dirname(__file__)
     script = tmp_path / 'cached.py'
     script.write_text(CACHE_SCRIPT.format(tests=tests))
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / 'cache'))
-    runs = [subprocess.run([sys.executable, str(script)], env=env,
-                           capture_output=True, text=True, timeout=300)
-            for _ in range(2)]
+    env = {'NUMBA_CACHE_DIR': str(tmp_path / 'cache')}
+    runs = [run_python(script, env=env) for _ in range(2)]
     for r in runs:
         assert r.returncode == 0, r.stderr
     first = runs[0].stdout.split()

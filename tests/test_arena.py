@@ -13,7 +13,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import sysconfig
 import textwrap
 import threading
@@ -23,13 +22,11 @@ import pytest
 
 from secretjit import secretmem
 
+from _child import run_python
+
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / 'secretjit' / 'csrc'
 PAGE = os.sysconf('SC_PAGE_SIZE')
-
-STUB = ('struct secretjit_memstats;\n'
-        'void secretjit__stack_stats(struct secretjit_memstats *o) { (void)o; }\n')
-
 
 def _sources_mtime():
     return max(p.stat().st_mtime for p in CSRC.iterdir()
@@ -47,12 +44,7 @@ def libpath(tmp_path_factory):
     if cc is None:
         pytest.skip('no C compiler to build the secret memory library')
     out = tmp_path_factory.mktemp('secretmem')
-    sources = [str(CSRC / 'common.c'), str(CSRC / 'arena.c')]
-    if (CSRC / 'secretstack.c').exists():
-        sources.append(str(CSRC / 'secretstack.c'))
-    else:   # secretstack.c not written yet: stub what common.c needs
-        (out / 'stackstub.c').write_text(STUB)
-        sources.append(str(out / 'stackstub.c'))
+    sources = [str(CSRC / name) for name in ('common.c', 'arena.c', 'secretstack.c')]
     so = out / 'libsecretmem.so'
     subprocess.run([cc, '-O2', '-g', '-shared', '-fPIC', '-std=gnu11', '-Wall',
                     '-fvisibility=hidden', '-o', str(so), *sources], check=True)
@@ -110,12 +102,8 @@ PRELUDE = textwrap.dedent('''
 
 def run_script(libpath, body, env=None, wrapper=(), preexec_fn=None, timeout=60):
     code = PRELUDE % (str(Path(__file__).parent), libpath) + textwrap.dedent(body)
-    full_env = dict(os.environ)
-    full_env.pop('SECRETJIT_ARENA_SIZE', None)
-    full_env.update(env or {})
-    return subprocess.run([*wrapper, sys.executable, '-c', code], env=full_env,
-                          capture_output=True, text=True, timeout=timeout,
-                          preexec_fn=preexec_fn)
+    return run_python(code=code, env=env, drop=['SECRETJIT_ARENA_SIZE'],
+                      wrapper=wrapper, timeout=timeout, preexec_fn=preexec_fn)
 
 
 def no_core():

@@ -5,16 +5,15 @@ Timings are not checked here: speed targets live in benchmarks/RESULTS.md.
 
 import json
 import os
-import subprocess
-import sys
+
+from _child import run_python
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_quick_benchmark_writes_results(tmp_path):
-    r = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'),
-                        '--quick', '--out', str(tmp_path)],
-                       capture_output=True, text=True, timeout=600)
+    r = run_python(os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
+                   '--out', tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads((tmp_path / 'results.json').read_text())
     assert data['quick'] is True

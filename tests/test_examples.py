@@ -1,15 +1,15 @@
 """The examples run as scripts and show what they claim."""
 
 import os
-import subprocess
 import sys
+
+from _child import run_python
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples')
 
 
 def _run(name):
-    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, name)],
-                       capture_output=True, text=True, timeout=300)
+    r = run_python(os.path.join(EXAMPLES, name))
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -23,8 +23,7 @@ def test_custom_kernel_example():
 
 
 def test_demo_shows_the_evidence():
-    r = subprocess.run([sys.executable, '-m', 'secretjit', 'demo'],
-                       capture_output=True, text=True, timeout=300)
+    r = run_python('-m', 'secretjit', 'demo')
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'secret_jit left 0 secret words; every njit control leaked' in r.stdout
     rows = [l.split() for l in r.stdout.splitlines()

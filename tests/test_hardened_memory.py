@@ -31,7 +31,6 @@ import mmap
 import os
 import queue
 import signal
-import subprocess
 import sys
 import threading
 
@@ -45,17 +44,17 @@ import _hardened_kernels as hk  # noqa: E402
 import secretjit  # noqa: E402
 from secretjit.secretmem import stack_range  # noqa: E402
 
+from _child import run_python
+
 
 def child(*args, env=None, timeout=180):
     """Run tests/_hardened_child.py; (returncode, [json lines], stderr).
 
     The child gets the default arena and stack sizes unless ``env`` sets them.
     """
-    e = {k: v for k, v in os.environ.items()
-         if k not in ('SECRETJIT_ARENA_SIZE', 'SECRETJIT_STACK_SIZE')}
-    e.update(env or {})
-    r = subprocess.run([sys.executable, os.path.join(HERE, '_hardened_child.py'), *args],
-                       capture_output=True, text=True, env=e, timeout=timeout)
+    r = run_python(os.path.join(HERE, '_hardened_child.py'), *args, env=env,
+                   drop=['SECRETJIT_ARENA_SIZE', 'SECRETJIT_STACK_SIZE'],
+                   timeout=timeout)
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith('{')]
     return r.returncode, lines, r.stderr
 

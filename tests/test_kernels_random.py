@@ -74,9 +74,9 @@ def test_rejects_read_only():
 
 
 def test_callable_inside_a_secret_kernel():
-    from secretjit.kernels._jit import secret_kernel, wipe
+    from secretjit import secret_jit, wipe
 
-    @secret_kernel
+    @secret_jit
     def draw(n):
         buf = np.zeros(n, np.uint8)
         random_bytes(buf)

@@ -10,8 +10,6 @@ thread's own stack when it runs as plain numba.
 
 import ctypes
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -19,6 +17,7 @@ from numba import carray, cfunc, njit, types
 
 from secretjit import probes, secret_jit, secretmem
 
+from _child import run_python
 from _kernels import N, derived_words, stack_kernel
 
 HERE = os.path.dirname(__file__)
@@ -126,8 +125,7 @@ def test_fallback_without_a_secret_stack_still_scrubs(tmp_path):
         assert secretmem.memory_status()['stack_fallbacks'] >= 1
         print('leaks', probes.count_words(stack, derived_words(key)))
     ''' % HERE)
-    out = subprocess.run([sys.executable, '-c', script], capture_output=True,
-                         text=True, timeout=300)
+    out = run_python(code=script)
     assert out.returncode == 0, out.stderr
     assert 'leaks 0' in out.stdout, out.stdout
 

@@ -25,19 +25,17 @@ C ABI of every exported function (the generated header documents it too):
   ``uint64_t``, ``float``, ``double``, ``bool``);
 - a non-void result is written through a trailing ``RET *ret``.
 
-Every export gets the JIT's erasure: it reaches its kernel through the same
-boundary (``passes.insert_boundaries``: the call tree runs on the thread's
-secret stack, or in place with the computed scrub), every function of the call
-tree carries LLVM's register zeroing, the scrub depth is computed from the
-target's own assembly, and heap blocks come from the secret arena and are wiped
-when freed.  When an export returns, every call-clobbered register but the
-status register is zero: beyond what baseline-CPU code zeroes, the export also
-clears the vector state the CPU has (x86-64: upper ymm/zmm bits, zmm16-31,
-k0-k7; AArch64 with SVE: p0-p15 and FFR).  The library needs only libc (and
-libm); its runtime (``secretjit/csrc``: arena, secret stack, the NRT pieces in
-``nrt_aot.c``) is compiled by the target's C compiler, and the runtime's LLVM
-IR (``secretjit.runtime``, ``standalone=True``) by the target's TargetMachine.
-Only the exports are visible in the library's dynamic symbol table.
+Every export keeps the JIT's erasure contract, stated once in the README
+(README.md, "## The contract"; the AOT specifics under "## Ahead of time"):
+it reaches its kernel through the same boundary and the same passes
+(:func:`secretjit.pipeline.aot_module`), and also clears the vector state the
+CPU has beyond what baseline-CPU code zeroes (x86-64: upper ymm/zmm bits,
+zmm16-31, k0-k7; AArch64 with SVE: p0-p15 and FFR).  The library needs only
+libc (and libm); its runtime (``secretjit/csrc``: arena, secret stack, the NRT
+pieces in ``nrt_aot.c``) is compiled by the target's C compiler, and the
+runtime's LLVM IR (``secretjit.arena_nrt``, ``standalone=True``) by the
+target's TargetMachine.  Only the exports are visible in the library's
+dynamic symbol table.
 
 Targets: ``x86_64-linux-gnu`` (host ``cc``) and ``aarch64-linux-gnu``
 (``aarch64-linux-gnu-gcc`` from Debian's ``gcc-aarch64-linux-gnu``).
@@ -114,8 +112,8 @@ _REGISTRY = {}
 
 def host_target():
     """The target name of the machine Python runs on."""
-    import platform
-    arch = platform.machine().lower()
+    from secretjit.pipeline import host_arch
+    arch = host_arch()
     name = _ALIASES.get(arch)
     if name is None:
         raise AotError("no AOT target for host architecture %r; supported: %s"
@@ -240,8 +238,7 @@ def exports_of(module_name):
     return list(_REGISTRY.get(module_name, ()))
 
 
-def build(module, target=None, outdir='.', *, exports=None, python=None,
-          _secret=True, _keep=False):
+def build(module, target=None, outdir='.', *, exports=None, python=None):
     """Build ``lib<stem>.so`` and ``<stem>.h`` in ``outdir`` from ``module``.
 
     ``module`` is a path to a ``.py`` file or an imported module object (its
@@ -256,21 +253,21 @@ def build(module, target=None, outdir='.', *, exports=None, python=None,
     compiler or linker error) and ``TypeError`` / ``ValueError`` for bad
     declarations.  ``SECRETJIT_AOT_CC`` overrides the C compiler driver
     (e.g. ``"clang --target=aarch64-linux-gnu -fuse-ld=lld"``).
-
-    ``_secret=False`` (tests only) builds the same exports without the secret
-    passes (no boundaries, no register zeroing) and with malloc/free without
-    wiping in place of the secret arena: the control that must leak.
-    ``_keep=True`` also leaves the kernels' object file in ``outdir``.
     """
     info = _run_worker(module, dict(target=resolve_target(target),
                                     outdir=os.path.abspath(outdir),
-                                    secret=bool(_secret)),
-                       exports=exports, python=python, keep=_keep)
+                                    secret=True),
+                       exports=exports, python=python)
     return info['library'], info['header']
 
 
 def _build_variants(module, variants, exports=None, python=None, wait=True):
     """Tests: compile once, build several (target, outdir, secret) variants.
+
+    ``secret=False`` in a variant builds the same exports without the secret
+    passes (no boundaries, no register zeroing) and with malloc/free without
+    wiping in place of the secret arena: the control that must leak.  Not
+    part of the public API: users cannot build a library without erasure.
 
     Returns the worker's info dict per variant (library, header, depths...);
     with ``wait=False`` a function that waits for the build and returns them.
@@ -295,11 +292,11 @@ def _run_worker(module, request_variant, exports=None, python=None,
     path = os.path.abspath(path)
     if not str(path).endswith('.py'):
         raise AotError("%s is not a Python source file (.py)" % path)
-    from . import _build
+    from . import _build, _link
     many = isinstance(request_variant, list)
     variants = request_variant if many else [request_variant]
     for v in variants:
-        _build.toolchain(v['target'])  # fail fast, before compiling anything
+        _link.toolchain(v['target'])  # fail fast, before compiling anything
     tmp = tempfile.TemporaryDirectory(prefix='secretjit-aot-')
     env = dict(os.environ)
     env.update(_build.worker_env(variants[0]['target'], tmp.name))

@@ -4,7 +4,7 @@
  * has no numba at run time, so they are defined here and compiled with the
  * target's C compiler into every lib<stem>.so (hidden: only the exported
  * kernels are visible).  Every MemInfo of an AOT library is made by the
- * secret runtime (secretjit/runtime.py) and records its wiping allocator, so
+ * secret runtime (secretjit/arena_nrt.py) and records its wiping allocator, so
  * destroying one goes back through that allocator.
  */
 #include <errno.h>

@@ -6,7 +6,8 @@ scratch buffer.  The 128-bit byte counter is kept as two uint64 words.
 import numpy as np
 from numba import njit
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_int, as_u8, take_bytes
 
 __all__ = ["blake2b", "blake2b_into", "MAX_DIGEST_SIZE", "MAX_KEY_SIZE", "BLOCK_SIZE"]
@@ -131,7 +132,7 @@ def _blake2b(data, key, out, h, m, buf):
         out[i] = np.uint8((h[i // 8] >> np.uint64(8 * (i % 8))) & np.uint64(0xFF))
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def blake2b_into(data, key, out):
     """out[:] = BLAKE2b(data, key) with digest size out.size (1..64); key 0..64 bytes."""
     if out.size < 1 or out.size > 64:

@@ -8,7 +8,8 @@ low-level kernel; the Python API refuses a counter range that would wrap.
 import numpy as np
 from numba import njit
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_int, as_u8, as_u8_sized
 
 __all__ = ["chacha20", "hchacha20", "chacha20_xor", "chacha20_block", "hchacha20_kernel",
@@ -197,7 +198,7 @@ def _hchacha(key, nonce16, out, x):
         _store32(out, 16 + 4 * i, x[12 + i])
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def chacha20_xor(key, nonce, counter, src, dst):
     """dst = src XOR ChaCha20(key, nonce) keystream starting at block ``counter`` (RFC 8439).
 
@@ -220,7 +221,7 @@ def chacha20_xor(key, nonce, counter, src, dst):
     wipe(ks)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def chacha20_block(key, nonce, counter, out):
     """out[0:64] = the ChaCha20 block function output for (key, nonce, counter) (RFC 8439 2.3)."""
     if key.size != 32:
@@ -241,7 +242,7 @@ def chacha20_block(key, nonce, counter, out):
     wipe(x)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def hchacha20_kernel(key, nonce16, out):
     """out[0:32] = HChaCha20(key[32], nonce16[16]) (draft-irtf-cfrg-xchacha 2.2)."""
     if key.size != 32:

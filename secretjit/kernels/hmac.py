@@ -6,7 +6,8 @@ inner/outer SHA-256 states are computed once per key and reused (HKDF-Expand).
 import numpy as np
 from numba import njit
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_int, as_u8, take_bytes
 from .sha256 import _sha256, _sha_blocks, _sha_final, _sha_init
 
@@ -60,7 +61,7 @@ def _hmac_states(istate, ostate, msg, off, n, out, ooff, H, W, s):
         s[_IB + i] = 0
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def hmac_sha256_into(key, msg, out):
     """out[0:32] = HMAC-SHA256(key, msg)."""
     if out.size != 32:
@@ -77,7 +78,7 @@ def hmac_sha256_into(key, msg, out):
     wipe(s)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def hkdf_sha256_into(ikm, salt, info, out):
     """out[:] = HKDF-SHA256(ikm, salt, info, length=out.size) (RFC 5869); out.size <= 8160.
 

@@ -12,7 +12,8 @@ The bulk path allocates (and wipes) its own uint32 lane scratch.
 import numpy as np
 from numba import njit
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_u8, as_u8_sized
 
 __all__ = ["poly1305", "poly1305_mac", "poly1305_verify_kernel", "KEY_SIZE", "TAG_SIZE",
@@ -363,7 +364,7 @@ def _ct_equal16(a, aoff, b, boff):
     return np.int64((np.uint32(acc - np.uint32(1)) >> np.uint32(31)) & np.uint32(1))
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def poly1305_mac(key, msg, out):
     """out[0:16] = Poly1305(key[32], msg) (RFC 8439 2.5)."""
     if key.size != 32:
@@ -379,7 +380,7 @@ def poly1305_mac(key, msg, out):
     wipe(buf)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def poly1305_verify_kernel(key, msg, tag):
     """Return 1 if Poly1305(key, msg) == tag[0:16] (constant-time compare), else 0."""
     if key.size != 32:

@@ -20,7 +20,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_u8
 
 __all__ = ["sha256", "sha256_into", "DIGEST_SIZE", "BLOCK_SIZE", "USES_SHA_NI"]
@@ -242,7 +243,7 @@ def _sha256(data, off, n, out, ooff, H, W, buf):
     _sha_final(H, W, data, off + 64 * nb, n - 64 * nb, n, buf, out, ooff)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def sha256_into(data, out):
     """out[0:32] = SHA-256(data)."""
     if out.size != 32:

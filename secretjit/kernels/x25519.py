@@ -10,7 +10,8 @@ points yield the all-zero output (returned, not raised).
 import numpy as np
 from numba import njit
 
-from ._jit import secret_kernel, wipe
+from ..decorators import secret_jit
+from ..intrinsics import wipe
 from ._util import as_u8_sized, take_bytes
 
 __all__ = ["x25519", "public_key", "x25519_kernel", "KEY_SIZE", "BASEPOINT"]
@@ -549,7 +550,7 @@ def _e_and_t(W):
     W[_R + 35] = np.int32(h8 + W[_H + 35]); W[_R + 39] = np.int32(h9 + W[_H + 39])
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True)
 def x25519_kernel(out, scalar, u):
     """out[0:32] = X25519(scalar[0:32], u[0:32]) (RFC 7748 5); all-zero for low-order u."""
     if out.size != 32:

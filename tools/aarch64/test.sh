@@ -10,7 +10,7 @@ bash "$HERE/build-root.sh"
 
 # The files that hold AArch64 tests; others import x86-only or binary test
 # dependencies (hypothesis, cryptography, capstone) the root does not have.
-FILES=(tests/test_aarch64.py tests/test_stack_analysis_aarch64.py)
+FILES=(tests/test_aarch64.py tests/test_stack_bound_aarch64.py)
 
 set +e
 bash "$HERE/run.sh" -m pytest -m aarch64 -q -p no:cacheprovider "${FILES[@]}" "$@"

@@ -1,0 +1,274 @@
+"""The secret pipeline: which passes run, in which order, for the JIT and the AOT.
+
+The JIT (:class:`secretjit.codegen.SecretCodeLibrary`) and the AOT build
+(:mod:`secretjit.aot._build`) both call this module; they differ only in how
+the module is obtained (numba's final module / the exports linked for a
+target) and how its object code is loaded or linked, the way numba's
+``CodeLibrary.finalize`` serves its JIT and AOT libraries alike::
+
+    JIT: numba's final module        AOT: exports + runtime + C wrappers
+         |                                 | aot_prepare (retargeting passes)
+         | before_optimization             | before_optimization
+         |   insert_boundaries             |   insert_boundaries [, outline_scrub]
+      numba's -O3                       optimize (-O3 for the target machine)
+         | after_optimization               | after_optimization
+         |   internalize_linkonce           |   (same)
+         |   zero_call_used_regs
+         |   stub_functions (analysis copy) -> target assembly -> compute_bounds
+         |   write_depths
+      MCJIT engine                     object file -> cc -shared
+
+A stage parses its module once (:class:`passes.textir.Module`) and passes
+that object from pass to pass; LLVM parses the result once at the stage's end
+(string attributes such as ``"zero-call-used-regs"`` can only enter through
+text, see ``passes.textir``).  Runtime depths, symbol sets, allowances and
+the host architecture are worked out here and nowhere else.
+"""
+
+import platform
+import re
+from dataclasses import dataclass, field
+
+import llvmlite.binding as ll
+
+from . import arena_nrt, passes, secretmem, stack_bound
+from .errors import SecretPolicyError
+from .passes.textir import Module
+from .stack_bound import StackBound, compute_bounds
+
+_ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
+         'arm64': 'aarch64'}
+# Stack allowance for numba's C destructor path (NRT_MemInfo_call_dtor,
+# NRT_MemInfo_destroy, NRT_dealloc and the numba-generated item destructors
+# they call back), on top of the secret runtime's own free path.  Measured:
+# about 60 bytes of C frames per nesting level; 1 KiB covers a dozen levels.
+NUMBA_DTOR_ALLOWANCE = 1024
+# The AOT libraries' out-of-line stack scrub (passes.outline_scrub) is a
+# frameless leaf that writes only the span it scrubs.
+AOT_ALLOWANCE = {passes.SCRUB_FN: 0}
+
+
+def host_arch():
+    """The secret target's name for the host architecture."""
+    machine = platform.machine().lower()
+    return _ARCH.get(machine, machine)
+
+
+def host_has_sve():
+    """Whether the kernel reports SVE on this AArch64 CPU (``AT_HWCAP``)."""
+    if host_arch() != 'aarch64':
+        return False
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.getauxval.restype = ctypes.c_ulong
+    libc.getauxval.argtypes = [ctypes.c_ulong]
+    return bool(libc.getauxval(16) & (1 << 22))     # AT_HWCAP, HWCAP_SVE
+
+
+def module_symbols(mod):
+    """(defined function names, global variable names) of an LLVM module."""
+    funcs = {f.name for f in mod.functions if not f.is_declaration}
+    data = {g.name for g in mod.global_variables}
+    return funcs, data
+
+
+@dataclass
+class SecretModule:
+    """A module after the secret passes: what the JIT loads or the AOT emits."""
+    module: object                              # llvmlite ModuleRef
+    bounds: dict = field(default_factory=dict)  # kernel -> StackBound
+    frames: dict = field(default_factory=dict)  # function -> frame bytes analysed
+    reports: list = field(default_factory=list)  # PassReport per pass run
+
+
+def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
+                     extra_allowance=None):
+    """The NRT entry points on the secret arena (``secretjit.arena_nrt``) for ``tm``.
+
+    Returns ``(module, depths)``: the runtime's LLVM module with register
+    zeroing, and the stack depth of each entry point the kernels call or
+    numba's C runtime calls back, from ``tm``'s assembly of it.
+    """
+    text = str(ll.parse_assembly(arena_nrt.build_module(
+        triple, data_layout, standalone=standalone)))
+    text, _ = passes.zero_call_used_regs(text)
+    mod = ll.parse_assembly(text)
+    mod.verify()
+    funcs, data = module_symbols(mod)
+    asm = str(tm.emit_assembly(mod))
+    roots = [r for r in arena_nrt.INTERPOSED + arena_nrt.CALLBACKS if r in funcs]
+    # Calls through pointers here: a varsize payload's destructor (numba IR
+    # that decrefs the items: a small frame, then NRT_decref's C path) and
+    # numba's own C varsize functions for MemInfos numba's C code made (a
+    # small frame, then malloc/free).
+    bounds = compute_bounds(
+        asm, funcs, roots, arch, data=data,
+        indirect_allowance=NUMBA_DTOR_ALLOWANCE
+        + stack_bound.external_allowance('malloc'),
+        extra_allowance=extra_allowance, module_name='secretjit.arena_nrt')
+    depths = {name: b.depth for name, b in bounds.items()}
+    # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which may
+    # release nested MemInfos) and then its allocator's free: a few small C
+    # frames per nesting level around the callbacks above.
+    depths['NRT_MemInfo_call_dtor'] = NUMBA_DTOR_ALLOWANCE + max(
+        depths[name] for name in arena_nrt.CALLBACKS if name in depths)
+    return mod, depths
+
+
+def before_optimization(mod, entries, arch):
+    """Passes before -O3 on a :class:`Module`: returns the reports."""
+    _, report = passes.insert_boundaries(mod, entries, arch)
+    return [report]
+
+
+def after_optimization(text, tm, arch, extra_allowance=None,
+                       module_name='<module>', skip=(), reparse=None,
+                       stack_limit=None):
+    """The secret passes that follow -O3, for any target machine ``tm``.
+
+    Internalizes linkonce functions, adds register zeroing (``skip``: the
+    wrappers, which run outside the secret call), computes each boundary's
+    scrub depth from ``tm``'s assembly of the module and writes it in.
+    ``reparse`` turns the final text into an LLVM module (default
+    ``llvm.parse_assembly``).  A call tree that needs more than
+    ``stack_limit`` bytes (default: the secret stack's size) is a
+    ``bounded-stack`` policy error.
+    """
+    reparse = reparse or ll.parse_assembly
+    mod = Module.parse(text)
+    reports = [passes.internalize_linkonce(mod)[1],
+               passes.zero_call_used_regs(mod, skip=skip)[1]]
+    kernels = passes.placeholders(mod)
+    if not kernels:
+        return SecretModule(reparse(mod.text()), reports=reports)
+    bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
+                                   extra_allowance, module_name, reparse)
+    check_stack_limit(bounds, stack_limit)
+    reports.append(passes.write_depths(
+        mod, {k: b.depth for k, b in bounds.items()})[1])
+    return SecretModule(reparse(mod.text()), bounds, frames, reports)
+
+
+def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
+                  reparse):
+    """``({kernel: StackBound}, {function: frame})`` from ``tm``'s assembly."""
+    # The analysis needs the machine code of the secret call trees only: the
+    # wrappers (argument unboxing, result boxing; the bulk of a small
+    # kernel's module) are compiled as stubs here, which saves code
+    # generation time, and their frames are not reported.
+    analysed = mod.copy()
+    stubbed = [name for name in skip if name in analysed.functions]
+    passes.stub_functions(analysed, stubbed)
+    llmod = reparse(analysed.text())
+    funcs, data = module_symbols(llmod)
+    asm = str(tm.emit_assembly(llmod))
+    # The secret stack holds the thunk's frame and, below it, the kernel's
+    # call tree: bound the thunk.
+    thunks = {passes.thunk_name(k): k for k in kernels}
+    frames = {}
+    by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
+                              extra_allowance=extra_allowance,
+                              module_name=module_name, frames=frames)
+    for name in stubbed:
+        frames.pop(name, None)
+    bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
+              for t, b in by_thunk.items()}
+    return bounds, frames
+
+
+def check_stack_limit(bounds, stack_limit=None):
+    """``bounded-stack`` error for a call tree deeper than the secret stack."""
+    limit = secretmem.stack_size() if stack_limit is None else stack_limit
+    for kernel, b in sorted(bounds.items()):
+        if b.depth > limit:
+            raise SecretPolicyError(
+                'bounded-stack',
+                "the call tree of %s may use %d bytes of stack (deepest path: "
+                "%s), more than the %d-byte secret stack it runs on"
+                % (stack_bound.readable(kernel), b.depth,
+                   ' -> '.join(stack_bound.readable(n) for n, _ in b.path), limit),
+                "move large local arrays to the heap (np.empty), or raise "
+                "SECRETJIT_STACK_SIZE (e.g. SECRETJIT_STACK_SIZE=%dK)"
+                % max(2 * b.depth // 1024, 512))
+
+
+def _link(texts):
+    """Parse each module text and link them into the first."""
+    main = None
+    for text in texts:
+        m = ll.parse_assembly(text)
+        if main is None:
+            main = m
+        else:
+            main.link_in(m)
+    return main
+
+
+def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
+    """Stage 1 of an AOT build: kernels + runtime + C wrappers, retargeted.
+
+    Returns ``(Module, reports)`` ready for :func:`before_optimization`.
+    """
+    wrappers, wreport = passes.c_abi_wrappers(specs)
+    wrappers.triple, wrappers.data_layout = triple, data_layout
+    main = _link(list(texts) + [
+        arena_nrt.build_module(triple, data_layout, standalone=True),
+        str(wrappers)])
+    _, lreport = passes.internalize_all_but(main, {s.c_name for s in specs})
+    main.triple, main.data_layout = triple, data_layout
+    mod = Module.parse(str(main))
+    return mod, [wreport, lreport, passes.generic_refcount(mod)[1],
+                 passes.neutral_atomics(mod)[1],
+                 passes.strip_target_attributes(mod, zero_regs=secret)[1]]
+
+
+def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
+    """The whole secret pipeline of an AOT library, for target machine ``tm``.
+
+    ``texts`` are the kernels' modules before any secret pass, ``specs`` the
+    exports (:class:`passes.c_wrapper.WrapperSpec`), ``optimize(mod, tm)``
+    the -O3 pipeline.  ``secret=False`` is the tests' control build: no
+    boundaries, no register zeroing, no scrub.  A pass refusing the IR
+    raises ``ValueError``.
+    """
+    data_layout = str(tm.target_data)
+
+    def reparse(text):
+        mod = ll.parse_assembly(text)
+        mod.triple, mod.data_layout = triple, data_layout
+        mod.verify()
+        return mod
+    mod, reports = aot_prepare(texts, specs, arch, triple, data_layout, secret)
+    if secret:
+        reports += before_optimization(
+            mod, [(s.c_name, s.kernel) for s in specs], arch)
+    if arch != host_arch():
+        reports.append(passes.outline_scrub(mod, arch)[1])
+    text = mod.text()
+    if arch != 'x86_64':
+        x86 = sorted(set(re.findall(r'@(llvm\.x86\.[\w.]+)', text)))
+        if x86:
+            raise ValueError("x86-only intrinsics in the IR for %s: %s (set "
+                             "SECRETJIT_NO_SHANI=1? numba compiled for the "
+                             "host CPU?)" % (arch, ', '.join(x86)))
+    llmod = reparse(text)
+    optimize(llmod, tm)
+    text = str(llmod)
+    if arch != host_arch() and _INLINE_ASM.search(text):
+        # LLVM would abort the process emitting it (no asm parser).
+        raise ValueError("inline assembly in the code for %s (an intrinsic "
+                         "with inline asm, e.g. secretjit.probes): llvmlite "
+                         "cannot assemble it for a non-host target" % arch)
+    if not secret:
+        return SecretModule(reparse(text), reports=reports)
+    extra = dict(AOT_ALLOWANCE)
+    extra.update(arena_nrt_module(tm, arch, triple, data_layout, standalone=True,
+                                extra_allowance=AOT_ALLOWANCE)[1])
+    result = after_optimization(text, tm, arch, extra, 'aot', reparse=reparse)
+    result.reports[:0] = reports
+    return result
+
+
+_INLINE_ASM = re.compile(
+    r'\bcall [^\n]*? asm (?:sideeffect |alignstack |inteldialect |unwind )*"'
+    r'|^module asm', re.M)

@@ -1,0 +1,20 @@
+define i32 @kernel(ptr %retptr, ptr %excinfo, i64 %x) #0 {
+entry:
+  %y = call i64 @helper(i64 %x) #2
+  ret i32 0
+}
+
+define internal i64 @helper(i64 %x) #1 {
+entry:
+  ret i64 %x
+}
+
+define internal i32 @"__secretjit.boundary.kernel"(ptr %a0, ptr %a1, i64 %a2) noinline nounwind "zero-call-used-regs"="all" {
+entry:
+  %status = call i32 @kernel(ptr %a0, ptr %a1, i64 %a2) noinline
+  ret i32 %status
+}
+
+attributes #0 = { nounwind "target-cpu"="skylake-avx512" "target-features"="+avx" "zero-call-used-regs"="used" }
+attributes #1 = { "target-cpu"="skylake-avx512" "zero-call-used-regs"="used" }
+attributes #2 = { nounwind }
