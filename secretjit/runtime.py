@@ -45,6 +45,10 @@ INTERPOSED = (
 # Functions of this module that numba's C runtime calls back on the kernel's
 # stack (through a MemInfo's allocator or destructor).
 CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
+# numba's allocation statistics for secret blocks (see secretjit.nrt_stats):
+# enabled flag, then alloc, free, mi_alloc counters.
+STATS = 'secretjit_nrt_stats'
+STATS_FIELDS = ('enabled', 'alloc', 'free', 'mi_alloc')
 
 
 def _fn(mod, name, ret, args, linkage=None):
@@ -95,6 +99,43 @@ def build_module(triple, data_layout, standalone=False):
     nonzero = b.select(b.icmp_unsigned('==', size, i64(0)), i64(1), size)
     b.ret(b.call(arena_realloc, [old, nonzero]))
 
+    # -- numba's allocation statistics -------------------------------------
+    # numba's C runtime counts every NRT_Allocate/NRT_Free and MemInfo it
+    # makes or destroys (TheMSys.stats in numba/core/runtime/nrt.cpp, while
+    # stats are enabled).  It also counts the free and mi_free of every
+    # secret MemInfo (NRT_dealloc through the external allocator), but never
+    # sees the allocations made here: they are counted in this global, which
+    # secretjit.nrt_stats adds to rtsys.get_allocation_stats().  AOT
+    # libraries have no numba runtime and count nothing.
+    stats_ty = ir.LiteralStructType([i64] * len(STATS_FIELDS))
+    stats = ir.GlobalVariable(mod, stats_ty, STATS)
+    stats.initializer = ir.Constant(stats_ty, [0] * len(STATS_FIELDS))
+
+    def count(bb, *deltas):
+        if standalone:
+            return
+        flag = bb.load_atomic(bb.gep(stats, [i32(0), i32(0)]), 'monotonic', 8)
+        with bb.if_then(bb.icmp_unsigned('!=', flag, i64(0)), likely=False):
+            for name, delta in deltas:
+                slot = bb.gep(stats, [i32(0), i32(STATS_FIELDS.index(name))])
+                bb.atomic_rmw('add', slot, i64(delta), 'monotonic')
+
+    # Blocks numba's runtime would count (numba's C code calls the
+    # uncounted secretjit_alloc/free through the external allocator, and
+    # counts those calls itself).
+    calloc = _fn(mod, 'secretjit_alloc_counted', ptr, [i64], linkage='internal')
+    b = ir.IRBuilder(calloc.append_basic_block('entry'))
+    block = b.call(alloc, [calloc.args[0]])
+    with b.if_then(b.icmp_unsigned('!=', block, ptr(None))):
+        count(b, ('alloc', 1))
+    b.ret(block)
+    cfree = _fn(mod, 'secretjit_free_counted', ir.VoidType(), [ptr],
+                linkage='internal')
+    b = ir.IRBuilder(cfree.append_basic_block('entry'))
+    b.call(sfree, [cfree.args[0]])
+    count(b, ('free', 1))
+    b.ret_void()
+
     # -- NRT external allocator ---------------------------------------------
     ea_malloc = _fn(mod, 'secretjit_ea_malloc', ptr, [i64, ptr])
     b = ir.IRBuilder(ea_malloc.append_basic_block('entry'))
@@ -124,9 +165,10 @@ def build_module(triple, data_layout, standalone=False):
     with b.if_then(b.or_(b.extract_value(t1, 1), b.extract_value(t2, 1)),
                    likely=False):
         b.ret(ptr(None))
-    block = b.call(alloc, [b.extract_value(t2, 0)])
+    block = b.call(calloc, [b.extract_value(t2, 0)])
     with b.if_then(b.icmp_unsigned('==', block, ptr(None)), likely=False):
         b.ret(ptr(None))
+    count(b, ('mi_alloc', 1))
     rawdata = b.ptrtoint(b.gep(block, [i64(MEMINFO_SIZE)]), i64)
     mask = b.sub(align64, i64(1))
     is_aligned = b.icmp_unsigned('==', align64, i64(0))
@@ -168,16 +210,17 @@ def build_module(triple, data_layout, standalone=False):
     data, size, info = vdtor.args
     with b.if_then(b.icmp_unsigned('!=', info, null)):
         b.call(b.bitcast(info, DTOR.as_pointer()), [data, size, null])
-    b.call(sfree, [data])
+    b.call(cfree, [data])
     b.ret_void()
 
     def new_varsize(bb, s, d):
         mi = bb.call(mi_alloc, [i64(0), i32(0), vdtor.bitcast(ptr), d])
         with bb.if_then(bb.icmp_unsigned('==', mi, null), likely=False):
             bb.ret(null)
-        payload = bb.call(alloc, [s])
+        payload = bb.call(calloc, [s])
         with bb.if_then(bb.icmp_unsigned('==', payload, null), likely=False):
-            bb.call(sfree, [mi])
+            bb.call(cfree, [mi])
+            count(bb, ('mi_alloc', -1))
             bb.ret(null)
         m = bb.bitcast(mi, MEMINFO.as_pointer())
         bb.store(payload, bb.gep(m, [i32(0), i32(3)]))
@@ -199,7 +242,7 @@ def build_module(triple, data_layout, standalone=False):
         with bb.if_then(bb.not_(ours), likely=False):   # made by numba's C code
             fnty = ir.FunctionType(ptr, [ptr, i64])
             bb.ret(bb.call(_c_helper(bb, 'MemInfo_varsize_alloc', fnty), [mi, s]))
-        payload = bb.call(alloc, [s])          # as numba: replaces mi->data
+        payload = bb.call(calloc, [s])         # as numba: replaces mi->data
         with bb.if_then(bb.icmp_unsigned('!=', payload, null)):
             bb.store(payload, bb.gep(m, [i32(0), i32(3)]))
             bb.store(s, bb.gep(m, [i32(0), i32(4)]))
@@ -225,7 +268,7 @@ def build_module(triple, data_layout, standalone=False):
             fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr])
             bb.call(_c_helper(bb, 'MemInfo_varsize_free', fnty), [mi, p])
             bb.ret_void()
-        bb.call(sfree, [p])
+        bb.call(cfree, [p])
         slot = bb.gep(m, [i32(0), i32(3)])
         with bb.if_then(bb.icmp_unsigned('==', bb.load(slot), p)):
             bb.store(null, slot)
@@ -234,10 +277,11 @@ def build_module(triple, data_layout, standalone=False):
 
     # Raw scratch buffers (array copies, exception payloads): allocated and
     # freed by IR of the same secret module.
-    export('NRT_Allocate', (ptr, [i64]), lambda bb, s: bb.ret(bb.call(alloc, [s])))
+    export('NRT_Allocate', (ptr, [i64]),
+           lambda bb, s: bb.ret(bb.call(calloc, [s])))
 
     def nrt_free(bb, p):
-        bb.call(sfree, [p])
+        bb.call(cfree, [p])
         bb.ret_void()
     export('NRT_Free', (ir.VoidType(), [ptr]), nrt_free)
     return str(mod)
