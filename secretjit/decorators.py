@@ -59,9 +59,10 @@ def secret_jit(*args, **kws):
       x86-64 and AArch64 with glibc (see tests/test_stack_bound.py and
       tests/test_aarch64.py), not proven.
     - Recursion, variable-sized stack frames, ``parallel=True``/``prange``,
-      object mode, calls into the interpreter, generator kernels and jitclass
-      are rejected at compile time with :class:`~secretjit.SecretPolicyError`,
-      as are calls to a secret kernel from plain numba code.
+      object mode, calls into the interpreter and jitclass are rejected at
+      compile time with :class:`~secretjit.SecretPolicyError`, as are calls
+      to a secret kernel from plain numba code and calls from Python to a
+      secret generator (consume it inside a secret kernel instead).
     """
     policy.check_options(kws)
     if kws.pop('_target', TARGET) != TARGET:

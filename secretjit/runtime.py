@@ -107,9 +107,10 @@ def build_module(triple, data_layout, standalone=False):
     # sees the allocations made here: they are counted in this global, which
     # secretjit.nrt_stats adds to rtsys.get_allocation_stats().  AOT
     # libraries have no numba runtime and count nothing.
-    stats_ty = ir.LiteralStructType([i64] * len(STATS_FIELDS))
-    stats = ir.GlobalVariable(mod, stats_ty, STATS)
-    stats.initializer = ir.Constant(stats_ty, [0] * len(STATS_FIELDS))
+    if not standalone:
+        stats_ty = ir.LiteralStructType([i64] * len(STATS_FIELDS))
+        stats = ir.GlobalVariable(mod, stats_ty, STATS)
+        stats.initializer = ir.Constant(stats_ty, [0] * len(STATS_FIELDS))
 
     def count(bb, *deltas):
         if standalone:
