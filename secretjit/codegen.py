@@ -15,7 +15,7 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import nrt_stats, passes, runtime, secretmem, stack_bound
+from . import passes, runtime, secretmem, stack_bound
 from .passes.textir import Module
 from .errors import SecretPolicyError
 from .stack_bound import StackBound, compute_bounds
@@ -267,7 +267,6 @@ class SecretCodegen(JITCPUCodegen):
         self._engine.add_module(mod)
         self._engine.finalize_object()
         self._runtime_module = mod
-        nrt_stats.attach(self._engine)
 
     def magic_tuple(self):
         # The secret stack's size bounds which kernels compile (bounded-stack).

@@ -7,7 +7,8 @@ for every ``NRT_Allocate``/``NRT_Free`` and MemInfo block, ``mi_alloc``/
 through :mod:`secretjit.runtime` instead, which numba never sees, while the
 frees of secret MemInfos still go through numba's C code and are counted
 there.  So the secret runtime counts its own allocations (and the payload
-and scratch frees it does itself) in a global of the secret engine, and
+and scratch frees it does itself) in counters kept here (one set for the
+process, shared by every secret engine), and
 ``rtsys.get_allocation_stats()`` (what numba's ``MemoryLeakMixin`` and
 users' leak checks read) reports numba's counts plus these: balanced when
 nothing leaks, under either allocator.
@@ -32,13 +33,14 @@ SecretAllocationStats = namedtuple('SecretAllocationStats',
                                    ['alloc', 'free', 'mi_alloc'])
 
 _lock = threading.Lock()
-_counters = []           # one ctypes array per secret engine's stats global
+# enabled flag, alloc, free, mi_alloc: the runtime's external global
+# ``secretjit_nrt_stats`` in every secret engine (kept for the process).
+_counters = (ctypes.c_int64 * len(STATS_FIELDS))()
 _numba = {}              # numba's own functions, before the hooks
 
 
 def _set_enabled(on):
-    for c in _counters:
-        c[0] = 1 if on else 0
+    _counters[0] = 1 if on else 0
 
 
 def _sync():
@@ -52,11 +54,7 @@ def secret_allocation_stats():
     runtime itself (they are freed through it), so they are in numba's
     numbers, not here.
     """
-    totals = [0, 0, 0]
-    for c in _counters:
-        for k in range(3):
-            totals[k] += c[k + 1]
-    return SecretAllocationStats(*totals)
+    return SecretAllocationStats(*_counters[1:])
 
 
 def get_allocation_stats():
@@ -89,12 +87,10 @@ def _install_hooks():
     _nrt.memsys_disable_stats = _disable_stats
 
 
-def attach(engine):
-    """Count the allocations of the runtime loaded into ``engine``."""
-    addr = engine.get_global_value_address(STATS)
-    counters = (ctypes.c_int64 * len(STATS_FIELDS)).from_address(addr)
+def install():
+    """Hook numba's statistics; the counters' address for the secret engines."""
     with _lock:
         if not _numba:
             _install_hooks()
-        _counters.append(counters)
         _sync()
+    return ctypes.addressof(_counters)

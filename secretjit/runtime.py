@@ -104,13 +104,13 @@ def build_module(triple, data_layout, standalone=False):
     # makes or destroys (TheMSys.stats in numba/core/runtime/nrt.cpp, while
     # stats are enabled).  It also counts the free and mi_free of every
     # secret MemInfo (NRT_dealloc through the external allocator), but never
-    # sees the allocations made here: they are counted in this global, which
-    # secretjit.nrt_stats adds to rtsys.get_allocation_stats().  AOT
+    # sees the allocations made here: they are counted in this external
+    # global (memory of secretjit.nrt_stats, shared by every secret engine),
+    # which it adds to rtsys.get_allocation_stats().  AOT
     # libraries have no numba runtime and count nothing.
-    if not standalone:
+    if not standalone:         # process-wide, in secretjit.nrt_stats
         stats_ty = ir.LiteralStructType([i64] * len(STATS_FIELDS))
         stats = ir.GlobalVariable(mod, stats_ty, STATS)
-        stats.initializer = ir.Constant(stats_ty, [0] * len(STATS_FIELDS))
 
     def count(bb, *deltas):
         if standalone:
@@ -294,9 +294,10 @@ ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
 
 def register_symbols():
     """Make MCJIT resolve the C runtime's and libc's functions the runtime calls."""
-    from . import secretmem
+    from . import nrt_stats, secretmem
     for name in ARENA_FUNCTIONS:
         llvm.add_symbol(name, secretmem.address(name))
+    llvm.add_symbol(STATS, nrt_stats.install())
     libc = ctypes.CDLL(None)
     for name in ('memset', 'memcpy', 'memmove'):
         llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)
