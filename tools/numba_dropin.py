@@ -2,9 +2,16 @@
 
 A drop-in check, not a CI test (it takes many minutes): each module of
 numba's installed test suite (``numba/tests/``) runs in a child process,
-once with plain numba and once with ``numba.njit`` (and
-``numba.core.decorators.njit``) bound to ``secretjit.secret_jit`` before the
-module is imported, and the pass counts are printed side by side::
+once with plain numba and once with ``njit`` replaced by
+``secretjit.secret_jit``, and the pass counts are printed side by side.
+``numba.njit`` is replaced while the module is imported (its module-level
+``@njit`` functions become secret kernels); then, with ``--scope module``
+(the default), numba's own ``njit`` comes back and only the test module's
+global name ``njit`` stays replaced, so numba's internals that import
+``njit`` lazily (``numba.misc.mergesort``, ``timsort``...) keep compiling
+plain helpers; ``--scope global`` leaves ``numba.njit`` replaced for the
+whole run (then plain ``jit(nopython=True)`` tests reach secret helpers
+made by numba's internals and fail with ``no-secret-from-plain``)::
 
     python tools/numba_dropin.py                       # the default modules
     python tools/numba_dropin.py test_sort -v          # one module, failures listed
@@ -57,15 +64,18 @@ def _first_line(err):
     return lines[-1][:300] if lines else ''
 
 
-def child(module, secret, words):
+def child(module, secret, words, scope='module'):
     """Run one numba test module in this process; print a JSON summary."""
+    import numba
+    import numba.core.decorators
+    plain_njit = numba.njit
     if secret:
-        import numba
-        import numba.core.decorators
         from secretjit import secret_jit
-        numba.njit = secret_jit
-        numba.core.decorators.njit = secret_jit
+        numba.njit = numba.core.decorators.njit = secret_jit
     mod = __import__('numba.tests.' + module, fromlist=['_'])
+    if secret and scope == 'module':
+        numba.njit = numba.core.decorators.njit = plain_njit
+        mod.njit = secret_jit
     suite = unittest.defaultTestLoader.loadTestsFromModule(mod)
     tests = list(_selected(suite, words))
     result = unittest.TestResult()
@@ -73,15 +83,17 @@ def child(module, secret, words):
     unittest.TestSuite(tests).run(result)
     bad = [(t.id(), _first_line(e)) for t, e in result.failures + result.errors]
     print('@@RESULT@@' + json.dumps({
-        'module': module, 'secret': secret, 'run': result.testsRun,
+        'module': module, 'secret': secret, 'scope': scope,
+        'run': result.testsRun,
         'skipped': len(result.skipped), 'bad': bad,
         'passed': result.testsRun - len(bad) - len(result.skipped)
         - len(result.unexpectedSuccesses),
         'seconds': round(time.time() - start, 1)}))
 
 
-def run_child(module, secret, words, timeout):
-    cmd = [sys.executable, os.path.abspath(__file__), '--child', module]
+def run_child(module, secret, words, timeout, scope='module'):
+    cmd = [sys.executable, os.path.abspath(__file__), '--child', module,
+           '--scope', scope]
     if secret:
         cmd.append('--secret')
     if words:
@@ -118,6 +130,8 @@ def main(argv=None):
                     help='skip the plain numba run')
     ap.add_argument('-v', '--verbose', action='store_true',
                     help='list every failing test of the secret run')
+    ap.add_argument('--scope', choices=('module', 'global'), default='module',
+                    help='where njit is replaced (default: the test module)')
     ap.add_argument('--timeout', type=float, default=3600)
     ap.add_argument('--json', help='write the results to this file')
     ap.add_argument('--child', help=argparse.SUPPRESS)
@@ -127,7 +141,7 @@ def main(argv=None):
     if args.child:
         try:
             child(args.child, args.secret,
-                  args.words.split(',') if args.words else None)
+                  args.words.split(',') if args.words else None, args.scope)
         except Exception:
             traceback.print_exc()
             return 1
@@ -138,7 +152,7 @@ def main(argv=None):
         words = DEFAULT_MODULES.get(module)
         plain = (None if args.secret_only
                  else run_child(module, False, words, args.timeout))
-        secret = run_child(module, True, words, args.timeout)
+        secret = run_child(module, True, words, args.timeout, args.scope)
         results += [r for r in (plain, secret) if r]
         rows.append((module + (' (%s)' % '/'.join(words) if words else ''),
                      _cell(plain), _cell(secret)))
