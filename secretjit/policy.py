@@ -41,6 +41,7 @@ def check_options(options, py_func=None):
 
 
 def is_generator(py_func):
+    """Whether ``py_func`` is a generator function (``no-generators``)."""
     import inspect
     return inspect.isgeneratorfunction(py_func)
 
