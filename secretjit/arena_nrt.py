@@ -46,6 +46,10 @@ INTERPOSED = (
 # Functions of this module that numba's C runtime calls back on the kernel's
 # stack (through a MemInfo's allocator or destructor).
 CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
+# numba's allocation statistics for secret blocks (see secretjit.nrt_stats):
+# enabled flag, then alloc, free, mi_alloc counters.
+STATS = 'secretjit_nrt_stats'
+STATS_FIELDS = ('enabled', 'alloc', 'free', 'mi_alloc')
 
 
 def _fn(mod, name, ret, args, linkage=None):
@@ -69,6 +73,9 @@ class _Defs:
     alloc: ir.Function = None           # secretjit_alloc(size)
     free: ir.Function = None            # secretjit_free(ptr)
     realloc: ir.Function = None         # secretjit_realloc(ptr, size)
+    counted_alloc: ir.Function = None   # secretjit_alloc, counted in the stats
+    counted_free: ir.Function = None    # secretjit_free, counted in the stats
+    stats: ir.GlobalVariable = None     # secretjit_nrt_stats (not standalone)
     allocator: ir.GlobalVariable = None  # the NRT external allocator
     meminfo_alloc: ir.Function = None   # MemInfo + data in one arena block
     varsize_dtor: ir.Function = None    # destructor of varsize MemInfos
@@ -90,7 +97,8 @@ def build_module(triple, data_layout, standalone=False):
     mod.triple = triple
     mod.data_layout = data_layout
     d = _Defs(mod, standalone)
-    for define in (_define_raw_blocks, _define_external_allocator,
+    for define in (_define_raw_blocks, _define_counted_blocks,
+                   _define_external_allocator,
                    _define_meminfo_alloc, _define_meminfo_alloc_entries,
                    _define_new_varsize, _define_varsize_alloc,
                    _define_varsize_realloc, _define_varsize_free,
@@ -120,6 +128,48 @@ def _define_raw_blocks(d):
     old, size = d.realloc.args
     nonzero = b.select(b.icmp_unsigned('==', size, i64(0)), i64(1), size)
     b.ret(b.call(arena_realloc, [old, nonzero]))
+
+
+def count(d, b, *deltas):
+    """Add ``deltas`` ((field, n), ...) to numba's statistics while enabled."""
+    if d.standalone:
+        return
+    flag = b.load_atomic(b.gep(d.stats, [i32(0), i32(0)]), 'monotonic', 8)
+    with b.if_then(b.icmp_unsigned('!=', flag, i64(0)), likely=False):
+        for name, delta in deltas:
+            slot = b.gep(d.stats, [i32(0), i32(STATS_FIELDS.index(name))])
+            b.atomic_rmw('add', slot, i64(delta), 'monotonic')
+
+
+def _define_counted_blocks(d):
+    """secretjit_alloc_counted/free_counted: blocks numba's runtime would count.
+
+    numba's C runtime counts every NRT_Allocate/NRT_Free and MemInfo it makes
+    or destroys (``TheMSys.stats`` in numba/core/runtime/nrt.cpp, while stats
+    are enabled).  It also counts the free and mi_free of every secret MemInfo
+    (NRT_dealloc through the external allocator, which calls the uncounted
+    secretjit_free), but never sees the allocations made here: they are
+    counted in the external global ``secretjit_nrt_stats`` (memory of
+    :mod:`secretjit.nrt_stats`, shared by every secret engine), which that
+    module adds to ``rtsys.get_allocation_stats()``.  AOT libraries have no
+    numba runtime and count nothing.
+    """
+    if not d.standalone:
+        d.stats = ir.GlobalVariable(
+            d.mod, ir.LiteralStructType([i64] * len(STATS_FIELDS)), STATS)
+    d.counted_alloc = _fn(d.mod, 'secretjit_alloc_counted', ptr, [i64],
+                          linkage='internal')
+    b = ir.IRBuilder(d.counted_alloc.append_basic_block('entry'))
+    block = b.call(d.alloc, [d.counted_alloc.args[0]])
+    with b.if_then(b.icmp_unsigned('!=', block, ptr(None))):
+        count(d, b, ('alloc', 1))
+    b.ret(block)
+    d.counted_free = _fn(d.mod, 'secretjit_free_counted', ir.VoidType(), [ptr],
+                         linkage='internal')
+    b = ir.IRBuilder(d.counted_free.append_basic_block('entry'))
+    b.call(d.free, [d.counted_free.args[0]])
+    count(d, b, ('free', 1))
+    b.ret_void()
 
 
 def _define_external_allocator(d):
@@ -152,9 +202,10 @@ def _define_meminfo_alloc(d):
     with b.if_then(b.or_(b.extract_value(t1, 1), b.extract_value(t2, 1)),
                    likely=False):
         b.ret(ptr(None))
-    block = b.call(d.alloc, [b.extract_value(t2, 0)])
+    block = b.call(d.counted_alloc, [b.extract_value(t2, 0)])
     with b.if_then(b.icmp_unsigned('==', block, ptr(None)), likely=False):
         b.ret(ptr(None))
+    count(d, b, ('mi_alloc', 1))
     rawdata = b.ptrtoint(b.gep(block, [i64(MEMINFO_SIZE)]), i64)
     mask = b.sub(align64, i64(1))
     is_aligned = b.icmp_unsigned('==', align64, i64(0))
@@ -197,7 +248,7 @@ def _define_new_varsize(d):
     data, size, info = d.varsize_dtor.args
     with b.if_then(b.icmp_unsigned('!=', info, null)):
         b.call(b.bitcast(info, DTOR.as_pointer()), [data, size, null])
-    b.call(d.free, [data])
+    b.call(d.counted_free, [data])
     b.ret_void()
     for name, args in (('NRT_MemInfo_new_varsize', [i64]),
                        ('NRT_MemInfo_new_varsize_dtor', [i64, ptr])):
@@ -207,9 +258,10 @@ def _define_new_varsize(d):
                                       dtor])
         with b.if_then(b.icmp_unsigned('==', mi, null), likely=False):
             b.ret(null)
-        payload = b.call(d.alloc, [s])
+        payload = b.call(d.counted_alloc, [s])
         with b.if_then(b.icmp_unsigned('==', payload, null), likely=False):
-            b.call(d.free, [mi])
+            b.call(d.counted_free, [mi])
+            count(d, b, ('mi_alloc', -1))
             b.ret(null)
         m = b.bitcast(mi, MEMINFO.as_pointer())
         b.store(payload, b.gep(m, [i32(0), i32(3)]))
@@ -241,7 +293,7 @@ def _define_varsize_alloc(d):
     with b.if_then(b.not_(ours), likely=False):     # made by numba's C code
         fnty = ir.FunctionType(ptr, [ptr, i64])
         b.ret(b.call(_c_helper(b, 'MemInfo_varsize_alloc', fnty), [mi, s]))
-    payload = b.call(d.alloc, [s])
+    payload = b.call(d.counted_alloc, [s])    # as numba: replaces mi->data
     _set_payload(b, m, payload, s)
     b.ret(payload)
 
@@ -268,7 +320,7 @@ def _define_varsize_free(d):
         fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr])
         b.call(_c_helper(b, 'MemInfo_varsize_free', fnty), [mi, p])
         b.ret_void()
-    b.call(d.free, [p])
+    b.call(d.counted_free, [p])
     slot = b.gep(m, [i32(0), i32(3)])
     with b.if_then(b.icmp_unsigned('==', b.load(slot), p)):
         b.store(ptr(None), slot)
@@ -279,9 +331,9 @@ def _define_allocate_free(d):
     """NRT_Allocate/NRT_Free: raw scratch buffers (array copies, exception
     payloads), allocated and freed by IR of the same secret module."""
     f, b = d.entry('NRT_Allocate', ptr, [i64])
-    b.ret(b.call(d.alloc, [f.args[0]]))
+    b.ret(b.call(d.counted_alloc, [f.args[0]]))
     f, b = d.entry('NRT_Free', ir.VoidType(), [ptr])
-    b.call(d.free, [f.args[0]])
+    b.call(d.counted_free, [f.args[0]])
     b.ret_void()
 
 
@@ -291,9 +343,10 @@ ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
 
 def register_symbols():
     """Make MCJIT resolve the C runtime's and libc's functions the runtime calls."""
-    from . import secretmem
+    from . import nrt_stats, secretmem
     for name in ARENA_FUNCTIONS:
         llvm.add_symbol(name, secretmem.address(name))
+    llvm.add_symbol(STATS, nrt_stats.install())
     libc = ctypes.CDLL(None)
     for name in ('memset', 'memcpy', 'memmove'):
         llvm.add_symbol(name, ctypes.cast(getattr(libc, name), ctypes.c_void_p).value)

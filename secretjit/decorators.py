@@ -20,9 +20,9 @@ def secret_jit(*args, **kws):
     the secret memory it runs in) and its limitations are stated once, in
     the README's section "The contract" (README.md, "## The contract").
     Policy violations (recursion, variable-sized frames, ``parallel=True``,
-    object mode, calls into the interpreter, generators, jitclass, a secret
-    kernel called from plain numba code) fail at compile time with
-    :class:`~secretjit.SecretPolicyError`.
+    object mode, calls into the interpreter, jitclass, a secret kernel called
+    from plain numba code, a secret generator called from Python) fail at
+    compile time with :class:`~secretjit.SecretPolicyError`.
     """
     policy.check_options(kws)
     if kws.pop('_target', TARGET) != TARGET:

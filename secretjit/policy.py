@@ -6,8 +6,9 @@ Each rule exists because the erasure contract could not hold without it:
   worker threads whose stacks and registers the boundary never scrubs.
 - ``no-objmode``: object mode runs arbitrary Python on the kernel's stack and
   keeps values in Python objects the secret allocator never sees.
-- ``no-generators``: a generator's state outlives each call in a Python
-  object.
+- ``no-generators``: a generator called from Python keeps its state
+  between ``next()`` calls in a Python object; consumed inside a secret
+  kernel, its state lives in the kernel's frame and is fine.
 - ``no-jitclass``: jitclass types are registered with numba's CPU target only.
 - ``no-secret-from-plain``: plain numba code calling a secret kernel would
   hold its secrets in unprotected frames (checked in ``secretjit.target``).
@@ -39,17 +40,23 @@ def check_options(options, py_func=None):
             "secret kernels compile in nopython mode only; drop forceobj")
 
 
-def check_generator(py_func):
-    """Reject a secret kernel that is a generator function."""
+def is_generator(py_func):
+    """Whether ``py_func`` is a generator function (``no-generators``)."""
     import inspect
-    if inspect.isgeneratorfunction(py_func):
+    return inspect.isgeneratorfunction(py_func)
+
+
+def check_generator(py_func):
+    """Reject a call from Python to a secret generator function."""
+    if is_generator(py_func):
         raise SecretPolicyError(
             'no-generators',
-            "%s is a generator: between next() calls its state lives in a "
-            "Python generator object that the boundary never scrubs and the "
-            "secret allocator never wipes" % py_func.__qualname__,
-            "return an array of results instead; generators consumed inside a "
-            "secret kernel (plain @njit helpers) are fine")
+            "%s is a generator called from Python: between next() calls its "
+            "state would live in a Python generator object that the boundary "
+            "never scrubs and the secret allocator never wipes"
+            % py_func.__qualname__,
+            "consume the generator inside a secret kernel (for x in gen(...) "
+            "in a @secret_jit function), or return an array of results")
 
 
 def check_value(val):

@@ -31,7 +31,7 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import policy, secretmem
+from . import mergesort, policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -174,10 +174,25 @@ class SecretDispatcher(Dispatcher):
     def __init__(self, py_func, locals=None, targetoptions=None, twin=False,
                  **kws):
         policy.check_options(targetoptions or {}, py_func)
-        if not twin:            # plain generator helpers run inside a kernel
-            policy.check_generator(py_func)
+        # A generator kernel runs inside secret kernels only (no-generators):
+        # its state then lives in the caller's frame.
+        self._generator = policy.is_generator(py_func)
         super().__init__(py_func, locals=locals, targetoptions=targetoptions,
                          **kws)
+
+    def _compile_for_args(self, *args, **kws):
+        # numba's entry for calls from Python with no compiled match.
+        if self._generator:
+            policy.check_generator(self.py_func)
+        return super()._compile_for_args(*args, **kws)
+
+    def add_overload(self, cres):
+        if not self._generator:
+            return super().add_overload(cres)
+        # Keep a generator's compiled entry out of the table Python calls
+        # dispatch through, so every call from Python reaches
+        # _compile_for_args and is refused.
+        self.overloads[tuple(cres.signature.args)] = cres
 
     # Set on twins and @overload implementations: no boundary of their own.
     _secret_internal = False
@@ -276,6 +291,7 @@ def secret_twin(disp):
 
 def _retarget(val):
     policy.check_value(val)
+    val = mergesort.replace_recursive(val)      # kind='mergesort'/'stable'
     if isinstance(val, SecretDispatcher):
         return val
     if isinstance(val, Dispatcher) and val.targetdescr is cpu_target:

@@ -116,12 +116,14 @@ def test_error_is_a_numba_typing_error():
     assert err.rule == 'rule'
 
 
-def test_generator_kernel_rejected():
+def test_generator_kernel_called_from_python_rejected():
+    @secret_jit
+    def gen(n):
+        for i in range(n):
+            yield i
+
     with pytest.raises(SecretPolicyError, match=r'\[no-generators\]'):
-        @secret_jit
-        def gen(n):
-            for i in range(n):
-                yield i
+        gen(3)
 
 
 def test_generator_helper_consumed_inside_is_fine():

@@ -38,8 +38,38 @@ def readable(name):
         rest = rest[start + int(n):]
     if not parts:
         return name
-    text = '.'.join(parts)
-    return re.sub(r'_([0-9a-f]{2})', lambda h: chr(int(h.group(1), 16)), text)
+    # numba's mangler (numba/core/itanium_mangler.py) writes every byte of
+    # the UTF-8 encoding of a character outside [a-zA-Z0-9_] as ``_xx`` and
+    # leaves ``_`` itself alone, so ``_ca`` in ``use_cases`` is text.  Decode
+    # a run of ``_xx`` only where it is such an escape: an ASCII character
+    # the mangler escapes, or a complete UTF-8 sequence of a non-ASCII
+    # character that may appear in a Python identifier.  (The mangling is
+    # not one-to-one: an identifier spelled ``x_3c`` still reads as ``x<``.)
+    def unescape(run):
+        text = run.group(0)
+        raw = bytes.fromhex(text.replace('_', ''))
+        out, i = [], 0
+        while i < len(raw):
+            lead = raw[i]
+            if lead < 0x80:         # the mangler leaves [a-zA-Z0-9_] as is
+                n = 0 if re.match(b'[a-zA-Z0-9_]', raw[i:i + 1]) else 1
+            else:                   # UTF-8 lead byte -> sequence length
+                n = next((k for k, top in ((2, 0xdf), (3, 0xef), (4, 0xf4))
+                          if 0xc2 <= lead <= top), 0)
+            try:
+                ch = raw[i:i + n].decode('utf-8') if n else ''
+            except UnicodeDecodeError:
+                ch = ''
+            # A non-ASCII character came from a Python identifier.
+            if len(ch) == 1 and len(raw[i:i + n]) == n and (
+                    n == 1 or ('a' + ch).isidentifier()):
+                out.append(ch)
+                i += n
+            else:
+                out.append(text[3 * i:3 * i + 3])
+                i += 1
+        return ''.join(out)
+    return re.sub(r'(?:_[0-9a-f]{2})+', unescape, '.'.join(parts))
 
 
 @dataclass
