@@ -1,17 +1,11 @@
 """LLVM module passes that make compiled secret kernels forget.
 
-Each pass takes a module's textual IR and returns the rewritten text and a
-:class:`~passes.report.PassReport` of what it changed.  They run on numba's
-final module in this order (see ``secretjit.codegen``):
-
-1. :func:`insert_boundaries` (before -O3): wrappers call kernels through a
-   boundary that scrubs the stack and zeroes all registers.
-2. :func:`internalize_linkonce` (after -O3): linked-in helper copies become
-   private to the module.
-3. :func:`zero_call_used_regs` (after -O3): every function of the call tree
-   zeroes the registers it used; boundaries zero all of them.
-4. :func:`write_depths` (after the stack bound is computed from the machine
-   code): each boundary gets its scrub depth.
+Each pass takes a parsed module (:class:`passes.textir.Module`; a few work on
+llvmlite's own objects) and returns it with a :class:`~passes.report.PassReport`
+of what it changed; given IR text instead, it returns text.  The order they
+run in, for the JIT and the AOT build, is ``secretjit.pipeline``'s; each
+module's docstring shows an input and its output, and ``tests/golden`` holds
+their golden cases.
 """
 
 from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,

@@ -138,9 +138,9 @@ def _boundary_text(kernel_fn, arch):
 def insert_boundaries(mod, entries, arch):
     """Give each ``(wrapper, kernel)`` pair of ``entries`` a scrubbing boundary.
 
-    Returns the new IR text and a :class:`PassReport`.  Pairs whose wrapper or
-    kernel is not defined in this module, and wrappers already routed through
-    a boundary, are left alone.
+    Returns the module (or text, given text) and a :class:`PassReport`.
+    Pairs whose wrapper or kernel is not defined in this module, and wrappers
+    already routed through a boundary, are left alone.
     """
     if arch not in SCRUB_ASM:
         raise NotImplementedError("no stack scrub for architecture %r" % arch)

@@ -28,7 +28,7 @@ def placeholders(ir):
     """Kernel names whose boundary still waits for a depth (text or Module)."""
     if isinstance(ir, Module):
         return sorted({k for fn in ir.defined() for line in fn.body
-                       for k in _USE.findall(line)})
+                       if DEPTH_PREFIX in line for k in _USE.findall(line)})
     return sorted(set(_USE.findall(ir)))
 
 

@@ -100,6 +100,7 @@ class Function:
     header: str          # the ``define ... {`` line
     body: list           # lines after the header, up to and excluding ``}``
     start: int           # index of the header line in the module's lines
+    end: int = -1        # index of its closing ``}`` line
 
     @property
     def linkage(self):
@@ -146,7 +147,7 @@ class Module:
                 while lines[j] != '}':
                     j += 1
                 name = unquote(m.group(1))
-                mod.functions[name] = Function(name, line, lines[i + 1:j], i)
+                mod.functions[name] = Function(name, line, lines[i + 1:j], i, j)
                 i = j + 1
                 continue
             i += 1
@@ -158,18 +159,17 @@ class Module:
     def copy(self):
         """A copy whose headers and bodies can be edited independently."""
         return Module(list(self.lines), {
-            name: Function(f.name, f.header, list(f.body), f.start)
+            name: Function(f.name, f.header, list(f.body), f.start, f.end)
             for name, f in self.functions.items()})
 
     def top_level(self):
         """``(index, line)`` of the lines outside function definitions."""
-        inside = set()
-        for f in self.functions.values():
-            j = f.start + 1
-            while self.lines[j] != '}':
-                j += 1
-            inside.update(range(f.start, j + 1))
-        return [(i, line) for i, line in enumerate(self.lines) if i not in inside]
+        out, i = [], 0
+        for f in sorted(self.functions.values(), key=lambda f: f.start):
+            out.extend((k, self.lines[k]) for k in range(i, f.start))
+            i = f.end + 1
+        out.extend((k, self.lines[k]) for k in range(i, len(self.lines)))
+        return out
 
     def append_text(self, text):
         """Add the declarations and definitions of ``text`` at the module's end."""
@@ -178,6 +178,7 @@ class Module:
         self.lines.extend(sub.lines)
         for name, f in sub.functions.items():
             f.start += offset
+            f.end += offset
             self.functions[name] = f
 
     def text(self):

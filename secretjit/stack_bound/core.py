@@ -111,11 +111,14 @@ class Syntax:
 def strip_comment(line, marker):
     """``line`` without a trailing comment starting with ``marker`` (quotes
     respected)."""
+    first = marker[0]
+    if first not in line:
+        return line
     quoted = False
     for i, c in enumerate(line):
         if c == '"':
             quoted = not quoted
-        elif not quoted and line.startswith(marker, i):
+        elif c == first and not quoted and line.startswith(marker, i):
             return line[:i]
     return line
 
@@ -123,6 +126,8 @@ def strip_comment(line, marker):
 def split_operands(text, opening, closing):
     """Operands of one instruction: commas inside brackets and quotes do not
     split; operands come stripped, empty ones dropped."""
+    if '"' not in text and not any(c in text for c in opening):
+        return [o for o in (p.strip() for p in text.split(',')) if o]
     out, depth, cur, quoted = [], 0, '', False
     for c in text:
         if c == '"':
