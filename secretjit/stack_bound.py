@@ -770,8 +770,36 @@ def frame_sizes(asm, functions, arch):
             for name, info in PARSERS[arch](asm, set(functions)).items()}
 
 
+# numba's C entry that runs a MemInfo's destructor (see ``destructors``).
+CALL_DTOR = 'NRT_MemInfo_call_dtor'
+_DTOR_NAME = re.compile(r'(^|\.)dtor\.|_dtor$')
+
+
+def destructors(asm, functions):
+    """The module's functions that ``NRT_MemInfo_call_dtor`` may run.
+
+    A destructor is never called directly: its address is handed to numba's
+    runtime (``NRT_MemInfo_new_varsize_dtor``, ``NRT_MemInfo_alloc_dtor``)
+    and numba's C code calls it when the MemInfo dies.  The model: a call to
+    ``NRT_MemInfo_call_dtor`` may run every destructor the module defines and
+    references (numba names them ``.dtor.list.*``, ``.dtor.set.*``,
+    ``_numba_*_dtor``), one nesting level deep; deeper nesting (a list of
+    lists of lists ...) is data-dependent and left to the runtime's
+    below-depth detection.
+    """
+    out = set()
+    for name in functions:
+        if not _DTOR_NAME.search(name):
+            continue
+        quoted = '"%s"' % name if re.search(r'[^\w.$]', name) else name
+        # referenced somewhere besides its own definition (label, .type, .size)
+        if asm.count(quoted) > 3 + asm.count(quoted + '-') + asm.count('-' + quoted):
+            out.add(name)
+    return out
+
+
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
-                   indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>',
+                   indirect_allowance=None, module_name='<module>',
                    frames=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
@@ -779,7 +807,10 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     variables (references to those are not calls); ``extra_allowance`` maps
     external names to known bounds (the secret runtime's functions).  Returns
     ``{root: StackBound}``.  A call through an unknown pointer counts
-    ``indirect_allowance`` bytes.  A dict passed as ``frames`` receives what
+    ``indirect_allowance`` bytes; without one (the default for kernels) it is
+    a ``bounded-stack`` policy error: an unknown callee gets no guessed
+    allowance.  A call to ``NRT_MemInfo_call_dtor`` counts its allowance plus
+    the deepest of the module's :func:`destructors`.  A dict passed as ``frames`` receives what
     :func:`frame_sizes` would return, from the same parse.
     """
     if arch not in PARSERS:
@@ -792,10 +823,13 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
         info.callees -= data
     red_zone = RED_ZONE[arch]
     memo = {}
+    dtors = sorted(destructors(asm, functions))
 
-    def depth(name, chain):
-        if name in memo:
-            return memo[name]
+    def depth(name, chain, in_dtor=False):
+        # in_dtor: below a modelled destructor call, where a nested
+        # NRT_MemInfo_call_dtor counts its allowance only (see destructors)
+        if (name, in_dtor) in memo:
+            return memo[name, in_dtor]
         info = infos.get(name)
         if info is None:
             if name in functions:
@@ -810,8 +844,11 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                     "keep print() and Python objects out of secret kernels; "
                     "return values and print them outside")
             allowance = external_allowance(name, extra_allowance)
-            memo[name] = (allowance, [(name, allowance)], {name: allowance})
-            return memo[name]
+            memo[name, in_dtor] = (allowance, [(name, allowance)], {name: allowance})
+            if name == CALL_DTOR and not in_dtor:
+                memo[name, in_dtor] = _with_destructors(
+                    allowance, [depth(d, [name], True) for d in dtors])
+            return memo[name, in_dtor]
         if name in chain:
             cycle = ' -> '.join(readable(n) for n in chain[chain.index(name):] + [name])
             raise SecretPolicyError(
@@ -828,23 +865,45 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
         below = 0 if info.calls else red_zone
         path, ext = [], {}
         if info.indirect:
+            if indirect_allowance is None:
+                raise SecretPolicyError(
+                    'bounded-stack',
+                    "%s calls through a function pointer the stack analysis "
+                    "cannot resolve (a ctypes/cffi pointer, a function passed "
+                    "as a value, or numba code the analysis does not follow): "
+                    "its callee's stack use is unknown, so no scrub depth can "
+                    "be guaranteed" % readable(name),
+                    "call numba-compiled functions by name; call C code from "
+                    "Python outside the secret kernel")
             below = max(below, indirect_allowance)
             path = [('<indirect call>', indirect_allowance)]
             ext['<indirect call>'] = indirect_allowance
         for callee in sorted(info.callees):
-            d, p, e = depth(callee, chain + [name])
+            d, p, e = depth(callee, chain + [name], in_dtor)
             ext.update(e)
             if d > below:
                 below, path = d, p
         total = info.frame + below
-        memo[name] = (total, [(name, total)] + path, ext)
-        return memo[name]
+        memo[name, in_dtor] = (total, [(name, total)] + path, ext)
+        return memo[name, in_dtor]
 
     out = {}
     for root in roots:
         d, path, ext = depth(root, [])
         out[root] = StackBound(root, _round_up(d, 16), path, ext)
     return out
+
+
+def _with_destructors(allowance, dtor_depths):
+    """Depth of NRT_MemInfo_call_dtor: its own frames, then the deepest destructor."""
+    ext = {CALL_DTOR: allowance}
+    deepest, path = 0, []
+    for d, p, e in dtor_depths:
+        ext.update(e)
+        if d > deepest:
+            deepest, path = d, p
+    total = allowance + deepest
+    return total, [(CALL_DTOR, total)] + path, ext
 
 
 def _round_up(n, k):

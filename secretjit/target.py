@@ -31,7 +31,7 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import policy, secretmem
+from . import channels, policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -50,6 +50,10 @@ class SecretTypingContext(typing.Context):
 
     def resolve_value_type(self, val):
         return super().resolve_value_type(_retarget(val))
+
+    def resolve_function_type(self, func, args, kws):
+        channels.check_callee(func)
+        return super().resolve_function_type(func, args, kws)
 
 
 def _arena_checked(name):
@@ -176,6 +180,7 @@ class SecretDispatcher(Dispatcher):
         policy.check_options(targetoptions or {}, py_func)
         if not twin:            # plain generator helpers run inside a kernel
             policy.check_generator(py_func)
+        kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'))
         super().__init__(py_func, locals=locals, targetoptions=targetoptions,
                          **kws)
 
@@ -186,7 +191,8 @@ class SecretDispatcher(Dispatcher):
         stack = _compiling.__dict__.setdefault('stack', [])
         stack.append(self._secret_internal)
         try:
-            return self._compile_secret(sig)
+            with channels.compiling(channels.allow_of(self._compiler.pipeline_class)):
+                return self._compile_secret(sig)
         finally:
             stack.pop()
 
@@ -223,8 +229,9 @@ class SecretDispatcher(Dispatcher):
     def pass_reports(self, signature=None):
         """What each secret pass changed, per signature."""
         if signature is not None:
-            return list(self.overloads[signature].library.pass_reports)
-        return {sig: list(cres.library.pass_reports)
+            cres = self.overloads[signature]
+            return list(cres.library.pass_reports) + channels.reports(cres)
+        return {sig: list(cres.library.pass_reports) + channels.reports(cres)
                 for sig, cres in self.overloads.items()}
 
 
@@ -260,17 +267,22 @@ _twins = weakref.WeakKeyDictionary()
 
 
 def secret_twin(disp):
-    """The secret-target dispatcher for the plain dispatcher ``disp``."""
-    twin = _twins.get(disp)
+    """The secret-target dispatcher for the plain dispatcher ``disp``.
+
+    One twin per set of opt-outs (``allow``) of the kernel compiling it.
+    """
+    allow = channels.current_allow()
+    twin = _twins.setdefault(disp, {}).get(allow)
     if twin is None:
         opts = dict(disp.targetoptions)
         twin = SecretDispatcher(disp.py_func, locals=dict(disp.locals),
                                 targetoptions=opts, twin=True,
-                                pipeline_class=disp._compiler.pipeline_class)
+                                pipeline_class=channels.pipeline_class(
+                                    disp._compiler.pipeline_class, allow))
         twin._secret_internal = True
         if disp._cache.__class__.__name__ == 'FunctionCache':
             twin.enable_caching()
-        _twins[disp] = twin
+        _twins[disp][allow] = twin
     return twin
 
 
@@ -286,6 +298,7 @@ def _retarget(val):
 def _overload_jit(*args, **kws):
     """Decorator numba uses to compile ``@overload`` implementations."""
     from .decorators import secret_jit
+    kws.setdefault('allow', channels.current_allow())
     jitted = secret_jit(*args, **kws)
     if isinstance(jitted, SecretDispatcher):
         jitted._secret_internal = True

@@ -1,0 +1,59 @@
+"""Child process of tests/test_channels.py: every erased channel, then wait to be dumped.
+
+    python tests/_channel_child.py MODE CALLS SEED_HEX
+
+MODE ``secret`` compiles every kernel of ``_channel_kernels.ERASED`` with
+``secret_jit``, ``control`` with plain ``njit`` (same options).  Kernel ``i``
+is called CALLS times with call numbers 0..CALLS-1, so its key words are
+``expected_keys(seed, i, c)``; exceptions the kernel is meant to raise are
+caught, returned arrays dropped.  Then one JSON line (pid, per-kernel
+results) and a wait for any line on stdin.
+"""
+
+import gc
+import json
+import os
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+import _channel_kernels as ck  # noqa: E402
+from _core_child import allow_ptrace  # noqa: E402
+
+
+def main():
+    allow_ptrace()
+    mode, calls = sys.argv[1], int(sys.argv[2])
+    seed = np.frombuffer(bytes.fromhex(sys.argv[3]), np.uint64).copy()
+    if mode == 'secret':
+        from secretjit import secret_jit as decorate
+    else:
+        decorate = njit
+    results = []
+    for kid, (name, fn, build, options, exc) in enumerate(ck.ERASED):
+        kernel = decorate(**options)(fn)
+        raised = []
+        for c in range(calls):
+            args = build(seed, kid, c)
+            try:
+                kernel(*args)
+            except Exception as e:          # noqa: BLE001 (reported, compared by the parent)
+                raised.append(type(e).__name__)
+            del args
+        results.append({'name': name, 'raised': sorted(set(raised)),
+                        'raised_all': len(raised) == calls})
+    gc.collect()
+    print(json.dumps({'pid': os.getpid(), 'mode': mode, 'results': results,
+                      'seconds': time.perf_counter() - _T0}), flush=True)
+    sys.stdin.readline()
+
+
+if __name__ == '__main__':
+    main()
