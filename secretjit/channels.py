@@ -23,6 +23,12 @@ secret arena and the register zeroing do not cover:
 - ``no-function-arguments``: first-class functions (an ``@njit`` function,
   a ``cfunc`` or a function-typed value passed as an argument).
 
+and, so that they name the line too, ``print()`` (``no-interpreter-calls``),
+BLAS/LAPACK (``np.dot``, ``np.linalg``, ``@``: ``no-foreign-calls``, checked
+while a call is typed, since numba types them only with SciPy) and the
+global-value rules of :mod:`secretjit.policy` (``prange``, ``objmode``,
+jitclass; :class:`SecretGlobalCheck`, on the untyped IR).
+
 Opt-outs: ``secret_jit(allow=("typed-containers",))`` (a rule's name, with or
 without its ``no-`` prefix) lets that rule's constructs compile; every waived
 site is listed in ``pass_reports()``.  Only the rules in :data:`ALLOWABLE` can

@@ -43,11 +43,13 @@ def check_generator(py_func):
     """Reject a secret kernel that is a generator function."""
     import inspect
     if inspect.isgeneratorfunction(py_func):
+        code = py_func.__code__
         raise SecretPolicyError(
             'no-generators',
-            "%s is a generator: between next() calls its state lives in a "
-            "Python generator object that the boundary never scrubs and the "
-            "secret allocator never wipes" % py_func.__qualname__,
+            "%s (at %s:%d) is a generator: between next() calls its state lives "
+            "in a Python generator object that the boundary never scrubs and the "
+            "secret allocator never wipes"
+            % (py_func.__qualname__, code.co_filename, code.co_firstlineno),
             "return an array of results instead; generators consumed inside a "
             "secret kernel (plain @njit helpers) are fine")
 

@@ -468,6 +468,12 @@ def objmode_block(s, kid, c, out):
     out[0] = k0 & np.uint64(y)
 
 
+def generator_kernel(s, kid, c):  # refused here
+    k0, k1, k2, k3 = derive(s, kid, c)
+    yield k0
+    yield k1
+
+
 def _floats(seed, kid, c):
     return (np.arange(4.0), np.zeros(1, np.uint64))
 
@@ -498,4 +504,6 @@ REFUSED = [
     ('print()', print_call, _build, {}, 'no-interpreter-calls'),
     ('prange', prange_loop, _build, {}, 'no-parallel'),
     ('objmode', objmode_block, _build, {}, 'no-objmode'),
+    ('generator kernel', generator_kernel, lambda seed, kid, c: (seed, kid, c), {},
+     'no-generators'),
 ]

@@ -64,9 +64,8 @@ def test_refused_with_rule_and_line(entry):
         pytest.skip('cffi is not installed')
     where = entry[5] if len(entry) > 5 else fn
     filename, line = _marked_line(where)
-    kernel = secret_jit(**options)(fn)
     with pytest.raises(SecretPolicyError) as ei:
-        kernel(*build(SEED, 99, 0))
+        secret_jit(**options)(fn)(*build(SEED, 99, 0))
     err = ei.value
     assert err.rule == rule, str(err)
     message = str(err)
@@ -314,6 +313,7 @@ def _dump(mode):
 
 def _check_raised(info):
     for (name, fn, build, options, exc), r in zip(ck.ERASED, info['results']):
+        assert 'error' not in r, r
         if exc is None:
             assert r['raised'] == [], (name, r)
         else:
