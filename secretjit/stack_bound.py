@@ -255,6 +255,11 @@ def _with_register_contents(body):
         if last is not None and last[0].startswith('j') and last[1] \
                 and last[1][0] in labels:
             s.add(labels[last[1][0]])
+        if last is not None and last[0].startswith('jmp') and last[1] \
+                and last[1][0].startswith('*'):
+            # an indirect jump (a jump table): any labelled block may follow.
+            # More predecessors only lose facts, so this is sound.
+            s.update(labels.values())
         succs.append(s)
 
     def transfer(state, mnem, ops):

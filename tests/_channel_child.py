@@ -30,6 +30,18 @@ import _channel_kernels as ck  # noqa: E402
 from _core_child import allow_ptrace  # noqa: E402
 
 
+DEPTH = 24
+
+
+def deep(n, kernel, args):
+    """Call ``kernel(*args)`` below ``n`` C-level frames (map() calling back into
+    Python), so that the thread waiting afterwards, at a shallower depth, does
+    not overwrite what the call left on the stack (the control's leftovers)."""
+    if n == 0:
+        return kernel(*args)
+    return list(map(lambda _: deep(n - 1, kernel, args), (0,)))[0]
+
+
 def main():
     allow_ptrace()
     mode, calls = sys.argv[1], int(sys.argv[2])
@@ -45,14 +57,14 @@ def main():
     done = threading.Barrier(len(ck.ERASED) + 1)
     release = threading.Event()
 
-    def run(kid, name, fn, build, options, exc):
+    def run(kid, name, fn, build, options, exc, *secret):
         try:
             kernel = decorate(**options)(fn)
             raised = []
             for c in range(calls):
                 args = build(seed, kid, c)
                 try:
-                    kernel(*args)
+                    deep(DEPTH, kernel, args)
                 except Exception as e:          # noqa: BLE001 (compared by the parent)
                     raised.append(type(e).__name__)
                 del args

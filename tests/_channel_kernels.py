@@ -164,19 +164,34 @@ def generator_consumed(s, kid, c, out):
     out[0] = acc & ONE
 
 
-def str_of_int(s, kid, c, out):
-    k0, k1, k2, k3 = derive(s, kid, c)
-    text = str(np.int64(k0 >> ONE)) + str(np.int64(k1 >> ONE))
-    out[0] = np.uint64(len(text)) & ONE
+@njit
+def _key_text(k0, k1, k2, k3):
+    """The 32 key bytes as a str (one latin-1 character per byte: numba stores
+    it one byte per character, so the key's bytes are the string's data)."""
+    text = ''
+    for w in (k0, k1, k2, k3):
+        for i in range(8):
+            text += chr(np.int64((w >> np.uint64(8 * i)) & np.uint64(255)))
+    return text
 
 
 def string_building(s, kid, c, out):
     k0, k1, k2, k3 = derive(s, kid, c)
-    text = ''
-    for w in (k0, k1, k2, k3):
-        for i in range(16):
-            text += chr(65 + np.int64((w >> np.uint64(4 * i)) & np.uint64(15)))
+    text = _key_text(k0, k1, k2, k3)
     out[0] = np.uint64(ord(text[5])) & ONE
+
+
+def string_slicing(s, kid, c, out):
+    k0, k1, k2, k3 = derive(s, kid, c)
+    text = _key_text(k0, k1, k2, k3)
+    part = text[8:] + text[:8]
+    out[0] = np.uint64(len(part) + ord(part[0])) & ONE
+
+
+def str_of_int(s, kid, c, out):
+    k0, k1, k2, k3 = derive(s, kid, c)
+    text = str(np.int64(k0 >> ONE)) + _key_text(k0, k1, k2, k3)
+    out[0] = np.uint64(len(text)) & ONE
 
 
 def hash_tuple(s, kid, c, out):
@@ -186,8 +201,14 @@ def hash_tuple(s, kid, c, out):
 
 def hash_str(s, kid, c, out):
     k0, k1, k2, k3 = derive(s, kid, c)
-    text = str(np.int64(k2 >> ONE))
-    out[0] = np.uint64(hash(text) & 1)
+    out[0] = np.uint64(hash(_key_text(k0, k1, k2, k3)) & 1)
+
+
+def float_keys(seed_words, kid, c):
+    """For the libm/cmath kernels the secret is float(k >> 11) of each key word."""
+    key = expected_keys(seed_words, kid, c)
+    return np.array([float(int.from_bytes(key[i:i + 8], 'little') >> 11)
+                     for i in range(0, 32, 8)], np.float64).tobytes()
 
 
 def libm(s, kid, c, out):
@@ -211,6 +232,7 @@ def sort_words(s, kid, c, out):
     a = np.empty(64, np.uint64)
     for i in range(64):
         a[i] = mix(k0 + np.uint64(i)) ^ k1
+    a[10], a[20], a[30], a[40] = k0, k1, k2, k3
     b = np.sort(a)
     out[0] = b[0] & ONE
 
@@ -220,6 +242,7 @@ def argsort_words(s, kid, c, out):
     a = np.empty(64, np.uint64)
     for i in range(64):
         a[i] = mix(k2 + np.uint64(i)) ^ k3
+    a[10], a[20], a[30], a[40] = k0, k1, k2, k3
     idx = np.argsort(a)
     out[0] = np.uint64(idx[0]) & ONE
 
@@ -302,7 +325,8 @@ def _build(seed, kid, c):
     return (seed, kid, c, np.zeros(1, np.uint64))
 
 
-# name, function, argument builder, options, exception the call raises
+# name, function, argument builder, options, exception the call raises[,
+# what the dump is searched for when it is not expected_keys]
 ERASED = [
     ('reflected list', reflected_list, _build, {}, None),
     ('list of tuples', list_of_tuples, _build, {}, None),
@@ -312,12 +336,13 @@ ERASED = [
     ('structured records', structured_records, _build, {}, None),
     ('closure', closure, _build, {}, None),
     ('generator consumed inside', generator_consumed, _build, {}, None),
-    ('str(int)', str_of_int, _build, {}, None),
+    ('str(int) + str', str_of_int, _build, {}, None),
     ('string building', string_building, _build, {}, None),
+    ('string slicing', string_slicing, _build, {}, None),
     ('hash(tuple)', hash_tuple, _build, {}, None),
     ('hash(str)', hash_str, _build, {}, None),
-    ('math/libm', libm, _build, {}, None),
-    ('cmath', cmath_functions, _build, {}, None),
+    ('math/libm', libm, _build, {}, None, float_keys),
+    ('cmath', cmath_functions, _build, {}, None, float_keys),
     ('np.sort', sort_words, _build, {}, None),
     ('np.argsort', argsort_words, _build, {}, None),
     ('np.unique', unique_words, _build, {}, None),
@@ -329,6 +354,16 @@ ERASED = [
     ('ZeroDivisionError', zero_division, _build, {}, ZeroDivisionError),
     ('returned array, dropped', returned_array, _build, {}, None),
 ]
+
+
+# Channels whose data stays in registers even under plain njit: measured with
+# the poisoned-stack probe (secretjit.probes.stack_after_call) and the core
+# dump, the njit control leaves none of their key words in memory, so for
+# them the dump's 0 shows nothing about memory; their registers are what
+# tests/test_register_erasure.py covers.  Every other erased channel's
+# control must leak.
+REGISTER_ONLY = frozenset(['tuple through a helper', 'closure', 'generator consumed inside',
+                           'hash(tuple)', 'math/libm', 'cmath'])
 
 
 # -- refused channels ---------------------------------------------------------
