@@ -35,7 +35,8 @@ import _channel_kernels as ck  # noqa: E402
 import _corescan  # noqa: E402
 from secretjit import SecretPolicyError, secret_jit  # noqa: E402
 from secretjit.channels import ALLOWABLE, NOT_ALLOWABLE, OptOutReport  # noqa: E402
-from secretjit.stack_bound import compute_bounds, destructors  # noqa: E402
+from secretjit import stack_bound  # noqa: E402
+from secretjit.stack_bound import compute_bounds  # noqa: E402
 
 CALLS = 16
 SEED = np.frombuffer(secrets.token_bytes(32), np.uint64).copy()
@@ -212,7 +213,7 @@ kernel:
 
 def test_destructor_frames_are_counted():
     funcs = {'kernel', '.dtor.list.T'}
-    assert destructors(_DTOR_ASM, funcs) == {'.dtor.list.T'}
+    assert stack_bound.destructors(_DTOR_ASM, funcs) == {'.dtor.list.T'}
     extra = {'NRT_MemInfo_call_dtor': 1000, 'NRT_MemInfo_new_varsize_dtor': 500}
     b = compute_bounds(_DTOR_ASM, funcs, ['kernel'], 'x86_64', extra_allowance=extra)['kernel']
     # kernel (16) + call_dtor (1000) + dtor (8 + 4800) + the nested call_dtor (1000)
@@ -225,7 +226,7 @@ def test_destructor_frames_are_counted():
 def test_unreferenced_destructor_is_not_counted():
     asm = _DTOR_ASM.replace('\tmovabsq\t$".dtor.list.T", %rsi\n', '')
     funcs = {'kernel', '.dtor.list.T'}
-    assert destructors(asm, funcs) == set()
+    assert stack_bound.destructors(asm, funcs) == set()
     extra = {'NRT_MemInfo_call_dtor': 1000, 'NRT_MemInfo_new_varsize_dtor': 500}
     b = compute_bounds(asm, funcs, ['kernel'], 'x86_64', extra_allowance=extra)['kernel']
     assert b.path[0][1] == 16 + 1000 and b.depth == 1024
