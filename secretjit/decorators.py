@@ -30,6 +30,11 @@ def secret_jit(*args, **kws):
     """
     policy.check_options(kws)
     allow = channels.normalize_allow(kws.pop('allow', None))
+    if allow and kws.get('cache'):
+        raise ValueError(
+            "secret_jit(allow=...) cannot be combined with cache=True: numba's "
+            "cache does not record the opt-outs, so a cached kernel could be "
+            "loaded later without them being checked; drop cache=True")
     kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'), allow)
     if kws.pop('_target', TARGET) != TARGET:
         raise TypeError("secret_jit always compiles for the secret target; "

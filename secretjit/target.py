@@ -280,7 +280,9 @@ def secret_twin(disp):
                                 pipeline_class=channels.pipeline_class(
                                     disp._compiler.pipeline_class, allow))
         twin._secret_internal = True
-        if disp._cache.__class__.__name__ == 'FunctionCache':
+        # numba's cache does not record opt-outs: a twin compiled under
+        # allow= is never cached (a later kernel without it could load it)
+        if disp._cache.__class__.__name__ == 'FunctionCache' and not allow:
             twin.enable_caching()
         _twins[disp][allow] = twin
     return twin
@@ -299,6 +301,8 @@ def _overload_jit(*args, **kws):
     """Decorator numba uses to compile ``@overload`` implementations."""
     from .decorators import secret_jit
     kws.setdefault('allow', channels.current_allow())
+    if kws['allow']:
+        kws['cache'] = False        # opt-outs are not cached (see secret_jit)
     jitted = secret_jit(*args, **kws)
     if isinstance(jitted, SecretDispatcher):
         jitted._secret_internal = True

@@ -174,6 +174,11 @@ def test_allow_refuses_rules_that_cannot_be_waived(rule):
         secret_jit(allow=(rule,))
 
 
+def test_allow_is_not_cached():
+    with pytest.raises(ValueError, match='cannot be combined with cache=True'):
+        secret_jit(allow=('typed-containers',), cache=True)
+
+
 def test_allow_bad_names_and_types():
     with pytest.raises(ValueError, match=r"unknown rule 'typed-contaners'.*no-typed-containers"):
         secret_jit(allow=('typed-contaners',))
