@@ -2,7 +2,7 @@
 
 from numba.core.decorators import jit
 
-from . import policy
+from . import channels, policy
 from .target import TARGET
 
 
@@ -12,19 +12,30 @@ def secret_jit(*args, **kws):
     A drop-in for ``numba.njit``: ``@secret_jit``, ``@secret_jit(sig)``,
     ``@secret_jit([sig, ...], **options)`` with numba's options (``nogil``,
     ``cache``, ``fastmath``, ``boundscheck``, ``error_model``, ...).  The
-    dispatcher it returns is numba's (``signatures``, ``overloads``,
-    ``inspect_llvm``, ``inspect_asm`` showing the code after the secret
-    passes) plus ``stack_bound()`` and ``pass_reports()``.
+    dispatcher it returns is numba's plus ``stack_bound()`` and
+    ``pass_reports()``.
 
-    What a secret call guarantees when it returns (registers, stack, heap,
-    the secret memory it runs in) and its limitations are stated once, in
-    the README's section "The contract" (README.md, "## The contract").
-    Policy violations (recursion, variable-sized frames, ``parallel=True``,
-    object mode, calls into the interpreter, jitclass, a secret kernel called
-    from plain numba code, a secret generator called from Python) fail at
-    compile time with :class:`~secretjit.SecretPolicyError`.
+    In short: when a call from Python returns, the registers are zero, the
+    stack its call tree wrote (on the thread's locked, undumped secret stack)
+    is zero, and every buffer it allocated is wiped when freed.  Every channel
+    through which nopython code can move data elsewhere is either erased or
+    refused at compile time with :class:`~secretjit.SecretPolicyError` (a rule
+    name, the Python line, the fix).  The exact contract, its limitations and
+    the channel table are in README.md, section "The contract".
+
+    ``allow=("typed-containers",)`` (rule names, with or without their
+    ``no-`` prefix) waives the rules of :data:`secretjit.channels.ALLOWABLE`
+    for this kernel and the helpers it compiles; ``pass_reports()`` lists each
+    waived site.  The README says what each opt-out gives up.
     """
     policy.check_options(kws)
+    allow = channels.normalize_allow(kws.pop('allow', None))
+    if allow and kws.get('cache'):
+        raise ValueError(
+            "secret_jit(allow=...) cannot be combined with cache=True: numba's "
+            "cache does not record the opt-outs, so a cached kernel could be "
+            "loaded later without them being checked; drop cache=True")
+    kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'), allow)
     if kws.pop('_target', TARGET) != TARGET:
         raise TypeError("secret_jit always compiles for the secret target; "
                         "drop the _target option")

@@ -51,10 +51,11 @@ def check_generator(py_func):
     if is_generator(py_func):
         raise SecretPolicyError(
             'no-generators',
-            "%s is a generator called from Python: between next() calls its "
-            "state would live in a Python generator object that the boundary "
-            "never scrubs and the secret allocator never wipes"
-            % py_func.__qualname__,
+            "%s (at %s:%d) is a generator called from Python: between next() "
+            "calls its state would live in a Python generator object that the "
+            "boundary never scrubs and the secret allocator never wipes"
+            % (py_func.__qualname__, py_func.__code__.co_filename,
+               py_func.__code__.co_firstlineno),
             "consume the generator inside a secret kernel (for x in gen(...) "
             "in a @secret_jit function), or return an array of results")
 

@@ -31,7 +31,7 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import mergesort, policy, secretmem
+from . import channels, mergesort, policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -50,6 +50,10 @@ class SecretTypingContext(typing.Context):
 
     def resolve_value_type(self, val):
         return super().resolve_value_type(_retarget(val))
+
+    def resolve_function_type(self, func, args, kws):
+        channels.check_callee(func)
+        return super().resolve_function_type(func, args, kws)
 
 
 def _arena_checked(name):
@@ -177,6 +181,7 @@ class SecretDispatcher(Dispatcher):
         # A generator kernel runs inside secret kernels only (no-generators):
         # its state then lives in the caller's frame.
         self._generator = policy.is_generator(py_func)
+        kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'))
         super().__init__(py_func, locals=locals, targetoptions=targetoptions,
                          **kws)
 
@@ -201,7 +206,8 @@ class SecretDispatcher(Dispatcher):
         stack = _compiling.__dict__.setdefault('stack', [])
         stack.append(self._secret_internal)
         try:
-            return self._compile_secret(sig)
+            with channels.compiling(channels.allow_of(self._compiler.pipeline_class)):
+                return self._compile_secret(sig)
         finally:
             stack.pop()
 
@@ -238,8 +244,9 @@ class SecretDispatcher(Dispatcher):
     def pass_reports(self, signature=None):
         """What each secret pass changed, per signature."""
         if signature is not None:
-            return list(self.overloads[signature].library.pass_reports)
-        return {sig: list(cres.library.pass_reports)
+            cres = self.overloads[signature]
+            return list(cres.library.pass_reports) + channels.reports(cres)
+        return {sig: list(cres.library.pass_reports) + channels.reports(cres)
                 for sig, cres in self.overloads.items()}
 
 
@@ -275,17 +282,24 @@ _twins = weakref.WeakKeyDictionary()
 
 
 def secret_twin(disp):
-    """The secret-target dispatcher for the plain dispatcher ``disp``."""
-    twin = _twins.get(disp)
+    """The secret-target dispatcher for the plain dispatcher ``disp``.
+
+    One twin per set of opt-outs (``allow``) of the kernel compiling it.
+    """
+    allow = channels.current_allow()
+    twin = _twins.setdefault(disp, {}).get(allow)
     if twin is None:
         opts = dict(disp.targetoptions)
         twin = SecretDispatcher(disp.py_func, locals=dict(disp.locals),
                                 targetoptions=opts, twin=True,
-                                pipeline_class=disp._compiler.pipeline_class)
+                                pipeline_class=channels.pipeline_class(
+                                    disp._compiler.pipeline_class, allow))
         twin._secret_internal = True
-        if disp._cache.__class__.__name__ == 'FunctionCache':
+        # numba's cache does not record opt-outs: a twin compiled under
+        # allow= is never cached (a later kernel without it could load it)
+        if disp._cache.__class__.__name__ == 'FunctionCache' and not allow:
             twin.enable_caching()
-        _twins[disp] = twin
+        _twins[disp][allow] = twin
     return twin
 
 
@@ -302,6 +316,9 @@ def _retarget(val):
 def _overload_jit(*args, **kws):
     """Decorator numba uses to compile ``@overload`` implementations."""
     from .decorators import secret_jit
+    kws.setdefault('allow', channels.current_allow())
+    if kws['allow']:
+        kws['cache'] = False        # opt-outs are not cached (see secret_jit)
     jitted = secret_jit(*args, **kws)
     if isinstance(jitted, SecretDispatcher):
         jitted._secret_internal = True

@@ -112,7 +112,11 @@ f:
 '''
     info = _info(asm)
     assert info.indirect == 1 and not info.callees
-    assert _bound(asm).depth == 16 + DEFAULT_ALLOWANCE
+    with pytest.raises(SecretPolicyError, match=r'\[bounded-stack\].*function pointer'):
+        _bound(asm)
+    assert compute_bounds(asm, {'f'}, ['f'], 'aarch64',
+                          indirect_allowance=DEFAULT_ALLOWANCE)['f'].depth \
+        == 16 + DEFAULT_ALLOWANCE
 
 
 def test_hoisted_address_followed_through_a_loop():

@@ -33,13 +33,14 @@ from .allowances import (DEFAULT_ALLOWANCE, EXTERNAL_ALLOWANCE, LIBM,
                          LIBM_ALLOWANCE, external_allowance)
 from .aarch64 import parse_aarch64
 from .core import ARCHES, FrameInfo, StackBound, compute_bounds, readable
+from .destructors import CALL_DTOR, destructors
 from .x86_64 import parse_x86_64
 
 # Bytes below the stack pointer that a leaf function may use without moving it.
 RED_ZONE = {arch: syntax.red_zone for arch, syntax in ARCHES.items()}
 PARSERS = {arch: syntax.parse for arch, syntax in ARCHES.items()}
 
-__all__ = ['ARCHES', 'DEFAULT_ALLOWANCE', 'EXTERNAL_ALLOWANCE', 'FrameInfo',
+__all__ = ['ARCHES', 'CALL_DTOR', 'DEFAULT_ALLOWANCE', 'EXTERNAL_ALLOWANCE', 'FrameInfo',
            'LIBM', 'LIBM_ALLOWANCE', 'PARSERS', 'RED_ZONE', 'StackBound',
-           'compute_bounds', 'external_allowance', 'parse_aarch64',
+           'compute_bounds', 'destructors', 'external_allowance', 'parse_aarch64',
            'parse_x86_64', 'readable']

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import SecretPolicyError
-from .allowances import DEFAULT_ALLOWANCE, external_allowance
+from .allowances import external_allowance
+from .destructors import CALL_DTOR, destructors, with_destructors
 
 # Callees that can run arbitrary Python code (and so any stack depth).
 _INTERPRETER = re.compile(r'^(_?Py|numba_gil_ensure$|numba_unpickle$)')
@@ -104,6 +105,7 @@ class Syntax:
     splits: Callable                # mnem -> the instruction ends its block
     falls_through: Callable         # mnem -> the next block may follow
     label_target: Callable          # (mnem, ops) -> label it may jump to, or None
+    indirect_jump: Callable = lambda mnem, ops: False   # jumps through a table
     parse: Callable = None          # (asm, functions) -> {name: FrameInfo}
     red_zone: int = 0               # bytes a leaf may use below sp
 
@@ -199,6 +201,9 @@ def basic_blocks(body, syntax):
         target = syntax.label_target(*last) if last is not None else None
         if target in labels:
             s.add(labels[target])
+        if last is not None and syntax.indirect_jump(*last):
+            # More predecessors only lose facts, so this is sound.
+            s.update(labels.values())
         succs.append(s)
     return blocks, succs
 
@@ -238,7 +243,7 @@ def solve_forward(blocks, succs, transfer):
 
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
-                   indirect_allowance=DEFAULT_ALLOWANCE, module_name='<module>',
+                   indirect_allowance=None, module_name='<module>',
                    frames=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
@@ -246,7 +251,10 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     variables (references to those are not calls); ``extra_allowance`` maps
     external names to known bounds (the secret runtime's functions).  Returns
     ``{root: StackBound}``.  A call through an unknown pointer counts
-    ``indirect_allowance`` bytes.  A dict passed as ``frames`` receives
+    ``indirect_allowance`` bytes; without one (the default for kernels) it is
+    a ``bounded-stack`` policy error: an unknown callee gets no guessed
+    allowance.  A call to ``NRT_MemInfo_call_dtor`` counts its allowance plus
+    the deepest of the module's :func:`destructors`.  A dict passed as ``frames`` receives
     ``{function: frame bytes}``, from the same parse.
     """
     if arch not in ARCHES:
@@ -258,7 +266,8 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     for info in infos.values():
         info.callees -= data
     depths = _Depths(infos, functions, ARCHES[arch].red_zone, extra_allowance,
-                     indirect_allowance, module_name)
+                     indirect_allowance, module_name,
+                     sorted(destructors(asm, functions)))
     out = {}
     for root in roots:
         d, path, ext = depths.of(root, [])
@@ -274,20 +283,24 @@ class _Depths:
     """
 
     def __init__(self, infos, functions, red_zone, extra_allowance,
-                 indirect_allowance, module_name):
+                 indirect_allowance, module_name, dtors=()):
         self.infos, self.functions, self.red_zone = infos, functions, red_zone
         self.extra, self.indirect = extra_allowance, indirect_allowance
         self.module_name = module_name
+        self.dtors = dtors
         self.memo = {}
 
-    def of(self, name, chain):
-        if name not in self.memo:
+    def of(self, name, chain, in_dtor=False):
+        # in_dtor: below a modelled destructor call, where a nested
+        # NRT_MemInfo_call_dtor counts its allowance only (see .destructors)
+        key = (name, in_dtor)
+        if key not in self.memo:
             info = self.infos.get(name)
-            self.memo[name] = self.external(name) if info is None \
-                else self.defined(info, chain)
-        return self.memo[name]
+            self.memo[key] = self.external(name, in_dtor) if info is None \
+                else self.defined(info, chain, in_dtor)
+        return self.memo[key]
 
-    def external(self, name):
+    def external(self, name, in_dtor=False):
         """A function outside the module: its allowance."""
         if name in self.functions:
             raise RuntimeError("function %s missing from the assembly of %s"
@@ -301,9 +314,12 @@ class _Depths:
                 "keep print() and Python objects out of secret kernels; "
                 "return values and print them outside")
         allowance = external_allowance(name, self.extra)
+        if name == CALL_DTOR and not in_dtor:
+            return with_destructors(
+                allowance, [self.of(d, [name], True) for d in self.dtors])
         return allowance, [(name, allowance)], {name: allowance}
 
-    def defined(self, info, chain):
+    def defined(self, info, chain, in_dtor=False):
         """A function of the module: its frame plus its deepest callee."""
         name = info.name
         if name in chain:
@@ -322,11 +338,21 @@ class _Depths:
         below = 0 if info.calls else self.red_zone
         path, ext = [], {}
         if info.indirect:                 # calls through unknown pointers
+            if self.indirect is None:
+                raise SecretPolicyError(
+                    'bounded-stack',
+                    "%s calls through a function pointer the stack analysis "
+                    "cannot resolve (a ctypes/cffi pointer, a function passed "
+                    "as a value, or numba code the analysis does not follow): "
+                    "its callee's stack use is unknown, so no scrub depth can "
+                    "be guaranteed" % readable(name),
+                    "call numba-compiled functions by name; call C code from "
+                    "Python outside the secret kernel")
             below = max(below, self.indirect)
             path = [('<indirect call>', self.indirect)]
             ext['<indirect call>'] = self.indirect
         for callee in sorted(info.callees):
-            d, p, e = self.of(callee, chain + [name])
+            d, p, e = self.of(callee, chain + [name], in_dtor)
             ext.update(e)
             if d > below:
                 below, path = d, p

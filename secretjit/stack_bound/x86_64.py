@@ -48,6 +48,8 @@ _CALLER_SAVED = ('%rax', '%rcx', '%rdx', '%rsi', '%rdi', '%r8', '%r9', '%r10',
                  '%r11')
 _NO_EXPLICIT_WRITE = ('cmp', 'test', 'push', 'call', 'jmp', 'j', 'bt',
                       'ucomis', 'comis', 'prefetch', 'nop', 'ret')
+_SIGN_EXTEND_ACC = {'cltq': '%rax', 'cwtl': '%rax', 'cbtw': '%rax',
+                    'cqto': '%rdx', 'cltd': '%rdx', 'cwtd': '%rdx', 'cqo': '%rdx'}
 _IMPLICIT_WRITES = ('cqto', 'cltq', 'cltd', 'cwtl', 'cqo', 'mul', 'div',
                     'idiv', 'cpuid', 'rdtsc', 'syscall', 'rep', 'stos', 'movs',
                     'lods', 'scas', 'cmps', 'xgetbv', 'lahf', 'cmpxchg', 'xadd')
@@ -56,8 +58,15 @@ _IMPLICIT_WRITES = ('cqto', 'cltq', 'cltd', 'cwtl', 'cqo', 'mul', 'div',
 def _written(mnem, ops):
     """64-bit registers an instruction may write (explicitly or implicitly)."""
     out = set()
-    if mnem.startswith(_IMPLICIT_WRITES) or (mnem.startswith('imul')
-                                            and len(ops) == 1):
+    if mnem in _SIGN_EXTEND_ACC:             # cltq writes rax; cqto writes rdx
+        out.add(_SIGN_EXTEND_ACC[mnem])
+        return out
+    # movslq/movsbl/movswq ... (sign-extending moves: two operands, no %es:
+    # string operand) write their destination only, not rsi/rdi/rcx.
+    sign_extend = mnem.startswith('movs') and len(ops) == 2 and \
+        not any('%es:' in op for op in ops)
+    if (mnem.startswith(_IMPLICIT_WRITES) and not sign_extend) or (
+            mnem.startswith('imul') and len(ops) == 1):
         out.update(('%rax', '%rbx', '%rcx', '%rdx', '%rsi', '%rdi', '%r11'))
     if mnem.startswith('call'):
         out.update(_CALLER_SAVED)
@@ -174,4 +183,7 @@ SYNTAX = ARCHES['x86_64'] = Syntax(
     splits=lambda mnem: mnem.startswith(('j', 'ret', 'ud2')),
     falls_through=lambda mnem: not mnem.startswith(('jmp', 'ret', 'ud2')),
     label_target=lambda mnem, ops: ops[0] if mnem.startswith('j') and ops else None,
+    # an indirect jump (a jump table): any labelled block may follow.
+    indirect_jump=lambda mnem, ops: mnem.startswith('jmp') and bool(ops)
+    and ops[0].startswith('*'),
     parse=parse_x86_64, red_zone=128)
