@@ -40,7 +40,7 @@ _FIELDS = [
     ('arena_failures', ctypes.c_uint64), ('stack_size', ctypes.c_size_t),
     ('stacks_created', ctypes.c_uint64), ('stack_fallbacks', ctypes.c_uint64),
     ('mlock_errno', ctypes.c_int), ('dontdump_errno', ctypes.c_int),
-    ('wipeonfork_errno', ctypes.c_int), ('reserved', ctypes.c_int),
+    ('wipeonfork_errno', ctypes.c_int), ('rseq', ctypes.c_int),
     ('signal_scrubs', ctypes.c_uint64), ('nested_calls', ctypes.c_uint64),
     ('signal_reserve', ctypes.c_size_t), ('locked_cached', ctypes.c_size_t),
 ]
@@ -107,12 +107,14 @@ def memory_status():
     signal frame or its handler, had written below the call's computed depth:
     the secret stack was zeroed down to the deepest write), ``nested_calls``
     (secret calls made while the thread's secret stack was in use, run and
-    scrubbed in place), ``signal_reserve`` and ``locked_cached`` (bytes of
-    freed arena spans kept locked for reuse).
+    scrubbed in place), ``signal_reserve``, ``locked_cached`` (bytes of
+    freed arena spans kept locked for reuse) and ``rseq`` (1 when the calling
+    thread's calls learn from rseq whether they were interrupted, and check
+    the whole signal window only then; 0: after every call).
     """
     st = MemStats()
     lib().secretjit_memstats(ctypes.byref(st))
-    return {name: getattr(st, name) for name, _ in _FIELDS if name != 'reserved'}
+    return {name: getattr(st, name) for name, _ in _FIELDS}
 
 
 def stack_range():

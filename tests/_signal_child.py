@@ -200,6 +200,7 @@ def main():
         results['list nested %d deep' % depth] = measure(
             lambda: int(k.stack_bound(k.signatures[0]).depth and k(KEY) * 0),
             words8)
+    results['rseq'] = secretmem.memory_status()['rseq']
     print(json.dumps(results))
 
 

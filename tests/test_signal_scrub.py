@@ -21,12 +21,22 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.fixture(scope='module')
-def results():
+@pytest.fixture(scope='module', params=['rseq', 'no-rseq'])
+def results(request):
+    """The child's results, with rseq telling the runtime when a call was
+    interrupted (glibc's default), and without it (every call checks the
+    whole signal window; as under qemu, or with glibc.pthread.rseq=0)."""
+    env = dict(os.environ)
+    if request.param == 'no-rseq':
+        env['GLIBC_TUNABLES'] = 'glibc.pthread.rseq=0'
     r = subprocess.run([sys.executable, os.path.join(HERE, '_signal_child.py')],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.splitlines()[-1])
+    out = json.loads(r.stdout.splitlines()[-1])
+    if request.param == 'rseq' and not out['rseq']:
+        pytest.skip('no rseq registration here (kernel or glibc)')
+    assert out['rseq'] == (request.param == 'rseq')
+    return out
 
 
 SIGNALS = ['setitimer ITIMER_REAL', 'setitimer ITIMER_PROF', 'pthread_kill']

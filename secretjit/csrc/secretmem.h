@@ -96,7 +96,10 @@ struct secretjit_memstats {
     int mlock_errno;            /* first mlock failure (0: none) */
     int dontdump_errno;         /* madvise(MADV_DONTDUMP) failure (0: none) */
     int wipeonfork_errno;       /* madvise(MADV_WIPEONFORK) failure */
-    int reserved;
+    int rseq;                   /* 1: the calling thread's calls detect
+                                 * interruptions with rseq (and check the
+                                 * whole signal window only then); 0: the
+                                 * whole window after every call */
     uint64_t signal_scrubs;     /* calls after which something had written
                                  * below the scrub depth (signal frame...):
                                  * the secret stack was zeroed down to it */

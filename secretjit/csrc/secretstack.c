@@ -40,6 +40,19 @@
 
 #include "secretmem.h"
 
+#if defined(__has_include)
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#endif
+#endif
+#ifdef RSEQ_SIG
+/* glibc >= 2.35 registers every thread's rseq area; weak, so that the library
+ * still loads with an older glibc (then __rseq_size reads as absent). */
+#pragma weak __rseq_offset
+#pragma weak __rseq_size
+#define HAVE_RSEQ 1
+#endif
+
 #define DEFAULT_STACK ((size_t)256 << 10)
 #define MIN_STACK ((size_t)4 << 10)
 #define MAX_STACK ((size_t)1 << 30)
@@ -53,6 +66,12 @@
 #endif
 /* Slack for the kernel's alignment of the frame (16 bytes, -8 on x86-64). */
 #define WINDOW_MARGIN 64
+/* Checked below the depth after every call: any call chain that crosses
+ * the depth with frames smaller than this minus 144 bytes (a callback into
+ * Python, a deep destructor chain) leaves a return address in it.  The
+ * whole signal window is checked when rseq says that the call may have been
+ * interrupted (or when rseq is not available). */
+#define FRAME_WINDOW 1024
 /* Stack for the handler's own frames, in the reserve (CPython's C handler
  * and glibc's write() use a few hundred bytes). */
 #define HANDLER_ALLOWANCE 4096
@@ -82,6 +101,25 @@ static int key_ok;
 static size_t stack_size, page_size, sig_window, sig_reserve;
 static int detect_off;          /* secretjit_test_deep_scrub(0): tests only */
 static uint64_t stacks_created, stack_fallbacks, signal_scrubs, nested_calls;
+#ifdef HAVE_RSEQ
+/* Interruption detector.  Before a call, the thread's rseq area points at
+ * this critical-section descriptor, whose range is empty: when the kernel
+ * delivers a signal to the thread (or preempts or migrates it) it finds the
+ * interrupted address outside the range and clears the pointer.  So a
+ * pointer still there after the call means that no signal frame was pushed
+ * during it, and the 1 KiB frame window suffices; otherwise the whole signal
+ * window is checked.  The descriptor must pass the kernel's checks (an
+ * abort address preceded by the registered signature, RSEQ_SIG) or the
+ * kernel kills the thread with SIGSEGV. */
+static struct {
+    uint32_t version, flags;
+    uint64_t start_ip, post_commit_offset, abort_ip;
+} __attribute__((aligned(32))) rseq_desc;
+static const uint32_t rseq_abort[2] __attribute__((aligned(8))) = { RSEQ_SIG, 0 };
+static ptrdiff_t rseq_off;
+static int rseq_ok;
+#endif
+
 /* Every thread's mapped stack, for fork (setup and thread exit only). */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct secret_stack *registry;
@@ -138,9 +176,10 @@ __asm__(
 #endif
 
 /* Whether any byte of [p, p + n) is non-zero (n a multiple of 8).
- * Paid on every call for the signal window: vector ORs, cloned for AVX2 and
- * AVX-512 on x86-64. */
-typedef uint64_t v32 __attribute__((vector_size(32), aligned(8)));
+ * Paid on every call for the signal window: ORs of 64-byte vectors (one
+ * zmm load with AVX-512, two ymm with AVX2, four xmm otherwise), cloned for
+ * those on x86-64 and resolved once when the library is loaded. */
+typedef uint64_t v64 __attribute__((vector_size(64), aligned(8)));
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -148,17 +187,19 @@ __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static int any_nonzero(const char *p, size_t n)
 {
-    v32 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+    v64 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
     uint64_t r = 0, t;
     size_t i = 0;
-    for (; i + 128 <= n; i += 128) {
-        acc0 |= *(const v32 *)(p + i);
-        acc1 |= *(const v32 *)(p + i + 32);
-        acc2 |= *(const v32 *)(p + i + 64);
-        acc3 |= *(const v32 *)(p + i + 96);
+    unsigned k;
+    for (; i + 256 <= n; i += 256) {
+        acc0 |= *(const v64 *)(p + i);
+        acc1 |= *(const v64 *)(p + i + 64);
+        acc2 |= *(const v64 *)(p + i + 128);
+        acc3 |= *(const v64 *)(p + i + 192);
     }
     acc0 |= acc1 | acc2 | acc3;
-    r = acc0[0] | acc0[1] | acc0[2] | acc0[3];
+    for (k = 0; k < 8; k++)
+        r |= acc0[k];
     for (; i < n; i += 8) {
         memcpy(&t, p + i, 8);
         r |= t;
@@ -264,6 +305,14 @@ static void init(void)
     sig_window = (RED_ZONE + signal_frame_size() + WINDOW_MARGIN + 63)
                  & ~(size_t)63;
     sig_reserve = sig_window + HANDLER_ALLOWANCE;
+#ifdef HAVE_RSEQ
+    if (&__rseq_size != NULL && &__rseq_offset != NULL && __rseq_size >= 16) {
+        rseq_desc.abort_ip = (uint64_t)(uintptr_t)&rseq_abort[1];
+        rseq_desc.start_ip = rseq_desc.abort_ip;   /* empty range */
+        rseq_off = __rseq_offset;
+        rseq_ok = 1;
+    }
+#endif
     err = pthread_key_create(&exit_key, release);
     key_ok = err == 0;
     if (!key_ok)
@@ -341,10 +390,29 @@ static void retry_lock(struct secret_stack *s)
                       ? MAX_LOCK_BACKOFF : s->lock_backoff * 2 + 1;
 }
 
+/* The thread's rseq area (glibc's), or NULL when this thread has none. */
+static inline char *rseq_area(void)
+{
+#ifdef HAVE_RSEQ
+    char *r;
+    if (!rseq_ok)
+        return NULL;
+    r = (char *)__builtin_thread_pointer() + rseq_off;
+    /* cpu_id (offset 4) is -1 or -2 until the kernel accepted the area. */
+    if (__atomic_load_n((int32_t *)(r + 4), __ATOMIC_RELAXED) < 0)
+        return NULL;
+    return r;
+#else
+    return NULL;
+#endif
+}
+
 int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
 {
     struct secret_stack *s = &tls_stack;
-    char *below;
+    char *below, *rseq;
+    uint64_t saved = 0, mark = 0;
+    int interrupted = 1;
     if (s->active) {                    /* nested: the caller runs fn in place */
         __atomic_add_fetch(&nested_calls, 1, __ATOMIC_RELAXED);
         return 1;
@@ -360,11 +428,29 @@ int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
     }
     if (__builtin_expect(!s->locked, 0))
         retry_lock(s);
+    rseq = rseq_area();
+    if (rseq) {
+#ifdef HAVE_RSEQ
+        mark = (uint64_t)(uintptr_t)&rseq_desc;
+#endif
+        saved = __atomic_load_n((uint64_t *)(rseq + 8), __ATOMIC_RELAXED);
+        __atomic_store_n((uint64_t *)(rseq + 8), mark, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    }
     s->active = 1;
     secretjit__call_on(fn, arg, s->hi);
     s->active = 0;
+    if (rseq) {
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        interrupted = __atomic_load_n((uint64_t *)(rseq + 8), __ATOMIC_RELAXED) != mark;
+        /* Restored, so that a secret call from a signal handler arriving
+         * just now cannot hide an earlier interruption from its caller. */
+        __atomic_store_n((uint64_t *)(rseq + 8), saved, __ATOMIC_RELAXED);
+    }
     below = s->hi - scrub;
-    if (__builtin_expect(any_nonzero(below - sig_window, sig_window), 0)
+    if (__builtin_expect(any_nonzero(below - FRAME_WINDOW, FRAME_WINDOW)
+                         || (interrupted && any_nonzero(below - sig_window,
+                                                        sig_window - FRAME_WINDOW)), 0)
         && !__atomic_load_n(&detect_off, __ATOMIC_RELAXED)) {
         /* Something wrote below the computed depth. */
         below = deepest_write(s);
@@ -410,4 +496,5 @@ void secretjit__stack_stats(struct secretjit_memstats *out)
     out->signal_scrubs = __atomic_load_n(&signal_scrubs, __ATOMIC_RELAXED);
     out->nested_calls = __atomic_load_n(&nested_calls, __ATOMIC_RELAXED);
     out->signal_reserve = sig_reserve;
+    out->rseq = rseq_area() != NULL;
 }
