@@ -75,3 +75,42 @@ def test_deep_destructor_chain_below_the_bound_is_zeroed(results, depth):
     # frames are left there without the deep scrub, and zeroed with it.
     assert r['off'][1] > 0 and r['off'][2] == 0, r
     assert r['on'][:3] == [0, 0, 1], r
+
+
+# -- the same at the C level, natively and for AArch64 under qemu --------------
+
+ROOT = os.path.dirname(HERE)
+CSRC = os.path.join(ROOT, 'secretjit', 'csrc')
+SOURCES = [os.path.join(CSRC, f) for f in ('common.c', 'arena.c', 'secretstack.c')]
+
+
+@pytest.mark.parametrize('target', ['native', 'aarch64'])
+def test_c_level_signal_frame_scrub_and_nested_call(tmp_path, target):
+    import shutil
+    if target == 'native':
+        cc, run = shutil.which('gcc') or shutil.which('cc'), []
+    else:
+        cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
+        if not qemu:
+            pytest.skip('no qemu-aarch64')
+        run = [qemu, '-cpu', 'max,sve512=on']
+    if not cc:
+        pytest.skip('no C compiler for %s' % target)
+    exe = tmp_path / 'signal_scrub'
+    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', CSRC,
+                    *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
+                    os.path.join(HERE, 'c', 'signal_scrub.c'), *SOURCES, '-lpthread'],
+                   check=True)
+    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = dict(kv.split('=') for line in r.stdout.split() for kv in [line])
+    assert got['setup'] == '0' and int(got['window']) > 2048, r.stdout
+    # The signal frame below the depth: zeroed and counted ...
+    assert (got['on_rc'], got['on_handled'], got['on_left']) == ('0', '1', '0'), r.stdout
+    assert int(got['on_scrubs']) == 1, r.stdout
+    # ... and left without the deep scrub (control).
+    assert got['off_handled'] == '2' and int(got['off_left']) > 0, r.stdout
+    assert got['off_scrubs'] == got['on_scrubs'], r.stdout
+    # A nested call is handed back (1) to be run and scrubbed in place.
+    assert (got['nested_outer'], got['nested_inner'], got['nested_calls']) == ('0', '1', '1')
+    assert got['too_deep'] == '-1', r.stdout
