@@ -343,7 +343,7 @@ def test_d6_compile_check_keeps_the_reserve(monkeypatch):
     """``depth + signal_reserve() > stack size`` is a bounded-stack error."""
     import numba
     import numpy as np
-    from secretjit import secret_jit, secretmem
+    from secretjit import SecretPolicyError, secret_jit, secretmem
 
     from _kernels import stack_kernel
     key = np.arange(4, dtype=np.uint64)
@@ -355,7 +355,7 @@ def test_d6_compile_check_keeps_the_reserve(monkeypatch):
     monkeypatch.setattr(secretmem, 'stack_size', lambda: depth + reserve)
     secret_jit(stack_kernel).compile((numba.typeof(key),))
     monkeypatch.setattr(secretmem, 'stack_size', lambda: depth + reserve - 16)
-    with pytest.raises(Exception, match='bounded-stack') as info:
+    with pytest.raises(SecretPolicyError, match=r"\[bounded-stack\]") as info:
         secret_jit(stack_kernel).compile((numba.typeof(key),))
     assert 'kept for a signal frame' in str(info.value)
 
