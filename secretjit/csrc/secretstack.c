@@ -179,7 +179,14 @@ __asm__(
  * Paid on every call for the signal window: ORs of 64-byte vectors (one
  * zmm load with AVX-512, two ymm with AVX2, four xmm otherwise), cloned for
  * those on x86-64 and resolved once when the library is loaded. */
+#if defined(__x86_64__)
 typedef uint64_t v64 __attribute__((vector_size(64), aligned(8)));
+#else
+/* AArch64: two q registers per vector, so that the loop fits in v0-v7 and
+ * v16-v31 and never touches the callee-saved v8-v15 (saving d8-d15 would
+ * zero their high halves, which the caller may still hold). */
+typedef uint64_t v64 __attribute__((vector_size(32), aligned(8)));
+#endif
 #if defined(__x86_64__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -191,14 +198,15 @@ static int any_nonzero(const char *p, size_t n)
     uint64_t r = 0, t;
     size_t i = 0;
     unsigned k;
-    for (; i + 256 <= n; i += 256) {
+    const size_t v = sizeof(v64);
+    for (; i + 4 * v <= n; i += 4 * v) {
         acc0 |= *(const v64 *)(p + i);
-        acc1 |= *(const v64 *)(p + i + 64);
-        acc2 |= *(const v64 *)(p + i + 128);
-        acc3 |= *(const v64 *)(p + i + 192);
+        acc1 |= *(const v64 *)(p + i + v);
+        acc2 |= *(const v64 *)(p + i + 2 * v);
+        acc3 |= *(const v64 *)(p + i + 3 * v);
     }
     acc0 |= acc1 | acc2 | acc3;
-    for (k = 0; k < 8; k++)
+    for (k = 0; k < v / 8; k++)
         r |= acc0[k];
     for (; i < n; i += 8) {
         memcpy(&t, p + i, 8);
