@@ -92,11 +92,12 @@ struct span {
     size_t req;                 /* bytes requested for the current block */
 };
 
+/* 16 bytes: the thread caches live in static TLS (see my_cache). */
 struct freelist {
     uint32_t head;
     uint32_t count;
-    size_t bytes;               /* data bytes of the spans on the list */
-    size_t locked;              /* bytes of their pages that are mlock'ed */
+    uint32_t pages;             /* data pages of the spans on the list */
+    uint32_t locked;            /* those of their pages that are mlock'ed */
 };
 
 enum { T_NEW = 0, T_LIVE, T_DEAD };
@@ -238,7 +239,7 @@ static void give_all(struct freelist *from, unsigned c)
     }
     from->head = 0;
     from->count = 0;
-    from->bytes = 0;
+    from->pages = 0;
     from->locked = 0;
 }
 
@@ -422,12 +423,17 @@ static int64_t carve_exact(size_t pages, unsigned c)
     return carve(pages, c - 1);
 }
 
-/* Bytes of span h's pages that are mlock'ed (and counted in locked_bytes). */
-static inline size_t locked_of(uint32_t h)
+/* Pages of span h that are mlock'ed (and counted in locked_bytes). */
+static inline uint32_t locked_pages(uint32_t h)
 {
     if (__builtin_expect(spans[h].lockgen != __atomic_load_n(&lock_gen, __ATOMIC_RELAXED), 0))
         return 0;
-    return (size_t)spans[h].locked << pshift;
+    return spans[h].locked;
+}
+
+static inline size_t locked_of(uint32_t h)
+{
+    return (size_t)locked_pages(h) << pshift;
 }
 
 static inline uint32_t pop(struct freelist *l)
@@ -436,8 +442,8 @@ static inline uint32_t pop(struct freelist *l)
     /* atomic for refill's unlocked peek at global lists (a plain store) */
     __atomic_store_n(&l->head, spans[h].next, __ATOMIC_RELAXED);
     l->count--;
-    l->bytes -= (size_t)spans[h].pages << pshift;
-    l->locked -= locked_of(h);
+    l->pages -= spans[h].pages;
+    l->locked -= locked_pages(h);
     return h;
 }
 
@@ -447,8 +453,8 @@ static inline void push(struct freelist *l, uint32_t h)
     /* release: a forked child that sees the new head sees the link too */
     __atomic_store_n(&l->head, h + 1, __ATOMIC_RELEASE);
     l->count++;
-    l->bytes += (size_t)spans[h].pages << pshift;
-    l->locked += locked_of(h);
+    l->pages += spans[h].pages;
+    l->locked += locked_pages(h);
 }
 
 /* Unlink the span after `prev` (0: the head) from l. */
@@ -460,8 +466,8 @@ static uint32_t unlink_after(struct freelist *l, uint32_t prev1)
     h = spans[prev1 - 1].next - 1;
     spans[prev1 - 1].next = spans[h].next;
     l->count--;
-    l->bytes -= (size_t)spans[h].pages << pshift;
-    l->locked -= locked_of(h);
+    l->pages -= spans[h].pages;
+    l->locked -= locked_pages(h);
     return h;
 }
 
@@ -487,7 +493,7 @@ static size_t sum_locked(const struct freelist *fl)
     size_t sum = 0;
     unsigned c;
     for (c = 0; c < NCLASS; c++)
-        sum += fl[c].locked;
+        sum += (size_t)fl[c].locked << pshift;
     return sum;
 }
 
@@ -582,7 +588,8 @@ static int64_t take_fitting(size_t pages, unsigned c, struct tcache *t)
 static void spill(struct freelist *l, unsigned c, struct tcache *t)
 {
     pthread_mutex_lock(&g.lock);
-    while (l->head && (l->count > SPILL_COUNT / 2 || l->bytes > SPILL_BYTES / 2))
+    while (l->head && (l->count > SPILL_COUNT / 2
+                       || ((size_t)l->pages << pshift) > SPILL_BYTES / 2))
         cache_global(pop(l), c);
     pthread_mutex_unlock(&g.lock);
     t->locked_cached = sum_locked(t->fl);
@@ -720,7 +727,8 @@ void secretjit_arena_free(void *p)
     l = &t->fl[s->cls];
     push(l, (uint32_t)h);
     t->locked_cached += lb;
-    if (__builtin_expect(l->count > SPILL_COUNT || l->bytes > SPILL_BYTES, 0))
+    if (__builtin_expect(l->count > SPILL_COUNT
+                         || ((size_t)l->pages << pshift) > SPILL_BYTES, 0))
         spill(l, s->cls, t);
 }
 

@@ -365,9 +365,11 @@ static int setup(struct secret_stack *s)
     s->locked = secretjit__lock(s->lo, stack_size) == 0;
     s->lock_skip = 0;
     s->lock_backoff = s->locked ? 0 : 1;
-    /* Touch every page now, so that a stack without mlock does not fault in
-     * pages in the middle of a call. */
-    secretjit__wipe(s->lo, stack_size);
+    /* A stack without mlock: touch every page now, so that it does not
+     * fault in pages in the middle of a call.  (mlock has populated the
+     * pages of a locked one, and fresh anonymous pages are zero.) */
+    if (!s->locked)
+        secretjit__wipe(s->lo, stack_size);
     pthread_mutex_lock(&reg_lock);
     s->prev = NULL;
     s->next = registry;
