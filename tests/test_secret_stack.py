@@ -157,4 +157,6 @@ def test_secret_stack_is_locked_and_left_out_of_core_dumps(key):
     flags, locked_kib, _ = secretmem.mapping_flags(lo, hi)
     assert 'dd' in flags                       # MADV_DONTDUMP
     assert 'wf' in flags                       # MADV_WIPEONFORK
-    assert 'lo' in flags and locked_kib * 1024 >= hi - lo
+    # Locked on fault: every page a call touched is resident and locked.
+    _, _, rss_kib = secretmem.mapping_flags(lo, hi)
+    assert 'lo' in flags and 0 < locked_kib == rss_kib

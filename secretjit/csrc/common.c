@@ -320,6 +320,25 @@ static void lock_failed(size_t len, int err)
     __atomic_store_n(&warning_busy, 0, __ATOMIC_RELEASE);
 }
 
+int secretjit__lock_onfault(void *p, size_t len)
+{
+#ifdef MLOCK_ONFAULT
+    int expected = 0, err;
+    if (mlock2(p, len, MLOCK_ONFAULT) == 0) {
+        __atomic_add_fetch(&locked_bytes, len, __ATOMIC_RELAXED);
+        return 0;
+    }
+    err = errno;
+    if (err != ENOSYS && err != EINVAL) {
+        __atomic_compare_exchange_n(&mlock_errno, &expected, err, 0,
+                                    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+        lock_failed(len, err);
+        return -1;
+    }
+#endif
+    return secretjit__lock(p, len);     /* no mlock2 (kernel < 4.4, qemu) */
+}
+
 int secretjit__lock(void *p, size_t len)
 {
     int expected = 0, err;

@@ -125,6 +125,10 @@ void secretjit__exclude(void *p, size_t len);
  * that is exhausted (RLIMIT_MEMLOCK or vm.max_map_count) and the fix, and
  * keep going.  Returns 0 when locked (and counted in locked_bytes). */
 int secretjit__lock(void *p, size_t len);
+/* The same with mlock2(MLOCK_ONFAULT) where the kernel has it: the pages are
+ * locked as they are first touched (and counted whole, as the kernel counts
+ * them against RLIMIT_MEMLOCK). */
+int secretjit__lock_onfault(void *p, size_t len);
 void secretjit__unlocked(size_t len);   /* bookkeeping after munlock/munmap */
 void secretjit__unlock(void *p, size_t len);    /* munlock + bookkeeping */
 /* "secretjit: what(p): problem; ignored (shown once)" on stderr, without
