@@ -179,14 +179,17 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
 def check_stack_limit(bounds, stack_limit=None):
     """``bounded-stack`` error for a call tree deeper than the secret stack."""
     limit = secretmem.stack_size() if stack_limit is None else stack_limit
+    reserve = secretmem.signal_reserve()
     for kernel, b in sorted(bounds.items()):
-        if b.depth > limit:
+        if b.depth + reserve > limit:
             raise SecretPolicyError(
                 'bounded-stack',
                 "the call tree of %s may use %d bytes of stack (deepest path: "
-                "%s), more than the %d-byte secret stack it runs on"
+                "%s), more than the %d-byte secret stack it runs on leaves "
+                "after the %d bytes kept for a signal frame"
                 % (stack_bound.readable(kernel), b.depth,
-                   ' -> '.join(stack_bound.readable(n) for n, _ in b.path), limit),
+                   ' -> '.join(stack_bound.readable(n) for n, _ in b.path), limit,
+                   reserve),
                 "move large local arrays to the heap (np.empty), or raise "
                 "SECRETJIT_STACK_SIZE (e.g. SECRETJIT_STACK_SIZE=%dK)"
                 % max(2 * b.depth // 1024, 512))

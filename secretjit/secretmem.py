@@ -9,12 +9,22 @@ their target.
 Settings (environment, read once when the library first needs them):
 
 ``SECRETJIT_ARENA_SIZE``
-    Address space of the secret heap, default ``256M``.  Every buffer a
-    secret kernel allocates comes from it; when it is full, the allocation
-    raises ``MemoryError``.
+    Address space of the secret heap, default ``256M`` (``8K`` to ``4T``).
+    Every buffer a secret kernel allocates comes from it; when it is full, the
+    allocation raises ``MemoryError``.
 ``SECRETJIT_STACK_SIZE``
-    Size of each thread's secret stack, default ``256K``.  A kernel whose call
-    tree may need more fails to compile (``bounded-stack``).
+    Size of each thread's secret stack, default ``256K`` (``4K`` to ``1G``).
+    A kernel whose call tree may need more than this minus
+    :func:`signal_reserve` fails to compile (``bounded-stack``).
+
+Sizes are whole numbers of bytes with an optional suffix ``K``, ``M``, ``G``
+or ``T``; a negative, overflowing, malformed or out-of-range value makes
+:func:`lib` raise ``ValueError`` naming the setting and the accepted range.
+
+``secretjit_test_deep_scrub(0)`` of the C runtime is for secretjit's own
+tests only (:func:`test_deep_scrub`): it turns off the scrub of what signal
+frames (and anything else) wrote below a call's computed depth, so that the
+tests can show the leftover it removes.
 """
 
 import ctypes
@@ -30,7 +40,9 @@ _FIELDS = [
     ('arena_failures', ctypes.c_uint64), ('stack_size', ctypes.c_size_t),
     ('stacks_created', ctypes.c_uint64), ('stack_fallbacks', ctypes.c_uint64),
     ('mlock_errno', ctypes.c_int), ('dontdump_errno', ctypes.c_int),
-    ('wipeonfork_errno', ctypes.c_int), ('reserved', ctypes.c_int),
+    ('wipeonfork_errno', ctypes.c_int), ('rseq', ctypes.c_int),
+    ('signal_scrubs', ctypes.c_uint64), ('nested_calls', ctypes.c_uint64),
+    ('signal_reserve', ctypes.c_size_t), ('locked_cached', ctypes.c_size_t),
 ]
 
 
@@ -63,6 +75,15 @@ def lib():
         handle.secretjit_stack_range.argtypes = [
             ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
         handle.secretjit_stack_range.restype = ctypes.c_int
+        handle.secretjit_settings_error.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        handle.secretjit_settings_error.restype = ctypes.c_int
+        handle.secretjit_signal_reserve.argtypes = []
+        handle.secretjit_signal_reserve.restype = ctypes.c_size_t
+        handle.secretjit_signal_window.argtypes = []
+        handle.secretjit_signal_window.restype = ctypes.c_size_t
+        buf = ctypes.create_string_buffer(512)
+        if handle.secretjit_settings_error(buf, len(buf)):
+            raise ValueError('secretjit: ' + buf.value.decode(errors='replace'))
         _LIB = handle
     return _LIB
 
@@ -79,13 +100,21 @@ def memory_status():
     ``arena_carved`` (bytes of spans ever carved), ``arena_in_use``,
     ``locked_bytes`` (mlock'ed heap and stacks), ``arena_failures``,
     ``stack_size``, ``stacks_created``, ``stack_fallbacks`` (calls that ran on
-    the thread's own stack because no secret stack could be set up), and the
-    first ``errno`` of ``mlock``/``MADV_DONTDUMP``/``MADV_WIPEONFORK`` failures
-    (0: none).
+    the thread's own stack because no secret stack could be set up, or the
+    call tree's depth plus ``signal_reserve`` did not fit in it), the first
+    ``errno`` of ``mlock``/``MADV_DONTDUMP``/``MADV_WIPEONFORK`` failures
+    (0: none), ``signal_scrubs`` (calls after which something, usually a
+    signal frame or its handler, had written below the call's computed depth:
+    the secret stack was zeroed down to the deepest write), ``nested_calls``
+    (secret calls made while the thread's secret stack was in use, run and
+    scrubbed in place), ``signal_reserve``, ``locked_cached`` (bytes of
+    freed arena spans kept locked for reuse) and ``rseq`` (1 when the calling
+    thread's calls learn from rseq whether they were interrupted, and check
+    the whole signal window only then; 0: after every call).
     """
     st = MemStats()
     lib().secretjit_memstats(ctypes.byref(st))
-    return {name: getattr(st, name) for name, _ in _FIELDS if name != 'reserved'}
+    return {name: getattr(st, name) for name, _ in _FIELDS}
 
 
 def stack_range():
@@ -103,6 +132,31 @@ def stack_size():
     loaded: compile-time checks use the size the calls will really get.
     """
     return memory_status()['stack_size']
+
+
+def signal_reserve():
+    """Bytes of secret stack kept free below every call tree.
+
+    Room for a signal frame (the red zone, then the kernel's largest signal
+    frame, ``getauxval(AT_MINSIGSTKSZ)``, which counts AVX-512 and AMX state)
+    and its handler's frames.  A call tree may use at most ``stack_size() -
+    signal_reserve()`` bytes.
+    """
+    return lib().secretjit_signal_reserve()
+
+
+def test_deep_scrub(on):
+    """For secretjit's own tests only: turn the scrub of writes found below a
+    call's computed depth off (False) or on (True, the default).  Returns the
+    previous setting."""
+    f = lib().secretjit_test_deep_scrub
+    f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
+    return bool(f(1 if on else 0))
+
+
+def signal_window():
+    """Bytes below a call's scrub depth checked for writes after every call."""
+    return lib().secretjit_signal_window()
 
 
 def arena_size():

@@ -37,7 +37,15 @@ def test_kernel_runs_on_the_secret_stack_and_leaves_it_zeroed(key):
     kernel = secret_jit(stack_kernel)
     expected = njit(stack_kernel)(key)
     assert kernel(key) == expected             # compiles; sets up the stack
-    _poison_secret_stack()
+    depth = kernel.stack_bound(kernel.signatures[0]).depth
+    window = secretmem.signal_window()
+    # Poison where the call tree runs, and far below it; leave the window
+    # just below the depth zero, as every call leaves it.
+    lo, hi = secretmem.stack_range()
+    ctypes.memset(hi - depth, 0x5A, depth)
+    far = hi - depth - window - lo
+    ctypes.memset(lo, 0x5A, far)
+    scrubs = secretmem.memory_status()['signal_scrubs']
     result, stack = probes.stack_after_call(kernel, key)
     assert result == expected
     lo, hi, secret = _secret_stack()
@@ -45,11 +53,14 @@ def test_kernel_runs_on_the_secret_stack_and_leaves_it_zeroed(key):
     assert probes.count_words(secret, words) == 0
     assert probes.count_words(stack, words) == 0     # nor on the thread's stack
     # The call tree did run there: its region went from poison to zeros.
-    depth = kernel.stack_bound(kernel.signatures[0]).depth
     used = secret[len(secret) - depth:]
     assert used == bytes(depth)
     assert depth > 8 * N                       # two 4 KiB frames of secrets
-    assert secret[:len(secret) - depth].count(0x5A) == len(secret) - depth
+    # It stayed within its computed depth (nothing in the window below it),
+    # and the scrub did not touch the rest of the stack.
+    assert secretmem.memory_status()['signal_scrubs'] == scrubs
+    assert secret[:far].count(0x5A) == far
+    ctypes.memset(lo, 0, far)                  # zero again, as between calls
 
 
 # Control: the same kernel under plain numba, run on the secret stack
@@ -70,10 +81,18 @@ def test_control_detector_finds_secrets_left_on_the_secret_stack(key):
                                           ctypes.c_size_t]
     lib.secretjit_secret_call.restype = ctypes.c_int
     buf = key.copy()
-    assert lib.secretjit_secret_call(_plain_on_secret_stack.address,
-                                     buf.ctypes.data, 0) == 0
-    _, _, secret = _secret_stack()
-    assert probes.count_words(secret, derived_words(key)) > 256, \
+    # Without the scrub of writes below the depth (0 here), which would
+    # find the plain kernel's frames and zero them.
+    secretmem.test_deep_scrub(False)
+    try:
+        assert lib.secretjit_secret_call(_plain_on_secret_stack.address,
+                                         buf.ctypes.data, 0) == 0
+    finally:
+        secretmem.test_deep_scrub(True)
+    lo, hi, secret = _secret_stack()
+    hits = probes.count_words(secret, derived_words(key))
+    ctypes.memset(lo, 0, hi - lo)              # zero again, as between calls
+    assert hits > 256, \
         "control failed: the detector cannot see secrets on the secret stack"
 
 
@@ -136,4 +155,6 @@ def test_secret_stack_is_locked_and_left_out_of_core_dumps(key):
     flags, locked_kib, _ = secretmem.mapping_flags(lo, hi)
     assert 'dd' in flags                       # MADV_DONTDUMP
     assert 'wf' in flags                       # MADV_WIPEONFORK
-    assert 'lo' in flags and locked_kib * 1024 >= hi - lo
+    # Locked on fault: every page a call touched is resident and locked.
+    _, _, rss_kib = secretmem.mapping_flags(lo, hi)
+    assert 'lo' in flags and 0 < locked_kib == rss_kib

@@ -64,11 +64,19 @@
 #include "secretmem.h"
 
 #define DEFAULT_ARENA_SIZE ((size_t)256 << 20)
+#define MIN_ARENA_SIZE ((size_t)8 << 10)
+#define MAX_ARENA_SIZE ((size_t)4 << 40)
 #define NCLASS 34               /* k up to 2^32 pages */
 #define SPILL_COUNT 32u         /* a thread keeps at most this many spans ... */
 #define SPILL_BYTES ((size_t)8 << 20)   /* ... or bytes of spans per class */
 #define REFILL_COUNT 8u         /* spans taken from a global list at once */
 #define REFILL_BYTES ((size_t)1 << 20)
+/* Freed spans keep their pages mlock'ed for reuse up to these bounds (per
+ * thread, and in the global lists); beyond, a span is munlock'ed when it is
+ * cached, so that freed memory returns to RLIMIT_MEMLOCK. */
+#define LOCKED_CACHE_THREAD ((size_t)1 << 20)
+#define LOCKED_CACHE_GLOBAL ((size_t)2 << 20)
+#define MAX_LOCK_BACKOFF 1024u
 
 enum { SPAN_FREE = 0, SPAN_USED = 1 };
 
@@ -84,16 +92,21 @@ struct span {
     size_t req;                 /* bytes requested for the current block */
 };
 
+/* 16 bytes: the thread caches live in static TLS (see my_cache). */
 struct freelist {
     uint32_t head;
     uint32_t count;
-    size_t bytes;               /* data bytes of the spans on the list */
+    uint32_t pages;             /* data pages of the spans on the list */
+    uint32_t locked;            /* those of their pages that are mlock'ed */
 };
 
 enum { T_NEW = 0, T_LIVE, T_DEAD };
 
 struct tcache {
     struct freelist fl[NCLASS];
+    size_t locked_cached;       /* sum of fl[].locked */
+    unsigned lock_skip;         /* allocations left before a failed mlock is */
+    unsigned lock_backoff;      /* retried, and the next such wait */
     size_t in_use;              /* this thread's share of arena_in_use: alloc
                                  * adds, free subtracts (wraps; only the sum
                                  * over all threads means anything) */
@@ -125,6 +138,7 @@ static struct {
     size_t carved_bytes;
     uint64_t failures;
     size_t retired_in_use;          /* in_use of T_DEAD threads */
+    size_t locked_total;            /* arena bytes mlock'ed (and counted) */
     pthread_mutex_t lock;           /* guards the rest */
     struct freelist global[NCLASS];
     struct tcache *threads;         /* registry of T_LIVE threads */
@@ -159,6 +173,7 @@ static void fork_prepare(void) { pthread_mutex_lock(&g.lock); }
 static void fork_parent(void) { pthread_mutex_unlock(&g.lock); }
 
 static void give_all(struct freelist *from, unsigned c);
+static void cache_global(uint32_t h, unsigned c);
 
 static void fork_child(void)
 {
@@ -189,7 +204,17 @@ static void fork_child(void)
     if (mlock2(base, carved << pshift, MLOCK_ONFAULT) == 0)
         return;
 #endif
+    /* Nothing of the arena is locked here: re-lock lazily, and count so. */
     __atomic_add_fetch(&lock_gen, 1, __ATOMIC_RELAXED);
+    secretjit__unlocked(g.locked_total);
+    g.locked_total = 0;
+    for (c = 0; c < NCLASS; c++) {
+        g.global[c].locked = 0;
+        if (mine)
+            mine->fl[c].locked = 0;
+    }
+    if (mine)
+        mine->locked_cached = 0;
 }
 
 /* -- thread exit ------------------------------------------------------------ */
@@ -210,14 +235,12 @@ static void give_all(struct freelist *from, unsigned c)
         if (spans[h].state != SPAN_FREE || spans[h].cls != c)
             break;
         h1 = spans[h].next;
-        spans[h].next = g.global[c].head;
-        __atomic_store_n(&g.global[c].head, h + 1, __ATOMIC_RELAXED);
-        g.global[c].count++;
-        g.global[c].bytes += (size_t)spans[h].pages << pshift;
+        cache_global(h, c);
     }
     from->head = 0;
     from->count = 0;
-    from->bytes = 0;
+    from->pages = 0;
+    from->locked = 0;
 }
 
 static void thread_exit(void *arg)
@@ -227,6 +250,7 @@ static void thread_exit(void *arg)
     pthread_mutex_lock(&g.lock);
     for (c = 0; c < NCLASS; c++)
         give_all(&t->fl[c], c);
+    t->locked_cached = 0;
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -287,7 +311,8 @@ static void init(void)
 
     page = ps > 0 ? (size_t)ps : 4096;
     pshift = (unsigned)__builtin_ctzl(page);
-    want = secretjit__env_size("SECRETJIT_ARENA_SIZE", DEFAULT_ARENA_SIZE);
+    want = secretjit__env_size("SECRETJIT_ARENA_SIZE", DEFAULT_ARENA_SIZE,
+                               MIN_ARENA_SIZE, MAX_ARENA_SIZE);
     pages = want / page + (want % page != 0);
     if (pages > max_pages)
         pages = max_pages;
@@ -398,13 +423,27 @@ static int64_t carve_exact(size_t pages, unsigned c)
     return carve(pages, c - 1);
 }
 
+/* Pages of span h that are mlock'ed (and counted in locked_bytes). */
+static inline uint32_t locked_pages(uint32_t h)
+{
+    if (__builtin_expect(spans[h].lockgen != __atomic_load_n(&lock_gen, __ATOMIC_RELAXED), 0))
+        return 0;
+    return spans[h].locked;
+}
+
+static inline size_t locked_of(uint32_t h)
+{
+    return (size_t)locked_pages(h) << pshift;
+}
+
 static inline uint32_t pop(struct freelist *l)
 {
     uint32_t h = l->head - 1;
     /* atomic for refill's unlocked peek at global lists (a plain store) */
     __atomic_store_n(&l->head, spans[h].next, __ATOMIC_RELAXED);
     l->count--;
-    l->bytes -= (size_t)spans[h].pages << pshift;
+    l->pages -= spans[h].pages;
+    l->locked -= locked_pages(h);
     return h;
 }
 
@@ -414,7 +453,58 @@ static inline void push(struct freelist *l, uint32_t h)
     /* release: a forked child that sees the new head sees the link too */
     __atomic_store_n(&l->head, h + 1, __ATOMIC_RELEASE);
     l->count++;
-    l->bytes += (size_t)spans[h].pages << pshift;
+    l->pages += spans[h].pages;
+    l->locked += locked_pages(h);
+}
+
+/* Unlink the span after `prev` (0: the head) from l. */
+static uint32_t unlink_after(struct freelist *l, uint32_t prev1)
+{
+    uint32_t h;
+    if (prev1 == 0)
+        return pop(l);
+    h = spans[prev1 - 1].next - 1;
+    spans[prev1 - 1].next = spans[h].next;
+    l->count--;
+    l->pages -= spans[h].pages;
+    l->locked -= locked_pages(h);
+    return h;
+}
+
+/* munlock the pages of free span h (on no list) and count them out. */
+__attribute__((noinline))
+static void unlock_span(uint32_t h)
+{
+    size_t lb = locked_of(h);
+    struct span *s = &spans[h];
+    if (lb) {
+        char *end = base + (((size_t)h + s->pages) << pshift);
+        secretjit__unlock(end - lb, lb);
+        /* The pages are zero (wiped on free): give them back as well, so
+         * that no unlocked copy of them stays resident. */
+        madvise(end - lb, lb, MADV_DONTNEED);
+        __atomic_sub_fetch(&g.locked_total, lb, __ATOMIC_RELAXED);
+    }
+    s->locked = 0;
+}
+
+static size_t sum_locked(const struct freelist *fl)
+{
+    size_t sum = 0;
+    unsigned c;
+    for (c = 0; c < NCLASS; c++)
+        sum += (size_t)fl[c].locked << pshift;
+    return sum;
+}
+
+/* Put free span h on the global list of class c, munlock'ed if the global
+ * lists already keep LOCKED_CACHE_GLOBAL bytes locked.  Caller holds g.lock. */
+static void cache_global(uint32_t h, unsigned c)
+{
+    size_t lb = locked_of(h);
+    if (lb && sum_locked(g.global) + lb > LOCKED_CACHE_GLOBAL)
+        unlock_span(h);
+    push(&g.global[c], h);
 }
 
 /* Take a span of class c from the global list, moving up to a small batch
@@ -440,6 +530,7 @@ static int64_t refill(unsigned c, struct tcache *t)
         }
     }
     pthread_mutex_unlock(&g.lock);
+    t->locked_cached = sum_locked(t->fl);
     return got;
 }
 
@@ -449,8 +540,11 @@ static int64_t take_larger(unsigned c, struct tcache *t)
     unsigned d;
     int64_t got = -1;
     for (d = c + 1; d < NCLASS; d++)
-        if (t->fl[d].head)
-            return pop(&t->fl[d]);
+        if (t->fl[d].head) {
+            got = pop(&t->fl[d]);
+            t->locked_cached = sum_locked(t->fl);
+            return got;
+        }
     pthread_mutex_lock(&g.lock);
     for (d = c + 1; d < NCLASS && got < 0; d++)
         if (g.global[d].head)
@@ -459,13 +553,71 @@ static int64_t take_larger(unsigned c, struct tcache *t)
     return got;
 }
 
+/* First fit among the free spans of list l for a block of `pages` pages. */
+static int64_t fit_in(struct freelist *l, size_t pages)
+{
+    uint32_t prev1 = 0, h1 = l->head;
+    size_t n = 0;
+    while (h1 != 0 && n++ < l->count) {
+        if (spans[h1 - 1].pages >= pages)
+            return unlink_after(l, prev1);
+        prev1 = h1;
+        h1 = spans[h1 - 1].next;
+    }
+    return -1;
+}
+
+/* A span of exactly the requested size (carve_exact's, filed one class
+ * down) can serve that size again: look for one in class c - 1. */
+static int64_t take_fitting(size_t pages, unsigned c, struct tcache *t)
+{
+    int64_t got;
+    if (c == 0 || pages == class_pages(c))
+        return -1;
+    if ((got = fit_in(&t->fl[c - 1], pages)) >= 0) {
+        t->locked_cached = sum_locked(t->fl);
+        return got;
+    }
+    pthread_mutex_lock(&g.lock);
+    got = fit_in(&g.global[c - 1], pages);
+    pthread_mutex_unlock(&g.lock);
+    return got;
+}
+
 /* Give this thread's list of class c back down to half its cap. */
-static void spill(struct freelist *l, unsigned c)
+static void spill(struct freelist *l, unsigned c, struct tcache *t)
 {
     pthread_mutex_lock(&g.lock);
-    while (l->head && (l->count > SPILL_COUNT / 2 || l->bytes > SPILL_BYTES / 2))
-        push(&g.global[c], pop(l));
+    while (l->head && (l->count > SPILL_COUNT / 2
+                       || ((size_t)l->pages << pshift) > SPILL_BYTES / 2))
+        cache_global(pop(l), c);
     pthread_mutex_unlock(&g.lock);
+    t->locked_cached = sum_locked(t->fl);
+}
+
+/* mlock the top `pages` pages of span h (the ones a block of that size
+ * covers) where an earlier block has not.  A failure has warned (naming the
+ * budget); the block is handed out anyway, and the lock is retried on later
+ * allocations of this thread, less and less often while it keeps failing. */
+__attribute__((noinline))
+static void lock_block(struct tcache *t, uint32_t h, size_t pages)
+{
+    struct span *s = &spans[h];
+    char *end = base + (((size_t)h + s->pages) << pshift);
+    size_t len = (pages - s->locked) << pshift;
+    if (t->lock_skip) {
+        t->lock_skip--;
+        return;
+    }
+    if (secretjit__lock(end - (pages << pshift), len) == 0) {
+        s->locked = (uint32_t)pages;
+        __atomic_add_fetch(&g.locked_total, len, __ATOMIC_RELAXED);
+        t->lock_backoff = 0;
+        return;
+    }
+    t->lock_skip = t->lock_backoff;
+    t->lock_backoff = t->lock_backoff * 2 + 1 > MAX_LOCK_BACKOFF
+                      ? MAX_LOCK_BACKOFF : t->lock_backoff * 2 + 1;
 }
 
 /* -- API --------------------------------------------------------------------- */
@@ -488,30 +640,27 @@ void *secretjit_arena_alloc(size_t size)
     c = class_of(pages);
     if (__builtin_expect(t->mode != T_LIVE, 0))
         enroll(t);
-    if (t->fl[c].head)
+    if (t->fl[c].head) {
         h = pop(&t->fl[c]);
-    else if ((h = refill(c, t)) < 0 && (h = carve(class_pages(c), c)) < 0
-             && (h = carve_exact(pages, c)) < 0 && (h = take_larger(c, t)) < 0)
+        t->locked_cached -= locked_of((uint32_t)h);
+    } else if ((h = refill(c, t)) < 0 && (h = carve(class_pages(c), c)) < 0
+               && (h = carve_exact(pages, c)) < 0
+               && (h = take_fitting(pages, c, t)) < 0
+               && (h = take_larger(c, t)) < 0)
         goto fail;
     s = &spans[h];
     s->req = size;
     __atomic_store_n(&s->state, SPAN_USED, __ATOMIC_RELAXED);
     /* mlock the pages this block covers (the top `pages` of the span) if an
      * earlier block has not.  Locking the whole span instead would make an
-     * allocation of 2^n + 1 pages pin 2^(n+1) pages of RAM.  A failure has
-     * warned once; the block is handed out anyway, and the attempt counts as
-     * done so that a failing mlock is not retried on every reuse. */
+     * allocation of 2^n + 1 pages pin 2^(n+1) pages of RAM. */
     gen = __atomic_load_n(&lock_gen, __ATOMIC_RELAXED);
     if (__builtin_expect(s->lockgen != gen, 0)) {
         s->locked = 0;                  /* in a forked child */
         s->lockgen = gen;
     }
-    if (__builtin_expect(pages > s->locked, 0)) {
-        char *end = base + (((size_t)h + s->pages) << pshift);
-        secretjit__lock(end - (pages << pshift),
-                        (pages - s->locked) << pshift);
-        s->locked = (uint32_t)pages;
-    }
+    if (__builtin_expect(pages > s->locked, 0))
+        lock_block(t, (uint32_t)h, pages);
     count_in_use(t, ((size_t)s->pages + 1) << pshift);
     return block_of((uint32_t)h, size);
 fail:
@@ -547,6 +696,7 @@ void secretjit_arena_free(void *p)
     struct span *s;
     struct freelist *l;
     int64_t h;
+    size_t lb;
     if (p == NULL)
         return;
     if ((h = span_of(p, "secretjit_arena_free")) < 0)
@@ -564,15 +714,22 @@ void secretjit_arena_free(void *p)
     if (__builtin_expect(t->mode != T_LIVE, 0) && enroll(t) != T_LIVE) {
         count_in_use(t, -(((size_t)s->pages + 1) << pshift));
         pthread_mutex_lock(&g.lock);
-        push(&g.global[s->cls], (uint32_t)h);
+        cache_global((uint32_t)h, s->cls);
         pthread_mutex_unlock(&g.lock);
         return;
     }
     count_in_use(t, -(((size_t)s->pages + 1) << pshift));
+    lb = locked_of((uint32_t)h);
+    if (__builtin_expect(lb != 0 && t->locked_cached + lb > LOCKED_CACHE_THREAD, 0)) {
+        unlock_span((uint32_t)h);       /* back to RLIMIT_MEMLOCK */
+        lb = 0;
+    }
     l = &t->fl[s->cls];
     push(l, (uint32_t)h);
-    if (__builtin_expect(l->count > SPILL_COUNT || l->bytes > SPILL_BYTES, 0))
-        spill(l, s->cls);
+    t->locked_cached += lb;
+    if (__builtin_expect(l->count > SPILL_COUNT
+                         || ((size_t)l->pages << pshift) > SPILL_BYTES, 0))
+        spill(l, s->cls, t);
 }
 
 void *secretjit_arena_realloc(void *p, size_t size)
@@ -617,8 +774,12 @@ void secretjit__arena_stats(struct secretjit_memstats *out)
         sum = __atomic_load_n(&g.retired_in_use, __ATOMIC_RELAXED);
         for (t = g.threads; t; t = t->next)
             sum += __atomic_load_n(&t->in_use, __ATOMIC_RELAXED);
-        pthread_mutex_unlock(&g.lock);
         out->arena_in_use = sum;
+        sum = sum_locked(g.global);
+        for (t = g.threads; t; t = t->next)
+            sum += __atomic_load_n(&t->locked_cached, __ATOMIC_RELAXED);
+        out->locked_cached = sum;
+        pthread_mutex_unlock(&g.lock);
     }
     out->arena_failures = __atomic_load_n(&g.failures, __ATOMIC_RELAXED);
 }

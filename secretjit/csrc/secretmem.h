@@ -11,11 +11,15 @@
  *                  and a guard page below it, and the trampoline that runs a
  *                  kernel's call tree on it and zeroes what the tree wrote.
  *
- * Only libc is needed.  Settings come from the environment, read once on
- * first use:
+ * Only libc is needed.  Settings come from the environment, read once when
+ * the library is loaded (a whole number of bytes, optionally with a suffix
+ * K, M, G or T; anything else, a negative or an out-of-range value is
+ * rejected with an error on stderr naming the setting and the range, the
+ * default is used, and secretjit_settings_error reports it):
  *   SECRETJIT_ARENA_SIZE   bytes of address space for the secret heap
- *                          (default 256M; suffixes K, M, G)
- *   SECRETJIT_STACK_SIZE   bytes of secret stack per thread (default 256K)
+ *                          (default 256M; 8K to 4T)
+ *   SECRETJIT_STACK_SIZE   bytes of secret stack per thread (default 256K;
+ *                          4K to 1G)
  */
 #ifndef SECRETJIT_SECRETMEM_H
 #define SECRETJIT_SECRETMEM_H
@@ -46,12 +50,32 @@ SECRETJIT_EXPORT int secretjit_arena_owns(const void *p);
 
 /* Run fn(arg) on this thread's secret stack, then zero the `scrub` bytes
  * below the secret stack's top (where fn's call tree kept its frames).
- * Returns 0 when fn ran there; -1 when no secret stack could be set up or
- * scrub does not fit in it (fn did not run: the caller runs it on its own
- * stack and scrubs that).  A call made while already on the secret stack
- * (a nested secret call) runs fn in place and returns 0. */
+ * Between calls the secret stack is zero below that; if the window of
+ * secretjit_signal_window() bytes just below the scrub depth is not (a
+ * signal frame, a signal handler's or a destructor chain's frames reached
+ * below the computed depth), the whole stack is zeroed down to its deepest
+ * non-zero word (counted in signal_scrubs).
+ * Returns 0 when fn ran there.  Otherwise fn did not run, and the caller
+ * runs it in place (on the stack it is on) and zeroes `scrub` bytes below
+ * its own stack pointer: -1 when no secret stack could be set up or scrub
+ * plus secretjit_signal_reserve() does not fit in it (counted in
+ * stack_fallbacks); 1 when the secret stack is already in use by this thread
+ * (a nested secret call, e.g. from a callback into Python; counted in
+ * nested_calls). */
 SECRETJIT_EXPORT int secretjit_secret_call(void (*fn)(void *), void *arg,
                                            size_t scrub);
+/* Bytes kept free below every call tree on the secret stack, for a signal
+ * frame (red zone + the kernel's largest signal frame, AT_MINSIGSTKSZ) and
+ * its handler's frames: a call tree may use at most the stack size minus
+ * this. */
+SECRETJIT_EXPORT size_t secretjit_signal_reserve(void);
+/* Bytes checked below the scrub depth after every call (red zone + largest
+ * signal frame + margin). */
+SECRETJIT_EXPORT size_t secretjit_signal_window(void);
+/* For secretjit's own tests only: turn the scrub below the depth (after a
+ * non-zero word in the window) off (0) or on (1, the default), so that a test
+ * can show the leftover it removes.  Returns the previous setting. */
+SECRETJIT_EXPORT int secretjit_test_deep_scrub(int on);
 /* This thread's secret stack as [lo, hi) (lo is the lowest usable byte,
  * above the guard page); 0 if the thread has none yet, 1 otherwise. */
 SECRETJIT_EXPORT int secretjit_stack_range(uintptr_t *lo, uintptr_t *hi);
@@ -72,21 +96,41 @@ struct secretjit_memstats {
     int mlock_errno;            /* first mlock failure (0: none) */
     int dontdump_errno;         /* madvise(MADV_DONTDUMP) failure (0: none) */
     int wipeonfork_errno;       /* madvise(MADV_WIPEONFORK) failure */
-    int reserved;
+    int rseq;                   /* 1: the calling thread's calls detect
+                                 * interruptions with rseq (and check the
+                                 * whole signal window only then); 0: the
+                                 * whole window after every call */
+    uint64_t signal_scrubs;     /* calls after which something had written
+                                 * below the scrub depth (signal frame...):
+                                 * the secret stack was zeroed down to it */
+    uint64_t nested_calls;      /* secret calls made while the secret stack
+                                 * was in use: run and scrubbed in place */
+    size_t signal_reserve;      /* secretjit_signal_reserve() */
+    size_t locked_cached;       /* bytes of freed arena spans kept locked */
 };
 SECRETJIT_EXPORT void secretjit_memstats(struct secretjit_memstats *out);
+/* 1 (and the message, NUL-terminated, in buf) when a setting was rejected
+ * when the library was loaded, else 0. */
+SECRETJIT_EXPORT int secretjit_settings_error(char *buf, size_t len);
 
 /* -- internal, shared by the three files (common.c) ------------------------ */
 
 /* A size from the environment ("65536", "64K", "256M", "1G"); dflt when
- * unset; a malformed value is reported once on stderr and dflt used. */
-size_t secretjit__env_size(const char *name, size_t dflt);
+ * unset; a malformed value or one outside [lo, hi] is reported on stderr
+ * (and by secretjit_settings_error) and dflt used. */
+size_t secretjit__env_size(const char *name, size_t dflt, size_t lo, size_t hi);
 /* Mark [p, p+len) (page-aligned) MADV_DONTDUMP and MADV_WIPEONFORK. */
 void secretjit__exclude(void *p, size_t len);
-/* mlock [p, p+len); on failure warn once on stderr with RLIMIT_MEMLOCK and
- * the fix, and keep going.  Returns 0 when locked. */
+/* mlock [p, p+len); on failure warn once per cause on stderr with the budget
+ * that is exhausted (RLIMIT_MEMLOCK or vm.max_map_count) and the fix, and
+ * keep going.  Returns 0 when locked (and counted in locked_bytes). */
 int secretjit__lock(void *p, size_t len);
+/* The same with mlock2(MLOCK_ONFAULT) where the kernel has it: the pages are
+ * locked as they are first touched (and counted whole, as the kernel counts
+ * them against RLIMIT_MEMLOCK). */
+int secretjit__lock_onfault(void *p, size_t len);
 void secretjit__unlocked(size_t len);   /* bookkeeping after munlock/munmap */
+void secretjit__unlock(void *p, size_t len);    /* munlock + bookkeeping */
 /* "secretjit: what(p): problem; ignored (shown once)" on stderr, without
  * stdio (it runs inside secret calls, within the arena's stack allowance). */
 void secretjit__misuse(const char *what, const void *p, const char *problem);
