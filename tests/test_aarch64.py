@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 from secretjit.stack_bound import external_allowance, readable
 
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,

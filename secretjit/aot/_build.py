@@ -520,7 +520,7 @@ def build_ir(exports, kernels, target, secret=True):
             r'|^module asm', text, re.M):
         # LLVM would abort the process emitting it (no asm parser).
         raise AotError("inline assembly in the code for %s (an intrinsic "
-                       "with inline asm, e.g. secretjit.probes): llvmlite "
+                       "with inline asm, e.g. secretjit.testing.probes): llvmlite "
                        "cannot assemble it for a non-host target" % arch)
     bounds = {}
     reports = []

@@ -31,7 +31,7 @@ from numba import typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .codegen import host_arch, host_has_sve
+from ..codegen import host_arch, host_has_sve
 
 POISON = 0x5A5A5A5A5A5A5A5A
 CANARY = 0xDEADBEEFCAFEF00D        # top bit set: a valid x87 significand
@@ -92,7 +92,7 @@ class _ProbeEngine:
         if arch not in _STACK_ASM:
             raise NotImplementedError("the probes are written for x86-64 and "
                                       "AArch64; this machine is %s" % arch)
-        mod = ir.Module('secretjit.probes')
+        mod = ir.Module('secretjit.testing.probes')
         mod.triple = ll.get_process_triple()
         self._stack_probe(mod, arch)
         if arch == 'x86_64':

@@ -1,0 +1,1 @@
+"""Evidence for secret kernels: erasure assertions and the detectors behind them."""
