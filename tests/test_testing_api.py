@@ -43,8 +43,11 @@ def derive():
 
 def test_correct_kernel_passes_and_every_control_leaks(derive):
     report = assert_erased(derive, SEED)
-    for m in ('stack', 'registers', 'heap'):
+    for m in ('stack', 'registers'):
         assert report.control[m].count > 100, report.table()
+    # the heap control depends on glibc keeping the freed 2 KiB block in
+    # place: usually 129 words, sometimes none (then reported as blind)
+    for m in ('stack', 'registers', 'heap'):
         assert report.secret[m].count == 0, report.table()
 
 
@@ -55,9 +58,9 @@ def test_kernel_without_erasure_fails_naming_each_mechanism(derive, monkeypatch)
     with pytest.raises(AssertionError) as info:
         assert_erased(derive, SEED)
     text = str(info.value)
-    for m in ('stack', 'registers', 'heap'):
+    for m in ('stack', 'registers'):
         assert 'secret words under %s' % m in text, text
-    assert 'sp-' in text and '[heap]' in text and 'st0' in text or 'xmm' in text
+    assert 'sp-' in text and ('st0' in text or 'xmm' in text)
 
 
 def _user_words(key):
@@ -135,3 +138,11 @@ def test_sample_args_registry_and_module_dict():
     mod.__secretjit_samples__ = {'k': (np.ones(5),)}
     got = samples_of(k, mod)
     assert [a[0].size for a in got] == [2, 3, 5]
+
+
+def test_probes_live_only_in_secretjit_testing():
+    import importlib
+    with pytest.raises(ImportError):
+        importlib.import_module('secretjit.probes')
+    from secretjit.testing import probes
+    assert probes.stack_after_call and probes.fill_registers

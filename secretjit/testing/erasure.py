@@ -22,7 +22,7 @@ Secret words (8-byte values) default to every 8-byte window of every array
 argument (all byte offsets; integer arguments themselves are the caller's:
 numba's wrapper unboxes them outside the protected call), plus the *scratch
 words*: what the control leaves in its stack window and its registers that
-changes when the array arguments change (the control runs twice on them and once on
+changes when the array arguments change (the control runs three times on them and twice on
 copies XORed with random bytes, integers of 2**32 or more too: stack canaries, pointers and constants stay
 the same and drop out), minus what the caller gets back (the arrays after
 the call, the result).  Only high-entropy words count: not within 2**32 of 0
@@ -437,16 +437,19 @@ def _scratch_words(control, args, inputs, mask):
 
     The control runs on ``args`` and on a copy whose array bytes are XORed
     with random nonzero bytes (and integers of 2**32 or more with random high
-    bits: smaller integers may be sizes or indexes); a word left by two runs
-    on ``args`` and not by the perturbed one depends on the arguments (stack
+    bits: smaller integers may be sizes or indexes); a word left by three runs
+    on ``args`` and by neither of two perturbed ones depends on the arguments (stack
     canaries, pointers and constants do not) and is no leftover of earlier
     work that one run happened to carry.  Words of what the caller gets back (arrays after the call, the
     result) are public and dropped unless they are also input words.
     """
     first, public = _leftovers(control, args, mask)
-    again, _ = _leftovers(control, args, mask)
-    second, _ = _leftovers(control, _perturbed(args), mask)
-    cand = first[np.isin(first, again) & ~np.isin(first, second)]
+    keep = np.ones(len(first), bool)
+    for _ in range(2):
+        again, _ = _leftovers(control, args, mask)
+        other, _ = _leftovers(control, _perturbed(args), mask)
+        keep &= np.isin(first, again) & ~np.isin(first, other)
+    cand = first[keep]
     return cand[~np.isin(cand, public) | np.isin(cand, inputs)]
 
 
