@@ -175,21 +175,11 @@ class _ProbeEngine:
         fn.attributes.add('noinline')
         cfunc, arg, out = fn.args
         b = ir.IRBuilder(fn.append_basic_block('entry'))
-        spill = ['movq %%%s, %d(%%r12)' % (r, 8 * i) for i, r in enumerate(
-            ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11'))]
-        text = '\n'.join(['callq *%rax'] + spill + [
+        text = '\n'.join(['callq *%rax'] + _GPR_SPILL + [
             # x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM: not AMX tiles
             'movl $$0xE7, %eax', 'xorl %edx, %edx',
             'xsave64 %d(%%r12)' % XSAVE_OFFSET])
-        clobbers = ['~{%s}' % r for r in (
-            'rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
-        feats = _features()
-        nvec = 32 if 'avx512f' in feats else 16
-        clobbers += ['~{xmm%d}' % i for i in range(nvec)]
-        if 'avx512f' in feats:
-            clobbers += ['~{k%d}' % i for i in range(8)]
-        clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-        clobbers += ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
+        clobbers = _x86_clobbers()
         asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
         b.asm(asmty, text, '{rax},{rdi},{r12},' + ','.join(clobbers),
               [cfunc, arg, out], True)
@@ -374,9 +364,8 @@ def registers_after_call(dispatcher, arg):
     base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
     buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
     _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
-    gpr_names = ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')
     gprs = buf[:72].view(np.uint64)
-    return {'gpr': dict(zip(gpr_names, (int(v) for v in gprs))),
+    return {'gpr': dict(zip(_X86_GPRS, (int(v) for v in gprs))),
             'xsave': buf[XSAVE_OFFSET:].tobytes()}
 
 
