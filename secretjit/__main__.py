@@ -1,4 +1,4 @@
-"""Command line: ``python -m secretjit demo`` and ``python -m secretjit aot``."""
+"""Command line: ``python -m secretjit demo``, ``aot``, ``verify`` and ``audit``."""
 
 import argparse
 import sys
@@ -30,13 +30,51 @@ def main(argv=None):
     aot.add_argument('--export', dest='exports', action='append',
                      metavar='C_NAME', help='build only this export '
                      '(repeatable)')
+    _add_verify(sub)
+    _add_audit(sub)
     args = parser.parse_args(argv)
+    if args.command == 'verify':
+        return _verify(args)
+    if args.command == 'audit':
+        return _audit(args)
     if args.command == 'aot':
         return _aot(parser, args)
     if args.command == 'demo':
         from . import demo as demo_mod
         return 0 if demo_mod.run(seed=args.seed) else 1
     return 2
+
+
+def _add_verify(sub):
+    verify = sub.add_parser(
+        'verify', help='run assert_erased on every secret kernel of a module '
+        'that declares sample arguments; exit status 0/1',
+        description='For each @secret_jit kernel of MODULE with sample arguments '
+        '(secretjit.testing.sample_args or __secretjit_samples__), run it under '
+        'plain numba and secret_jit with the stack, register and heap detectors.')
+    verify.add_argument('target', metavar='MODULE.py[:KERNEL]')
+
+
+def _verify(args):
+    from .testing import verify
+    return verify.run(args.target)
+
+
+def _add_audit(sub):
+    audit = sub.add_parser(
+        'audit', help='check the machine code of secret kernels (a JIT module '
+        'or an AOT .so): register zeroing, scrub depth, external calls',
+        description='Disassemble the object code of every secret kernel of '
+        'MODULE.py (JIT) or of an AOT library LIB.so, x86-64 only for now, '
+        'and check it without trusting the passes.')
+    audit.add_argument('target', metavar='MODULE.py[:KERNEL]|LIB.so')
+    audit.add_argument('--json', metavar='FILE', help='write the JSON report '
+                       'to FILE (- for stdout)')
+
+
+def _audit(args):
+    from . import audit
+    return audit.main(args.target, json_path=args.json)
 
 
 def _aot(parser, args):

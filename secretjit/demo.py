@@ -3,7 +3,7 @@
 One kernel derives a session key from a seed and keeps it where real code
 does: in registers, in a stack buffer, in a heap temporary.  It is compiled
 twice from the same source, with plain ``@njit`` and with ``@secret_jit``,
-and the probes of :mod:`secretjit.probes` count the secret words each build
+and the probes of :mod:`secretjit.testing.probes` count the secret words each build
 leaves behind once the call has returned.
 """
 
@@ -14,7 +14,8 @@ import time
 import numpy as np
 from numba import njit
 
-from . import probes, secretmem
+from . import secretmem
+from .testing import probes
 from .decorators import secret_jit
 from .intrinsics import wipe
 

@@ -260,7 +260,7 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
     if arch != host_arch() and _INLINE_ASM.search(text):
         # LLVM would abort the process emitting it (no asm parser).
         raise ValueError("inline assembly in the code for %s (an intrinsic "
-                         "with inline asm, e.g. secretjit.probes): llvmlite "
+                         "with inline asm, e.g. secretjit.testing.probes): llvmlite "
                          "cannot assemble it for a non-host target" % arch)
     if not secret:
         return SecretModule(reparse(text), reports=reports)

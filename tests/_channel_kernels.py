@@ -357,7 +357,7 @@ ERASED = [
 
 
 # Channels whose data stays in registers even under plain njit: measured with
-# the poisoned-stack probe (secretjit.probes.stack_after_call) and the core
+# the poisoned-stack probe (secretjit.testing.probes.stack_after_call) and the core
 # dump, the njit control leaves none of their key words in memory, so for
 # them the dump's 0 shows nothing about memory; their registers are what
 # tests/test_register_erasure.py covers.  Every other erased channel's

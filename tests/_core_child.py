@@ -3,7 +3,7 @@
     python tests/_core_child.py MODE THREADS CALLS WINDOW SEED_HEX
 
 MODE is ``secret`` (the kernel under ``secret_jit``) or ``control`` (the
-same source recompiled with plain numba, ``wipe`` a no-op: tests/_plain.py).
+same source recompiled with plain numba, ``wipe`` a no-op: secretjit/testing/control.py).
 THREADS threads each call the kernel CALLS times, then wait.  Every call
 derives a fresh 32-byte key inside the kernel,
 
@@ -84,7 +84,7 @@ def export_key(seed, prefix, tid, ctr, key):
 def kernels(mode):
     if mode == 'secret':
         return derive_and_tag, export_key
-    from _plain import plain_kernel
+    from secretjit.testing.control import plain_kernel
     return (plain_kernel(derive_and_tag, keep_wipe=False),
             plain_kernel(export_key, keep_wipe=False))
 

@@ -7,7 +7,8 @@ hit cannot come from the caller's copy) to a place the test then inspects.
 import numpy as np
 from numba import njit
 
-from secretjit import probes, wipe
+from secretjit import wipe
+from secretjit.testing import probes
 
 MIX = np.uint64(0x9E3779B97F4A7C15)
 N = 512

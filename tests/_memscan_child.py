@@ -18,7 +18,7 @@ sys.path.insert(0, here)
 sys.path.insert(0, os.path.join(os.path.dirname(here), 'examples'))
 
 import sealed_box  # noqa: E402
-from _plain import plain_kernel  # noqa: E402
+from secretjit.testing.control import plain_kernel  # noqa: E402
 
 
 def writable_regions():

@@ -22,7 +22,8 @@ from numba import njit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from secretjit import probes, secret_jit, secretmem  # noqa: E402
+from secretjit import secret_jit, secretmem  # noqa: E402
+from secretjit.testing import probes  # noqa: E402
 
 from _kernels import derived_words, mix, stack_kernel  # noqa: E402
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 from secretjit.stack_bound import external_allowance, readable
 
 from _child import run_python

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 from secretjit.stack_bound import (DEFAULT_ALLOWANCE, external_allowance,
                                    readable)
 from secretjit.target import secret_target

@@ -556,3 +556,25 @@ def test_kernel_needing_python_runtime_is_a_build_error(tmp_path):
                    '    return n\n')
     with pytest.raises(aot.AotError, match=r'\[static-exceptions\].*dynexc\.py:5'):
         aot.build(str(mod), outdir=str(tmp_path))
+
+
+# -- machine-code audit of the libraries built above (secretjit.audit) --------
+
+def test_audit_passes_every_secret_library_and_fails_the_controls(probe_builds):
+    """x86-64: every boundary of the secret library passes; the control build
+    (no erasure) must fail.  AArch64 libraries: the audit reads x86-64 only
+    and must say so."""
+    pytest.importorskip('capstone')
+    from secretjit import audit
+    for (target, secret), info in sorted(probe_builds.items()):
+        lib = os.path.join(info['dir'], 'libprobe_kernels.so')
+        if _arch(target) != 'x86_64':
+            with pytest.raises(audit.AuditError, match='x86-64'):
+                audit.audit_library(lib)
+            continue
+        results = audit.audit_library(lib)
+        if secret:
+            assert len(results) >= 6 and all(r.ok for r in results), results
+            assert audit.main(lib) == 0
+        else:       # the control has no boundary at all: nothing zeroes or scrubs
+            assert results == [] and audit.main(lib) == 2

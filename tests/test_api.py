@@ -156,7 +156,8 @@ CACHE_SCRIPT = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
     import numpy as np
-    from secretjit import probes, secret_jit
+    from secretjit import secret_jit
+    from secretjit.testing import probes
     import _kernels
 
     kernel = secret_jit(cache=True)(_kernels.stack_kernel)

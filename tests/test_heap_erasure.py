@@ -7,7 +7,8 @@ Plain @njit frees without wiping: the control that must leak.
 import numpy as np
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 
 from _kernels import (derived_words, heap_expr_kernel, heap_return_kernel,
                       heap_temp_kernel, MIX)

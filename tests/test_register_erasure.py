@@ -1,7 +1,7 @@
 """Registers: no call-clobbered register holds a kernel's value after return.
 
 Like Go's register test: the kernel loads a canary into every register
-(:func:`secretjit.probes.fill_registers`); the probe spills all registers and
+(:func:`secretjit.testing.probes.fill_registers`); the probe spills all registers and
 the XSAVE area the instant the kernel's C wrapper returns.
 """
 
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 
 from _kernels import register_kernel, register_kernel_raises
 

@@ -15,7 +15,8 @@ import textwrap
 import numpy as np
 from numba import carray, cfunc, njit, types
 
-from secretjit import probes, secret_jit, secretmem
+from secretjit import secret_jit, secretmem
+from secretjit.testing import probes
 
 from _child import run_python
 from _kernels import N, derived_words, stack_kernel
@@ -124,7 +125,8 @@ def test_fallback_without_a_secret_stack_still_scrubs(tmp_path):
         import numba
         import numpy as np
         from numba import njit
-        from secretjit import probes, secret_jit, secretmem
+        from secretjit import secret_jit, secretmem
+        from secretjit.testing import probes
         from _kernels import derived_words, stack_kernel
         key = np.array([0x0123456789abcdef, 0x1111111111111111,
                         0x2222222222222222, 0x3333333333333333], np.uint64)

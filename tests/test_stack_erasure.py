@@ -10,7 +10,8 @@ import threading
 import numpy as np
 from numba import njit
 
-from secretjit import probes, secret_jit
+from secretjit import secret_jit
+from secretjit.testing import probes
 
 from _kernels import (derived_words, stack_kernel, stack_kernel_raises,
                       dead_store_kernel, wipe_kernel)

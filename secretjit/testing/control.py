@@ -10,7 +10,7 @@ import types
 from numba import njit
 from numba.core.dispatcher import Dispatcher
 
-from secretjit import SecretDispatcher, wipe
+from .. import SecretDispatcher, wipe
 
 _cache = {}
 

@@ -31,7 +31,7 @@ from numba import typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .codegen import host_arch, host_has_sve
+from ..codegen import host_arch, host_has_sve
 
 POISON = 0x5A5A5A5A5A5A5A5A
 CANARY = 0xDEADBEEFCAFEF00D        # top bit set: a valid x87 significand
@@ -92,7 +92,7 @@ class _ProbeEngine:
         if arch not in _STACK_ASM:
             raise NotImplementedError("the probes are written for x86-64 and "
                                       "AArch64; this machine is %s" % arch)
-        mod = ir.Module('secretjit.probes')
+        mod = ir.Module('secretjit.testing.probes')
         mod.triple = ll.get_process_triple()
         self._stack_probe(mod, arch)
         if arch == 'x86_64':
@@ -100,6 +100,8 @@ class _ProbeEngine:
         else:
             self._register_probe_aarch64(mod, sve_vector_length())
         self._c_call_probe(mod, arch)
+        if arch == 'x86_64':
+            self._wrapper_register_probe(mod)
         llmod = ll.parse_assembly(str(mod))
         llmod.verify()
         target = ll.Target.from_default_triple()
@@ -118,6 +120,12 @@ class _ProbeEngine:
         self.regs = ctypes.CFUNCTYPE(
             None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)(
                 self.engine.get_function_address('secretjit_probe_registers'))
+        self.wrapper_regs = None
+        if arch == 'x86_64':
+            self.wrapper_regs = ctypes.PYFUNCTYPE(
+                ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object,
+                ctypes.c_void_p)(self.engine.get_function_address(
+                    'secretjit_probe_wrapper_registers'))
 
     @staticmethod
     def _stack_probe(mod, arch):
@@ -167,25 +175,36 @@ class _ProbeEngine:
         fn.attributes.add('noinline')
         cfunc, arg, out = fn.args
         b = ir.IRBuilder(fn.append_basic_block('entry'))
-        spill = ['movq %%%s, %d(%%r12)' % (r, 8 * i) for i, r in enumerate(
-            ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11'))]
-        text = '\n'.join(['callq *%rax'] + spill + [
+        text = '\n'.join(['callq *%rax'] + _GPR_SPILL + [
             # x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM: not AMX tiles
             'movl $$0xE7, %eax', 'xorl %edx, %edx',
             'xsave64 %d(%%r12)' % XSAVE_OFFSET])
-        clobbers = ['~{%s}' % r for r in (
-            'rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
-        feats = _features()
-        nvec = 32 if 'avx512f' in feats else 16
-        clobbers += ['~{xmm%d}' % i for i in range(nvec)]
-        if 'avx512f' in feats:
-            clobbers += ['~{k%d}' % i for i in range(8)]
-        clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-        clobbers += ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
+        clobbers = _x86_clobbers()
         asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
         b.asm(asmty, text, '{rax},{rdi},{r12},' + ','.join(clobbers),
               [cfunc, arg, out], True)
         b.ret_void()
+
+    @staticmethod
+    def _wrapper_register_probe(mod):
+        # ptr probe(ptr wrapper, ptr args, ptr out): calls a CPython wrapper
+        # wrapper(NULL, args, NULL) and spills like the register probe
+        # (out[0] = rax is the result), so kernels with any arguments can be
+        # probed; the wrapper boxes the result after the kernel returned.
+        fnty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr])
+        fn = ir.Function(mod, fnty, 'secretjit_probe_wrapper_registers')
+        fn.attributes.add('noinline')
+        wrapper, args, out = fn.args
+        b = ir.IRBuilder(fn.append_basic_block('entry'))
+        text = '\n'.join(['xorl %edi, %edi', 'xorl %edx, %edx',
+                          'callq *%rax'] + _GPR_SPILL + [
+            'movl $$0xE7, %eax', 'xorl %edx, %edx',
+            'xsave64 %d(%%r12)' % XSAVE_OFFSET])
+        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _ptr, _ptr])
+        b.asm(asmty, text, '{rax},{rsi},{r12},' + ','.join(_x86_clobbers()),
+              [wrapper, args, out], True)
+        res = b.load(b.bitcast(out, _ptr.as_pointer()))
+        b.ret(res)
 
     @staticmethod
     def _register_probe_aarch64(mod, vl):
@@ -220,6 +239,21 @@ class _ProbeEngine:
         b.asm(asmty, '\n'.join(lines), '{x20},{x0},{x21},' + ','.join(clobbers),
               [cfunc, arg, out], True)
         b.ret_void()
+
+
+_X86_GPRS = ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')
+_GPR_SPILL = ['movq %%%s, %d(%%r12)' % (r, 8 * i) for i, r in enumerate(_X86_GPRS)]
+
+
+def _x86_clobbers():
+    """Clobber list of an x86-64 register probe: every call-clobbered register."""
+    feats = _features()
+    clobbers = ['~{%s}' % r for r in _X86_GPRS]
+    clobbers += ['~{xmm%d}' % i for i in range(32 if 'avx512f' in feats else 16)]
+    if 'avx512f' in feats:
+        clobbers += ['~{k%d}' % i for i in range(8)]
+    clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
+    return clobbers + ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
 
 
 # Inline asm of the stack probes: fill [sp - n, sp) with the poison word, and
@@ -330,10 +364,42 @@ def registers_after_call(dispatcher, arg):
     base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
     buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
     _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
-    gpr_names = ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')
     gprs = buf[:72].view(np.uint64)
-    return {'gpr': dict(zip(gpr_names, (int(v) for v in gprs))),
+    return {'gpr': dict(zip(_X86_GPRS, (int(v) for v in gprs))),
             'xsave': buf[XSAVE_OFFSET:].tobytes()}
+
+
+def registers_after_python_call(dispatcher, *args, mask=0):
+    """Call ``dispatcher(*args)`` through its CPython wrapper; spill registers.
+
+    Returns ``(result, spill)``, ``spill`` as :func:`registers_after_call`'s
+    (x86-64).  Unlike that probe it takes any arguments, and the registers
+    are those after the wrapper boxed the result.  If the kernel raised,
+    ``result`` is the exception instance.  Every spilled 8-byte word is
+    XORed with ``mask`` before Python sees it, so a caller that compares
+    masked words never holds a plain copy of what the registers held.
+    """
+    if host_arch() != 'x86_64':
+        raise NotImplementedError("registers_after_python_call is written for "
+                                  "x86-64; on %s use registers_after_call"
+                                  % host_arch())
+    cres = _overload(dispatcher, args)
+    wrapper = cres.library.get_pointer_to_function(
+        cres.fndesc.llvm_cpython_wrapper_name)
+    raw = np.zeros(XSAVE_OFFSET + XSAVE_SIZE + 64, dtype=np.uint8)
+    base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
+    buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
+    try:
+        res = _probes().wrapper_regs(wrapper, tuple(args), buf.ctypes.data)
+        obj = ctypes.cast(res, ctypes.py_object).value
+        ctypes.pythonapi.Py_DecRef(ctypes.c_void_p(res))
+    except Exception as exc:        # the kernel raised: the spill still counts
+        obj = exc
+    words = buf.view(np.uint64)
+    words ^= np.uint64(mask & 0xFFFFFFFFFFFFFFFF)
+    gprs = buf[:72].view(np.uint64)
+    return obj, {'gpr': dict(zip(_X86_GPRS, (int(v) for v in gprs))),
+                 'xsave': buf[XSAVE_OFFSET:].tobytes()}
 
 
 def _registers_after_call_aarch64(cfunc, arg):

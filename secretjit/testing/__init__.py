@@ -1,0 +1,14 @@
+"""Evidence for secret kernels: erasure assertions and the detectors behind them.
+
+``assert_erased(kernel, *args)`` runs a ``@secret_jit`` kernel and its
+plain-numba control under the stack, register and heap detectors
+(:mod:`secretjit.testing.erasure`); ``sample_args`` declares the arguments
+``python -m secretjit verify`` calls a kernel with.  The detectors themselves
+are in :mod:`secretjit.testing.probes`.
+"""
+
+from .erasure import MECHANISMS, Report, assert_erased, check_erased
+from .samples import sample_args, samples_of
+
+__all__ = ['MECHANISMS', 'Report', 'assert_erased', 'check_erased',
+           'sample_args', 'samples_of']

@@ -1,0 +1,146 @@
+"""The machine-code audit passes clean builds and catches every mutation.
+
+The mutations break the object code the JIT loaded (a copy of its bytes),
+the way a broken pass or a bad merge would: a register zeroing dropped from
+the boundary, the scrub depth shrunk by 16 bytes, the scrub skipped when the
+kernel's status says it raised, a call to a C function that is not on the
+allow-list.  Each must turn the audit's verdict to FAIL with the right check;
+the unmutated object must pass.
+"""
+
+import io
+import platform
+import struct
+
+import numpy as np
+import pytest
+
+capstone = pytest.importorskip('capstone')
+elffile = pytest.importorskip('elftools.elf.elffile')
+
+from secretjit import audit, secret_jit  # noqa: E402
+from secretjit.__main__ import main  # noqa: E402
+from secretjit.kernels import chacha20, x25519  # noqa: E402
+
+from _kernels import stack_kernel  # noqa: E402
+
+pytestmark = pytest.mark.skipif(platform.machine() != 'x86_64',
+                                reason='x86-64 machine-code audit')
+
+
+@pytest.fixture(scope='module')
+def built():
+    from numba import typeof
+    copy = audit.fresh_copy(secret_jit(stack_kernel),
+                            [(typeof(np.arange(4, dtype=np.uint64)),)])
+    lib = copy.overloads[copy.signatures[0]].library
+    return (lib._get_compiled_object(), dict(lib.codegen.runtime_depths),
+            lib.stack_bounds)
+
+
+def _audit(data, built):
+    (res,) = audit.audit_object(data, allowances=built[1], stack_bounds=built[2])
+    return res
+
+
+def _boundary(data):
+    elf = elffile.ELFFile(io.BytesIO(data))
+    for sym in elf.get_section_by_name('.symtab').iter_symbols():
+        if sym.name.startswith(audit.BOUNDARY) and sym['st_size']:
+            sec = elf.get_section(sym['st_shndx'])
+            base = sec['sh_offset'] + sym['st_value']
+            md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+            code = data[base:base + sym['st_size']]
+            return base, list(md.disasm(code, 0))
+    raise AssertionError('no boundary in the object')
+
+
+def _patch(data, offset, new):
+    out = bytearray(data)
+    out[offset:offset + len(new)] = new
+    return bytes(out)
+
+
+def test_clean_build_passes_and_matches_stack_bound(built):
+    res = _audit(built[0], built)
+    assert res.ok, res
+    assert res.depth_scrubbed == res.stack_bound_depth >= res.depth_required > 0
+    assert res.externals == ['memset', 'secretjit_secret_call']
+
+
+def test_dropped_register_zeroing_is_caught(built):
+    base, insns = _boundary(built[0])
+    xor = next(i for i in insns if i.mnemonic == 'xor' and i.op_str == 'r11d, r11d')
+    res = _audit(_patch(built[0], base + xor.address, b'\x90' * xor.size), built)
+    assert not res.registers_ok and res.registers_missing == ['r11'] and not res.ok
+
+
+def test_scrub_depth_shrunk_by_16_is_caught(built):
+    base, insns = _boundary(built[0])
+    data = built[0]
+    for i in insns:                      # both immediates: secret stack and in place
+        if i.mnemonic == 'mov' and i.op_str.startswith(('edx, 0x', 'esi, 0x')):
+            imm = int(i.op_str.split(',')[1], 0)
+            data = _patch(data, base + i.address + 1, struct.pack('<I', imm - 16))
+    res = _audit(data, built)
+    assert not res.scrub_ok and not res.ok
+    assert any('needs' in p for p in res.scrub_problems), res.scrub_problems
+
+
+def test_scrub_skipped_on_the_raising_path_is_caught(built):
+    """``test edx, edx; jne past rep stosq``: edx holds the kernel's status."""
+    base, insns = _boundary(built[0])
+    k = next(n for n, i in enumerate(insns)
+             if i.mnemonic == 'mov' and i.op_str == 'rcx, rsi')
+    assert insns[k + 1].op_str == 'rcx, 3' and insns[k + 3].mnemonic.startswith('rep')
+    start = insns[k].address
+    after = insns[k + 3].address + insns[k + 3].size
+    jne = after - (start + 4)
+    new = b'\x85\xd2' + bytes([0x75, jne]) + b'\x48\x89\xf1'
+    assert len(new) == insns[k].size + insns[k + 1].size
+    res = _audit(_patch(built[0], base + start, new), built)
+    assert not res.scrub_ok and not res.ok
+    assert any('no scrub' in p for p in res.scrub_problems), res.scrub_problems
+
+
+def test_call_to_an_unlisted_external_is_caught(built):
+    data = built[0]
+    elf = elffile.ELFFile(io.BytesIO(data))
+    symtab = elf.get_section_by_name('.symtab')
+    names = [s.name for s in symtab.iter_symbols()]
+    unlisted = names.index('PyBytes_FromStringAndSize')
+    rela = elf.get_section_by_name('.rela.ltext')
+    for i, r in enumerate(rela.iter_relocations()):
+        if names[r['r_info_sym']] == 'memset':
+            off = rela['sh_offset'] + i * rela['sh_entsize'] + 8
+            data = _patch(data, off, struct.pack('<Q', unlisted << 32 | r['r_info_type']))
+    res = _audit(data, built)
+    assert not res.calls_ok and 'PyBytes_FromStringAndSize' in res.unlisted and not res.ok
+
+
+@pytest.mark.parametrize('kernel', [chacha20.chacha20_xor, x25519.x25519_kernel],
+                         ids=['chacha20_xor', 'x25519_kernel'])
+def test_vetted_kernels_pass(kernel):
+    if kernel is chacha20.chacha20_xor:
+        chacha20.chacha20(bytes(32), bytes(12), b'x' * 70)
+    else:
+        x25519.x25519(bytes(32), bytes([9]) + bytes(31))
+    results = audit.audit_dispatcher(audit.fresh_copy(kernel))
+    assert results and all(r.ok for r in results), results
+    for r in results:
+        assert r.depth_scrubbed >= r.depth_required
+        assert r.depth_scrubbed == r.stack_bound_depth
+
+
+def test_audit_cli_json_and_exit_status(tmp_path, capsys):
+    import json
+    import os
+    example = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples',
+                           'verify_kernels.py')
+    out = tmp_path / 'audit.json'
+    assert main(['audit', example + ':derive', '--json', str(out)]) == 0
+    text = capsys.readouterr().out
+    assert 'boundary of secretjit.demo.derive_session' in text and 'PASS' in text
+    rep = json.loads(out.read_text())
+    assert rep['ok'] and rep['boundaries'][0]['registers_ok']
+    assert main(['audit', str(tmp_path / 'none.so')]) == 2
