@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import secret_kernel, wipe
-from ._util import as_int, as_u8, take_bytes
+from ._util import IN, OUT, Entry, as_buf, as_int, body_of
 from .sha256 import _sha256, _sha_blocks, _sha_final, _sha_init
 
 __all__ = ["hmac_sha256", "hkdf_sha256", "hmac_sha256_into", "hkdf_sha256_into",
@@ -124,13 +124,38 @@ def hkdf_sha256_into(ikm, salt, info, out):
     wipe(t)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_hmac_body = body_of(hmac_sha256_into)
+_hkdf_body = body_of(hkdf_sha256_into)
+
+
+@secret_kernel(cache=True, nogil=True)
+def _hmac_api(key, msg, out):
+    _hmac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
+               np.frombuffer(out, np.uint8))
+
+
+@secret_kernel(cache=True, nogil=True)
+def _hkdf_api(ikm, salt, info, out):
+    _hkdf_body(np.frombuffer(ikm, np.uint8), np.frombuffer(salt, np.uint8),
+               np.frombuffer(info, np.uint8), np.frombuffer(out, np.uint8))
+
+
+_HMAC = Entry(_hmac_api, IN, IN, OUT)
+_HKDF = Entry(_hkdf_api, IN, IN, IN, OUT)
+
+
 def hmac_sha256(key, msg):
     """HMAC-SHA256 (32 bytes) of ``msg`` under ``key`` (any length)."""
-    k = as_u8(key, "key")
-    m = as_u8(msg, "msg")
-    out = np.empty(DIGEST_SIZE, np.uint8)
-    hmac_sha256_into(k, m, out)
-    return out.tobytes()
+    if not (type(key) is bytes and type(msg) is bytes):
+        key = as_buf(key, "key")
+        msg = as_buf(msg, "msg")
+    out = bytes(DIGEST_SIZE)
+    _HMAC.call(key, msg, out)
+    return out
 
 
 def hkdf_sha256(ikm, salt, info, length):
@@ -138,10 +163,14 @@ def hkdf_sha256(ikm, salt, info, length):
 
     ``salt`` may be empty (or None), meaning 32 zero bytes; ``info`` may be empty.
     """
-    k = as_u8(ikm, "ikm")
-    s = as_u8(b"" if salt is None else salt, "salt")
-    i = as_u8(info, "info")
-    n = as_int(length, "length", 0, HKDF_MAX_LENGTH)
-    out = np.empty(n, np.uint8)
-    hkdf_sha256_into(k, s, i, out)
-    return take_bytes(out)
+    if salt is None:
+        salt = b""
+    if not (type(ikm) is bytes and type(salt) is bytes and type(info) is bytes):
+        ikm = as_buf(ikm, "ikm")
+        salt = as_buf(salt, "salt")
+        info = as_buf(info, "info")
+    if type(length) is not int or not 0 <= length <= HKDF_MAX_LENGTH:
+        length = as_int(length, "length", 0, HKDF_MAX_LENGTH)
+    out = bytes(length)
+    _HKDF.call(ikm, salt, info, out)
+    return out
