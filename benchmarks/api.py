@@ -1,8 +1,10 @@
 """The Python API users call (issue 16): secretjit's public functions against cryptography's.
 
 For every kernel, at 64 B and 1 MiB (X25519: per call), three callables are
-timed interleaved in one process (``run.interleaved``: autorange-sized
-batches, medians):
+timed interleaved in one process (api, kernel, reference, api, ...; batches of
+about 2 ms; medians) in CPU time of the benchmarking thread
+(``time.thread_time``: user + system time, so the time slices the OS gives other
+processes on a shared machine are not counted; all three run in this thread):
 
 - ``api``: secretjit's public function on ``bytes`` (``aead.seal(key, nonce,
   data)``, ``sha256(data)``, ...): argument checks, the API kernel, the
@@ -27,15 +29,17 @@ import hashlib
 import hmac
 import json
 import os
+import statistics
 import sys
 import time
+import timeit
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import _fmt_time, interleaved, machine  # noqa: E402
+from run import _fmt_time, machine  # noqa: E402
 
 SIZES = (64, 1 << 20)
 
@@ -164,6 +168,7 @@ def cases(quick=False):
     priv = X25519PrivateKey.from_private_bytes(scalar)
     pub = X25519PublicKey.from_public_bytes(u)
     SC, U = as_u8(scalar, 's'), as_u8(u, 'u')
+    o32 = np.empty(32, np.uint8)
     e10 = _entry(x25519.x25519_kernel, o32, SC, U)
     out.append(('x25519', 'per call', 0,
                 lambda: x25519.x25519(scalar, u),
@@ -173,8 +178,22 @@ def cases(quick=False):
     return out
 
 
+def interleaved(fns, rounds, batch_seconds=0.002):
+    """Median thread-CPU seconds per call of each function, sampled A B C A B C ..."""
+    timers = {k: timeit.Timer(f, timer=time.thread_time) for k, f in fns.items()}
+    for t in timers.values():
+        t.timeit(3)                                 # warm up (first calls compile)
+    slowest = max(t.timeit(5) / 5 for t in timers.values())
+    n = max(1, int(batch_seconds / slowest))
+    samples = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, t in timers.items():
+            samples[k].append(t.timeit(number=n) / n)
+    return {k: statistics.median(v) for k, v in samples.items()}, n
+
+
 def collect(quick=False):
-    rounds = 3 if quick else 21
+    rounds = 5 if quick else 41
     rows = []
     for kernel, size, nbytes, api, kern, ref, ref_name in cases(quick):
         fns = {'api': api, 'kernel': kern}
@@ -228,7 +247,7 @@ def markdown(data, command='python benchmarks/api.py'):
     lines = ['## Python API against cryptography (issue 16)', '',
              'Machine: %s (LLVM cpu `%s`), %s cores; CPU flags used by the kernels or '
              'OpenSSL: %s.  Command: `%s` (%s).  Interleaved api / kernel / reference, '
-             '%d rounds, medians; "kernel" is the array entry kernel through its entry '
+             '%d rounds, medians of thread CPU time; "kernel" is the array entry kernel through its entry '
              'point with prepared arrays; overhead = api - kernel.' % (
                  m['cpu'], m['llvm_cpu'], m['cores'], ' '.join(m.get('cpu_flags', [])) or '?',
                  command, data['date'], data['rounds']), '',
@@ -251,7 +270,7 @@ def markdown(data, command='python benchmarks/api.py'):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--quick', action='store_true', help='3 rounds instead of 21')
+    p.add_argument('--quick', action='store_true', help='64 B only, 5 rounds instead of 41')
     p.add_argument('--json', help='also write the numbers to this file')
     args = p.parse_args(argv)
     data = collect(args.quick)

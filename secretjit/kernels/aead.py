@@ -9,7 +9,7 @@ from numba import njit
 
 from . import InvalidTag
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, SMALL, Entry, as_buf, as_buf_sized, body_of, uninit_bytes
+from ._util import IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, body_of, uninit_bytes
 from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
 from .poly1305 import STATE_SIZE, _HIBIT, _blocks_serial, _ct_equal16, _poly_finish, \
     _poly_init, _poly_update_padded
@@ -246,56 +246,67 @@ def _open_args(key, nonce, nonce_size, ciphertext_and_tag, aad):
     return key, nonce, c, aad
 
 
-# The fast path (every argument bytes, right sizes) is spelled out in each function:
-# one type test and one length test per argument, then the kernel.
+# The fast path (every argument bytes): one type test per argument, then the kernel,
+# which checks the sizes; on its ValueError the slow path raises the message that
+# names the parameter and its size.
 
-def seal(key, nonce, plaintext, aad=b""):
-    """ChaCha20-Poly1305 encrypt: 32-byte key, 12-byte nonce -> ciphertext || 16-byte tag."""
-    if not (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
-            and type(aad) is bytes and len(key) == KEY_SIZE and len(nonce) == NONCE_SIZE
-            and len(plaintext) <= MAX_PLAINTEXT):
-        key, nonce, plaintext, aad = _seal_args(key, nonce, NONCE_SIZE, plaintext, aad)
-    n = len(plaintext) + TAG_SIZE
-    out = bytes(n) if n < SMALL else uninit_bytes(None, n)
-    _SEAL.call(key, nonce, plaintext, aad, out)
-    return out
+_MAX_SEALED = MAX_PLAINTEXT + TAG_SIZE
 
 
-def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001 - the requested API name
-    """ChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
-    c = ciphertext_and_tag
-    if not (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
-            and type(aad) is bytes and len(key) == KEY_SIZE and len(nonce) == NONCE_SIZE
-            and TAG_SIZE <= len(c) <= MAX_PLAINTEXT + TAG_SIZE):
-        key, nonce, c, aad = _open_args(key, nonce, NONCE_SIZE, c, aad)
-    n = len(c) - TAG_SIZE
-    out = bytes(n) if n < SMALL else uninit_bytes(None, n)
-    if _OPEN.call(key, nonce, c, aad, out) != 1:
-        raise InvalidTag("authentication failed")
-    return out
+def _make_seal(entry, nonce_size):
+    def seal(key, nonce, plaintext, aad=b""):
+        if not (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
+                and type(aad) is bytes):
+            key, nonce, plaintext, aad = _seal_args(key, nonce, nonce_size, plaintext, aad)
+        n = len(plaintext) + TAG_SIZE
+        if n > _MAX_SEALED:
+            _seal_args(key, nonce, nonce_size, plaintext, aad)
+        out = ZERO * n if n < SMALL else uninit_bytes(None, n)      # n >= 16: a new object
+        try:
+            entry.call(key, nonce, plaintext, aad, out)     # the kernel checks the sizes
+        except ValueError:
+            _seal_args(key, nonce, nonce_size, plaintext, aad)   # the message naming the size
+            raise
+        return out
+    return seal
 
 
-def xseal(key, nonce, plaintext, aad=b""):
-    """XChaCha20-Poly1305 encrypt: 32-byte key, 24-byte nonce -> ciphertext || 16-byte tag."""
-    if not (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
-            and type(aad) is bytes and len(key) == KEY_SIZE and len(nonce) == XNONCE_SIZE
-            and len(plaintext) <= MAX_PLAINTEXT):
-        key, nonce, plaintext, aad = _seal_args(key, nonce, XNONCE_SIZE, plaintext, aad)
-    n = len(plaintext) + TAG_SIZE
-    out = bytes(n) if n < SMALL else uninit_bytes(None, n)
-    _XSEAL.call(key, nonce, plaintext, aad, out)
-    return out
+def _make_open(entry, nonce_size):
+    def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001
+        c = ciphertext_and_tag
+        if not (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
+                and type(aad) is bytes):
+            key, nonce, c, aad = _open_args(key, nonce, nonce_size, c, aad)
+        n = len(c) - TAG_SIZE
+        if not 0 <= n <= MAX_PLAINTEXT:
+            _open_args(key, nonce, nonce_size, c, aad)
+        if n < SMALL:
+            out = ZERO * n if n > 1 else bytes(n)   # ZERO * 1 would be ZERO itself
+        else:
+            out = uninit_bytes(None, n)
+        try:
+            ok = entry.call(key, nonce, c, aad, out)        # the kernel checks the sizes
+        except ValueError:
+            _open_args(key, nonce, nonce_size, c, aad)
+            raise
+        if ok != 1:
+            raise InvalidTag("authentication failed")
+        return out
+    return open
 
 
-def xopen(key, nonce, ciphertext_and_tag, aad=b""):
-    """XChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
-    c = ciphertext_and_tag
-    if not (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
-            and type(aad) is bytes and len(key) == KEY_SIZE and len(nonce) == XNONCE_SIZE
-            and TAG_SIZE <= len(c) <= MAX_PLAINTEXT + TAG_SIZE):
-        key, nonce, c, aad = _open_args(key, nonce, XNONCE_SIZE, c, aad)
-    n = len(c) - TAG_SIZE
-    out = bytes(n) if n < SMALL else uninit_bytes(None, n)
-    if _XOPEN.call(key, nonce, c, aad, out) != 1:
-        raise InvalidTag("authentication failed")
-    return out
+def _api(fn, name, doc):
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    fn.__module__ = __name__
+    return fn
+
+
+seal = _api(_make_seal(_SEAL, NONCE_SIZE), "seal",
+            "ChaCha20-Poly1305 encrypt: 32-byte key, 12-byte nonce -> ciphertext || 16-byte tag.")
+open = _api(_make_open(_OPEN, NONCE_SIZE), "open",   # noqa: A001 - the requested API name
+            "ChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails.")
+xseal = _api(_make_seal(_XSEAL, XNONCE_SIZE), "xseal",
+             "XChaCha20-Poly1305 encrypt: 32-byte key, 24-byte nonce -> ciphertext || 16-byte tag.")
+xopen = _api(_make_open(_XOPEN, XNONCE_SIZE), "xopen",
+             "XChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails.")

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, types
 
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, SMALL, Entry, as_buf, as_buf_sized, as_int, body_of, uninit_bytes
+from ._util import IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, as_int, body_of, uninit_bytes
 
 __all__ = ["chacha20", "hchacha20", "chacha20_xor", "chacha20_block", "hchacha20_kernel",
            "LANES", "KEY_SIZE", "NONCE_SIZE"]
@@ -285,19 +285,28 @@ def chacha20(key, nonce, data, counter=0):
     ``counter`` is the initial 32-bit block counter; a counter range that would wrap past
     2**32 - 1 raises ValueError.
     """
-    if not (type(key) is bytes and type(nonce) is bytes and type(data) is bytes
-            and len(key) == KEY_SIZE and len(nonce) == NONCE_SIZE):
-        key = as_buf_sized(key, "key", KEY_SIZE)
-        nonce = as_buf_sized(nonce, "nonce", NONCE_SIZE)
-        data = as_buf(data, "data")
+    if not (type(key) is bytes and type(nonce) is bytes and type(data) is bytes):
+        key, nonce, data = _chacha20_args(key, nonce, data)
     n = len(data)
     if type(counter) is not int or not 0 <= counter <= 0xFFFFFFFF:
         counter = as_int(counter, "counter", 0, 0xFFFFFFFF)
     if counter + ((n + 63) >> 6) > 1 << 32:
         raise ValueError(f"data too long for counter {counter}: the 32-bit block counter would wrap")
-    out = bytes(n) if n < SMALL else uninit_bytes(None, n)
-    _CHACHA20.call(key, nonce, counter, data, out)
+    if n < SMALL:
+        out = ZERO * n if n > 1 else bytes(n)   # ZERO * 1 would be ZERO itself
+    else:
+        out = uninit_bytes(None, n)
+    try:
+        _CHACHA20.call(key, nonce, counter, data, out)  # the kernel checks the sizes
+    except ValueError:
+        _chacha20_args(key, nonce, data)                # the message naming the size
+        raise
     return out
+
+
+def _chacha20_args(key, nonce, data):
+    return (as_buf_sized(key, "key", KEY_SIZE), as_buf_sized(nonce, "nonce", NONCE_SIZE),
+            as_buf(data, "data"))
 
 
 def hchacha20(key, nonce):
@@ -306,6 +315,6 @@ def hchacha20(key, nonce):
             and len(nonce) == 16):
         key = as_buf_sized(key, "key", KEY_SIZE)
         nonce = as_buf_sized(nonce, "nonce", 16)
-    out = bytes(32)
+    out = ZERO * 32
     _HCHACHA20.call(key, nonce, out)
     return out

@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, Entry, as_buf, as_int, body_of
+from ._util import IN, OUT, ZERO, Entry, as_buf, as_int, body_of
 from .sha256 import _sha256, _sha_blocks, _sha_final, _sha_init
 
 __all__ = ["hmac_sha256", "hkdf_sha256", "hmac_sha256_into", "hkdf_sha256_into",
@@ -153,7 +153,7 @@ def hmac_sha256(key, msg):
     if not (type(key) is bytes and type(msg) is bytes):
         key = as_buf(key, "key")
         msg = as_buf(msg, "msg")
-    out = bytes(DIGEST_SIZE)
+    out = ZERO * DIGEST_SIZE
     _HMAC.call(key, msg, out)
     return out
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, Entry, as_buf, as_buf_sized, body_of
+from ._util import IN, OUT, ZERO, Entry, as_buf, as_buf_sized, body_of
 
 __all__ = ["poly1305", "poly1305_mac", "poly1305_verify_kernel", "KEY_SIZE", "TAG_SIZE",
            "STATE_SIZE", "LANES"]
@@ -420,6 +420,6 @@ def poly1305(key, msg):
     if not (type(key) is bytes and type(msg) is bytes and len(key) == KEY_SIZE):
         key = as_buf_sized(key, "key", KEY_SIZE)
         msg = as_buf(msg, "msg")
-    out = bytes(TAG_SIZE)
+    out = ZERO * TAG_SIZE
     _POLY1305.call(key, msg, out)
     return out

@@ -21,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, Entry, as_buf, body_of
+from ._util import IN, OUT, ZERO, Entry, as_buf, body_of
 
 __all__ = ["sha256", "sha256_into", "DIGEST_SIZE", "BLOCK_SIZE", "USES_SHA_NI"]
 
@@ -275,6 +275,6 @@ def sha256(data):
     """SHA-256 digest (32 bytes) of a bytes-like ``data``."""
     if type(data) is not bytes:
         data = as_buf(data, "data")
-    out = bytes(DIGEST_SIZE)
+    out = ZERO * DIGEST_SIZE
     _SHA256.call(data, out)
     return out

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from ._jit import secret_kernel, wipe
-from ._util import IN, OUT, Entry, as_buf_sized, body_of
+from ._util import IN, OUT, ZERO, Entry, as_buf_sized, body_of
 
 __all__ = ["x25519", "public_key", "x25519_kernel", "KEY_SIZE", "BASEPOINT"]
 
@@ -598,7 +598,7 @@ def x25519(scalar, u):
             and len(u) == KEY_SIZE):
         scalar = as_buf_sized(scalar, "scalar", KEY_SIZE)
         u = as_buf_sized(u, "u", KEY_SIZE)
-    out = bytes(KEY_SIZE)
+    out = ZERO * KEY_SIZE
     _X25519.call(out, scalar, u)
     return out
 
