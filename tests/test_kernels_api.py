@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from secretjit import secret_jit
 from secretjit.kernels import aead, blake2b, chacha20, hmac, poly1305, sha256, x25519
+from secretjit.kernels._bytesarg import IN_BYTES, OUT_BYTES
 from secretjit.kernels._util import IN, OUT, SMALL, ZERO, new_bytes
 
 KEY, NONCE, XNONCE = bytes(range(32)), bytes(range(12)), bytes(range(24))
@@ -45,12 +46,37 @@ API_KERNELS = [
 
 
 @pytest.mark.parametrize("kernel, call", API_KERNELS, ids=lambda v: getattr(v, "__name__", ""))
-def test_every_input_kind_runs_the_one_compiled_overload(kernel, call):
+def test_every_input_kind_runs_one_of_two_compiled_overloads(kernel, call):
+    """Exact bytes run the BytesArg overload, every other kind the buffer one: no more."""
     results = {bytes(call(k, p)) for k, p in zip(kinds(KEY), kinds(bytes(range(50))))}
     assert len(results) == 1                       # same answer for every kind
     assert all(type(r) is bytes for r in [call(KEY, bytes(50))])
-    assert len(kernel.signatures) == 1, kernel.signatures
-    assert all(t in (IN, OUT) or str(t) == "int64" for t in kernel.signatures[0])
+    assert len(kernel.signatures) == 2, kernel.signatures
+    fast, generic = sorted(kernel.signatures, key=lambda sig: IN in sig or OUT in sig)
+    assert all(t in (IN_BYTES, OUT_BYTES) or str(t) == "int64" for t in fast)
+    assert all(t in (IN, OUT) or str(t) == "int64" for t in generic)
+
+
+def test_bytes_arguments_unboxed_from_the_object():
+    """BytesArg reads ob_size and ob_sval directly: lengths and contents of any size."""
+    @secret_jit
+    def digest(a, out):
+        x = np.frombuffer(a, np.uint8)
+        o = np.frombuffer(out, np.uint8)
+        s = 0
+        for i in range(x.size):
+            s = s * 31 + x[i]
+            o[i] = x[x.size - 1 - i]
+        return x.size, s
+    call = digest.compile((IN_BYTES, OUT_BYTES))
+    for n in (0, 1, 2, 7, 4096, 100000):
+        data = os.urandom(n)
+        out = new_bytes(n)
+        s = 0
+        for v in data:
+            s = (s * 31 + v) & 0xFFFFFFFFFFFFFFFF
+        size, h = call(data, out)
+        assert size == n and h & 0xFFFFFFFFFFFFFFFF == s and out == data[::-1]
 
 
 def test_control_array_flags_do_make_new_overloads():

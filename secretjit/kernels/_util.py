@@ -1,10 +1,11 @@
 """Input conversion and validation shared by the Python-level kernel APIs.
 
 The public functions call buffer-typed API kernels through :class:`Entry`
-(the compiled overload's entry point, no dispatch): bytes arguments pass as
-they are, other bytes-like arguments go through :func:`as_buf` (validated,
-never copied), and the result is written by the kernel straight into a fresh
-``bytes`` object from :func:`new_bytes`.  :func:`as_u8` (a zero-copy,
+(the compiled overloads' entry points, no dispatch): exact ``bytes`` arguments
+pass as they are to the ``BytesArg`` overload (``Entry.fast``), other
+bytes-like arguments go through :func:`as_buf` (validated, never copied) to the
+buffer overload (``Entry.call``), and the result is written by the kernel
+straight into a fresh ``bytes`` object from :func:`new_bytes`.  :func:`as_u8` (a zero-copy,
 read-only 1-D C-contiguous ``uint8`` array view) serves callers of the
 array-typed entry kernels.  Sizes and integers are validated with the helpers
 below, so that wrong input raises ``TypeError`` or ``ValueError`` naming the
@@ -83,9 +84,12 @@ def as_int(value, name, lo, hi):
 # (``OUT``) is typed as a writable buffer but is always a fresh ``bytes`` object
 # from :func:`new_bytes`: nothing else holds a reference to it before it is
 # returned, which is how CPython's own C code fills the ``bytes`` it creates.
-# The wrapper reads only shape[0] and strides[0] of a buffer typed 1-D, so every
-# object passed must be a 1-D, C-contiguous buffer of single bytes: bytes, or
-# what :func:`as_buf` returns.
+# The wrapper copies ``ndim`` shapes and strides of the exported buffer into a
+# structure that holds one of each, and ``np.frombuffer`` assumes contiguous
+# bytes, so every object passed must be a 1-D, C-contiguous buffer of single
+# bytes: bytes, or what :func:`as_buf` returns.  Exact ``bytes`` objects go to a
+# second overload instead (``Entry.fast``, ``BytesArg`` types), which reads them
+# without the buffer protocol.
 
 IN = types.Buffer(types.uint8, 1, "C", readonly=True)
 OUT = types.Buffer(types.uint8, 1, "C")
@@ -158,33 +162,48 @@ def body_of(kernel):
 
 
 class Entry:
-    """Call one overload of an API kernel directly: ``Entry(kernel, IN, IN, OUT).call(...)``.
+    """Call one overload of an API kernel directly: ``Entry(kernel, IN, IN, OUT)``.
 
-    The first call compiles (or loads from the cache) that one signature; later
-    calls go to its entry point, skipping numba's type dispatch, which for
-    non-array arguments falls back to Python-level ``typeof``.  The entry point
-    does not check argument types: callers pass only bytes, what :func:`as_buf`
-    returns, Python ints for integer parameters, and :func:`new_bytes` outputs.
+    ``call(...)`` runs the overload for buffer arguments (``IN``/``OUT``: bytes,
+    bytearray, what :func:`as_buf` returns); ``fast(...)`` the overload for exact
+    ``bytes`` arguments (``IN_BYTES``/``OUT_BYTES``, unboxed without the buffer
+    protocol, see :mod:`secretjit.kernels._bytesarg`).  The first call of each
+    compiles (or loads from the cache) that one signature; later calls go to its
+    entry point, skipping numba's type dispatch, which for non-array arguments
+    falls back to Python-level ``typeof``.  The entry points do not check argument
+    types: callers pass only what the signature says (exact ``bytes`` to
+    ``fast``, fresh :func:`new_bytes` objects as outputs), Python ints for integer
+    parameters.
     """
 
-    __slots__ = ("kernel", "sig", "call")
+    __slots__ = ("kernel", "sig", "fast_sig", "call", "fast")
 
     def __init__(self, kernel, *argtypes):
+        from ._bytesarg import AVAILABLE, IN_BYTES, OUT_BYTES
         self.kernel = kernel
         self.sig = tuple(argtypes)
+        self.fast_sig = tuple(IN_BYTES if t is IN else OUT_BYTES if t is OUT else t
+                              for t in argtypes) if AVAILABLE else self.sig
         self.call = self._first_call
+        self.fast = self._first_fast
+
+    def _compile(self, sig):
+        if hasattr(self.kernel, "compile"):
+            return self.kernel.compile(sig)
+        return self._python_call                # NUMBA_DISABLE_JIT=1: the plain function
 
     def _first_call(self, *args):
-        if hasattr(self.kernel, "compile"):
-            self.call = self.kernel.compile(self.sig)
-        else:                           # NUMBA_DISABLE_JIT=1: the plain Python function
-            self.call = self._python_call
+        self.call = self._compile(self.sig)
         return self.call(*args)
+
+    def _first_fast(self, *args):
+        self.fast = self._compile(self.fast_sig)
+        return self.fast(*args)
 
     def _python_call(self, *args):
         conv = []
         outs = []
-        for ty, a in zip(self.sig, args):
+        for ty, a in zip(self.sig, args):      # (self.sig: the same positions as fast_sig)
             if ty is OUT:
                 o = np.zeros(len(a), np.uint8)
                 outs.append((a, o))

@@ -255,15 +255,18 @@ _MAX_SEALED = MAX_PLAINTEXT + TAG_SIZE
 
 def _make_seal(entry, nonce_size):
     def seal(key, nonce, plaintext, aad=b""):
-        if not (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
+        if (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
                 and type(aad) is bytes):
+            call = entry.fast
+        else:
             key, nonce, plaintext, aad = _seal_args(key, nonce, nonce_size, plaintext, aad)
+            call = entry.call
         n = len(plaintext) + TAG_SIZE
         if n > _MAX_SEALED:
             _seal_args(key, nonce, nonce_size, plaintext, aad)
         out = ZERO * n if n < SMALL else uninit_bytes(None, n)      # n >= 16: a new object
         try:
-            entry.call(key, nonce, plaintext, aad, out)     # the kernel checks the sizes
+            call(key, nonce, plaintext, aad, out)           # the kernel checks the sizes
         except ValueError:
             _seal_args(key, nonce, nonce_size, plaintext, aad)   # the message naming the size
             raise
@@ -274,9 +277,12 @@ def _make_seal(entry, nonce_size):
 def _make_open(entry, nonce_size):
     def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001
         c = ciphertext_and_tag
-        if not (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
+        if (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
                 and type(aad) is bytes):
+            call = entry.fast
+        else:
             key, nonce, c, aad = _open_args(key, nonce, nonce_size, c, aad)
+            call = entry.call
         n = len(c) - TAG_SIZE
         if not 0 <= n <= MAX_PLAINTEXT:
             _open_args(key, nonce, nonce_size, c, aad)
@@ -285,7 +291,7 @@ def _make_open(entry, nonce_size):
         else:
             out = uninit_bytes(None, n)
         try:
-            ok = entry.call(key, nonce, c, aad, out)        # the kernel checks the sizes
+            ok = call(key, nonce, c, aad, out)              # the kernel checks the sizes
         except ValueError:
             _open_args(key, nonce, nonce_size, c, aad)
             raise

@@ -165,13 +165,16 @@ _BLAKE2B = Entry(_blake2b_api, IN, IN, OUT)
 
 def blake2b(data, digest_size=64, key=b""):
     """BLAKE2b digest of ``data`` (``digest_size`` 1..64 bytes, optional ``key`` of 0..64 bytes)."""
-    if not (type(data) is bytes and type(key) is bytes and type(digest_size) is int
+    if (type(data) is bytes and type(key) is bytes and type(digest_size) is int
             and 1 <= digest_size <= MAX_DIGEST_SIZE):
+        call = _BLAKE2B.fast
+    else:
         data = as_buf(data, "data")
         digest_size = as_int(digest_size, "digest_size", 1, MAX_DIGEST_SIZE)
         key = as_buf(key, "key")
+        call = _BLAKE2B.call
     if len(key) > MAX_KEY_SIZE:
         raise ValueError(f"key must be at most {MAX_KEY_SIZE} bytes, got {len(key)}")
-    out = bytes(digest_size)
-    _BLAKE2B.call(data, key, out)
+    out = bytes(digest_size)                    # digest_size >= 1: a new object
+    call(data, key, out)
     return out

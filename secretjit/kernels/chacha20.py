@@ -285,8 +285,11 @@ def chacha20(key, nonce, data, counter=0):
     ``counter`` is the initial 32-bit block counter; a counter range that would wrap past
     2**32 - 1 raises ValueError.
     """
-    if not (type(key) is bytes and type(nonce) is bytes and type(data) is bytes):
+    if type(key) is bytes and type(nonce) is bytes and type(data) is bytes:
+        call = _CHACHA20.fast
+    else:
         key, nonce, data = _chacha20_args(key, nonce, data)
+        call = _CHACHA20.call
     n = len(data)
     if type(counter) is not int or not 0 <= counter <= 0xFFFFFFFF:
         counter = as_int(counter, "counter", 0, 0xFFFFFFFF)
@@ -297,7 +300,7 @@ def chacha20(key, nonce, data, counter=0):
     else:
         out = uninit_bytes(None, n)
     try:
-        _CHACHA20.call(key, nonce, counter, data, out)  # the kernel checks the sizes
+        call(key, nonce, counter, data, out)            # the kernel checks the sizes
     except ValueError:
         _chacha20_args(key, nonce, data)                # the message naming the size
         raise
@@ -311,10 +314,13 @@ def _chacha20_args(key, nonce, data):
 
 def hchacha20(key, nonce):
     """HChaCha20 subkey derivation: 32-byte key, 16-byte nonce -> 32-byte subkey."""
-    if not (type(key) is bytes and type(nonce) is bytes and len(key) == KEY_SIZE
+    if (type(key) is bytes and type(nonce) is bytes and len(key) == KEY_SIZE
             and len(nonce) == 16):
+        call = _HCHACHA20.fast
+    else:
         key = as_buf_sized(key, "key", KEY_SIZE)
         nonce = as_buf_sized(nonce, "nonce", 16)
+        call = _HCHACHA20.call
     out = ZERO * 32
-    _HCHACHA20.call(key, nonce, out)
+    call(key, nonce, out)
     return out

@@ -150,11 +150,14 @@ _HKDF = Entry(_hkdf_api, IN, IN, IN, OUT)
 
 def hmac_sha256(key, msg):
     """HMAC-SHA256 (32 bytes) of ``msg`` under ``key`` (any length)."""
-    if not (type(key) is bytes and type(msg) is bytes):
+    if type(key) is bytes and type(msg) is bytes:
+        call = _HMAC.fast
+    else:
         key = as_buf(key, "key")
         msg = as_buf(msg, "msg")
+        call = _HMAC.call
     out = ZERO * DIGEST_SIZE
-    _HMAC.call(key, msg, out)
+    call(key, msg, out)
     return out
 
 
@@ -165,12 +168,15 @@ def hkdf_sha256(ikm, salt, info, length):
     """
     if salt is None:
         salt = b""
-    if not (type(ikm) is bytes and type(salt) is bytes and type(info) is bytes):
+    if type(ikm) is bytes and type(salt) is bytes and type(info) is bytes:
+        call = _HKDF.fast
+    else:
         ikm = as_buf(ikm, "ikm")
         salt = as_buf(salt, "salt")
         info = as_buf(info, "info")
+        call = _HKDF.call
     if type(length) is not int or not 0 <= length <= HKDF_MAX_LENGTH:
         length = as_int(length, "length", 0, HKDF_MAX_LENGTH)
-    out = bytes(length)
-    _HKDF.call(ikm, salt, info, out)
+    out = bytes(length)                         # a new object for length >= 1
+    call(ikm, salt, info, out)
     return out

@@ -417,9 +417,12 @@ _POLY1305 = Entry(_poly1305_api, IN, IN, OUT)
 
 def poly1305(key, msg):
     """Poly1305 tag (16 bytes) of ``msg`` under a 32-byte one-time ``key``."""
-    if not (type(key) is bytes and type(msg) is bytes and len(key) == KEY_SIZE):
+    if type(key) is bytes and type(msg) is bytes and len(key) == KEY_SIZE:
+        call = _POLY1305.fast
+    else:
         key = as_buf_sized(key, "key", KEY_SIZE)
         msg = as_buf(msg, "msg")
+        call = _POLY1305.call
     out = ZERO * TAG_SIZE
-    _POLY1305.call(key, msg, out)
+    call(key, msg, out)
     return out

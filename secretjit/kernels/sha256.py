@@ -273,8 +273,11 @@ _SHA256 = Entry(_sha256_api, IN, OUT)
 
 def sha256(data):
     """SHA-256 digest (32 bytes) of a bytes-like ``data``."""
-    if type(data) is not bytes:
+    if type(data) is bytes:
+        call = _SHA256.fast
+    else:
         data = as_buf(data, "data")
+        call = _SHA256.call
     out = ZERO * DIGEST_SIZE
-    _SHA256.call(data, out)
+    call(data, out)
     return out

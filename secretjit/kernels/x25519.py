@@ -594,12 +594,15 @@ _X25519 = Entry(_x25519_api, OUT, IN, IN)
 
 def x25519(scalar, u):
     """X25519(scalar, u) -> 32 bytes (RFC 7748).  A low-order u gives 32 zero bytes."""
-    if not (type(scalar) is bytes and type(u) is bytes and len(scalar) == KEY_SIZE
+    if (type(scalar) is bytes and type(u) is bytes and len(scalar) == KEY_SIZE
             and len(u) == KEY_SIZE):
+        call = _X25519.fast
+    else:
         scalar = as_buf_sized(scalar, "scalar", KEY_SIZE)
         u = as_buf_sized(u, "u", KEY_SIZE)
+        call = _X25519.call
     out = ZERO * KEY_SIZE
-    _X25519.call(out, scalar, u)
+    call(out, scalar, u)
     return out
 
 
