@@ -202,6 +202,11 @@ def memory(calls):
 
 # -- report ----------------------------------------------------------------------
 
+# The CPU features the kernels' generated code or OpenSSL's assembly can use.
+CPU_FLAGS = ('sse4_1', 'avx', 'avx2', 'bmi2', 'adx', 'sha_ni', 'avx512f', 'avx512vl',
+             'avx512bw', 'avx512ifma', 'avx512_vbmi2', 'asimd', 'sha2', 'sve')
+
+
 def machine():
     import llvmlite.binding as ll
     import numba
@@ -215,7 +220,17 @@ def machine():
     except OSError:
         pass
     import cryptography
-    return {'cpu': cpu, 'llvm_cpu': ll.get_host_cpu_name(),
+    flags = []
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith(('flags', 'Features')):
+                    have = set(line.split(':', 1)[1].split())
+                    flags = [x for x in CPU_FLAGS if x in have]
+                    break
+    except OSError:
+        pass
+    return {'cpu': cpu, 'llvm_cpu': ll.get_host_cpu_name(), 'cpu_flags': flags,
             'arch': platform.machine(), 'cores': os.cpu_count(),
             'python': platform.python_version(), 'numba': numba.__version__,
             'numpy': np.__version__, 'cryptography': cryptography.__version__,
@@ -263,10 +278,10 @@ def markdown(data, command):
     m = data['machine']
     lines = ['# Benchmark results', '',
              'Machine: %s (LLVM cpu `%s`, %s), %s cores, nominal %.2f GHz; Python %s, '
-             'numba %s, numpy %s, cryptography %s.  ' % (
+             'numba %s, numpy %s, cryptography %s; CPU flags %s.  ' % (
                  m['cpu'], m['llvm_cpu'], m['arch'], m['cores'],
                  m['nominal_ghz'] or 0, m['python'], m['numba'], m['numpy'],
-                 m['cryptography']),
+                 m['cryptography'], ' '.join(m.get('cpu_flags', [])) or '?'),
              'Command: `%s` (%s).  ' % (command, time.strftime('%Y-%m-%d')),
              'Method: same source under `njit` and `secret_jit`, interleaved with '
              'the reference in one process, %d rounds, medians; ratio = secret/njit.'
@@ -305,6 +320,9 @@ def markdown(data, command):
     if data.get('hardened'):
         import hardened
         lines += ['', hardened.markdown(data['hardened'], command).rstrip()]
+    if data.get('api'):
+        import api
+        lines += ['', api.markdown(data['api'], command).rstrip()]
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
@@ -360,6 +378,8 @@ def main(argv=None):
         data['memory'] = memory(100_000)
     import hardened                       # imports this module: not at the top
     data['hardened'] = hardened.collect(args.quick)
+    import api                            # the Python API rows (issue 16)
+    data['api'] = api.collect(args.quick)
     data['seconds'] = time.time() - t0
     out = args.out or (None if args.quick else HERE)
     command = 'python benchmarks/run.py' + (' --quick' if args.quick else '')

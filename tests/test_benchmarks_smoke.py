@@ -30,4 +30,14 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert '## Targets' in table
     assert '## Hardened secret memory' in table
     assert data['hardened']
-    assert table.count('\n| chacha20 |') == 2             # 64 B and 16 KiB
+    assert table.count('\n| chacha20 |') == 3             # 64 B and 16 KiB; API 64 B
+    # the Python-API rows (issue 16): every kernel, api / kernel / reference interleaved
+    assert '## Python API against cryptography' in table
+    api_rows = data['api']['rows']
+    assert {r['kernel'] for r in api_rows} >= {
+        'chacha20', 'poly1305', 'chacha20-poly1305 seal', 'chacha20-poly1305 open',
+        'sha256', 'hmac-sha256', 'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519'}
+    for r in api_rows:
+        assert r['api_ns'] > 0 and r['kernel_ns'] > 0
+        assert abs(r['overhead_ns'] - (r['api_ns'] - r['kernel_ns'])) < 1e-6
+    assert 'avx2' in data['machine']['cpu_flags'] or 'asimd' in data['machine']['cpu_flags']

@@ -1,14 +1,22 @@
 """Input conversion and validation shared by the Python-level kernel APIs.
 
-Every public function converts its bytes-like arguments with :func:`as_u8` (a
-zero-copy, read-only 1-D C-contiguous ``uint8`` view) and validates sizes and
-integers with the helpers below, so that wrong input raises ``TypeError`` or
-``ValueError`` naming the parameter instead of reaching a kernel.
+The public functions call buffer-typed API kernels through :class:`Entry`
+(the compiled overloads' entry points, no dispatch): exact ``bytes`` arguments
+pass as they are to the ``BytesArg`` overload (``Entry.fast``), other
+bytes-like arguments go through :func:`as_buf` (validated, never copied) to the
+buffer overload (``Entry.call``), and the result is written by the kernel
+straight into a fresh ``bytes`` object from :func:`new_bytes`.  :func:`as_u8` (a zero-copy,
+read-only 1-D C-contiguous ``uint8`` array view) serves callers of the
+array-typed entry kernels.  Sizes and integers are validated with the helpers
+below, so that wrong input raises ``TypeError`` or ``ValueError`` naming the
+parameter instead of reaching a kernel.
 """
+import ctypes
 import operator
 import sys
 
 import numpy as np
+from numba import types
 
 if sys.byteorder != "little":  # pragma: no cover - the kernels view byte buffers as LE words
     raise ImportError("secretjit.kernels requires a little-endian host")
@@ -66,9 +74,147 @@ def as_int(value, name, lo, hi):
     return v
 
 
-def take_bytes(out, wipe_after=True):
-    """Copy a result array into ``bytes`` and (by default) zero the array."""
-    b = out.tobytes()
-    if wipe_after:
-        out[:] = 0
-    return b
+# -- the API kernels' calling convention ---------------------------------------
+#
+# An API kernel takes its byte arguments as numba ``Buffer`` values: numba's
+# wrapper unboxes any object with the buffer protocol through
+# ``PyObject_GetBuffer`` (a few ns, no numpy array object), and the kernel views
+# them with ``np.frombuffer``, which gives exactly the array types the entry
+# kernels are compiled for.  Inputs are read-only buffers (``IN``); the output
+# (``OUT``) is typed as a writable buffer but is always a fresh ``bytes`` object
+# from :func:`new_bytes`: nothing else holds a reference to it before it is
+# returned, which is how CPython's own C code fills the ``bytes`` it creates.
+# The wrapper copies ``ndim`` shapes and strides of the exported buffer into a
+# structure that holds one of each, and ``np.frombuffer`` assumes contiguous
+# bytes, so every object passed must be a 1-D, C-contiguous buffer of single
+# bytes: bytes, or what :func:`as_buf` returns.  Exact ``bytes`` objects go to a
+# second overload instead (``Entry.fast``, ``BytesArg`` types), which reads them
+# without the buffer protocol.
+
+IN = types.Buffer(types.uint8, 1, "C", readonly=True)
+OUT = types.Buffer(types.uint8, 1, "C")
+
+ZERO = b"\0"      # ZERO * n: a fresh zeroed bytes object for n >= 2 (n == 1 returns ZERO itself)
+SMALL = 4096     # below this, bytes(n) (zero-filled) is cheaper than a ctypes call
+uninit_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize    # uninit_bytes(None, n)
+uninit_bytes.restype = ctypes.py_object
+uninit_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+
+
+def new_bytes(n):
+    """A fresh ``bytes`` object of ``n`` bytes for a kernel to fill (no extra pass when large).
+
+    ``n`` > 0 gives a new object every time (CPython shares only the empty and the
+    one-character objects made from existing data); ``n`` == 0 gives the shared
+    empty ``bytes``, which a kernel never writes to.  The hot API functions
+    inline this (``bytes(n) if n < SMALL else uninit_bytes(None, n)``).
+    """
+    if n < SMALL:
+        return bytes(n)                 # calloc'd: the memset is shorter than the call below
+    return uninit_bytes(None, n)        # uninitialised: the kernel overwrites every byte
+
+
+def as_buf(value, name):
+    """Validate a bytes-like argument for an ``IN`` parameter and return it, never copied.
+
+    Same accepted types and errors as :func:`as_u8`; the result is the object
+    itself (bytes, bytearray, a uint8 array) or a 1-D byte view (memoryview).
+    """
+    if isinstance(value, (bytes, bytearray)):
+        return value
+    if isinstance(value, memoryview):
+        if not value.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous buffer")
+        if value.format != "B" or value.ndim != 1:
+            value = value.cast("B")
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype != np.uint8:
+            raise TypeError(f"{name} must be a uint8 array, got dtype {value.dtype}")
+        if value.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D uint8 array, got {value.ndim}-D")
+        if not value.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous array")
+        return value
+    raise TypeError(
+        f"{name} must be bytes, bytearray, memoryview or a uint8 numpy array, "
+        f"got {type(value).__name__}")
+
+
+def as_buf_sized(value, name, size):
+    """:func:`as_buf` plus an exact length check (``ValueError`` naming the size)."""
+    if type(value) is not bytes:
+        value = as_buf(value, name)
+    if len(value) != size:
+        raise ValueError(f"{name} must be {size} bytes, got {len(value)}")
+    return value
+
+
+def body_of(kernel):
+    """An entry kernel's Python function as a plain helper, for API kernels to call.
+
+    Secret kernels compile it again for the secret target (one twin per helper), so
+    the API kernel runs the entry kernel's exact code inside its own boundary;
+    ``inline="always"`` saves a call that passes every array's fields (~50 ns).
+    """
+    from numba import njit
+    return njit(getattr(kernel, "py_func", kernel), inline="always")
+
+
+class Entry:
+    """Call one overload of an API kernel directly: ``Entry(kernel, IN, IN, OUT)``.
+
+    ``call(...)`` runs the overload for buffer arguments (``IN``/``OUT``: bytes,
+    bytearray, what :func:`as_buf` returns); ``fast(...)`` the overload for exact
+    ``bytes`` arguments (``IN_BYTES``/``OUT_BYTES``, unboxed without the buffer
+    protocol, see :mod:`secretjit.kernels._bytesarg`).  The first call of each
+    compiles (or loads from the cache) that one signature; later calls go to its
+    entry point, skipping numba's type dispatch, which for non-array arguments
+    falls back to Python-level ``typeof``.  The entry points do not check argument
+    types: callers pass only what the signature says (exact ``bytes`` to
+    ``fast``, fresh :func:`new_bytes` objects as outputs), Python ints for integer
+    parameters.
+    """
+
+    __slots__ = ("kernel", "sig", "fast_sig", "call", "fast")
+
+    def __init__(self, kernel, *argtypes):
+        from ._bytesarg import AVAILABLE, IN_BYTES, OUT_BYTES
+        self.kernel = kernel
+        self.sig = tuple(argtypes)
+        self.fast_sig = tuple(IN_BYTES if t is IN else OUT_BYTES if t is OUT else t
+                              for t in argtypes) if AVAILABLE else self.sig
+        self.call = self._first_call
+        self.fast = self._first_fast
+
+    def _compile(self, sig):
+        if hasattr(self.kernel, "compile"):
+            return self.kernel.compile(sig)
+        return self._python_call                # NUMBA_DISABLE_JIT=1: the plain function
+
+    def _first_call(self, *args):
+        self.call = self._compile(self.sig)
+        return self.call(*args)
+
+    def _first_fast(self, *args):
+        self.fast = self._compile(self.fast_sig)
+        return self.fast(*args)
+
+    def _python_call(self, *args):
+        conv = []
+        outs = []
+        for ty, a in zip(self.sig, args):      # (self.sig: the same positions as fast_sig)
+            if ty is OUT:
+                o = np.zeros(len(a), np.uint8)
+                outs.append((a, o))
+                conv.append(o)
+            elif ty is IN:
+                conv.append(np.frombuffer(a, np.uint8))
+            else:
+                conv.append(a)
+        r = self.kernel(*conv)
+        for a, o in outs:
+            if len(a):
+                ctypes.memmove(ctypes.cast(id(a) + bytes.__basicsize__ - 1, ctypes.c_void_p),
+                               o.ctypes.data, len(a))
+        return r

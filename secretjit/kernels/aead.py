@@ -10,7 +10,8 @@ from numba import njit
 from . import InvalidTag
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_u8, as_u8_sized, take_bytes
+from ._util import (IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, body_of,
+                    uninit_bytes)
 from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
 from .poly1305 import STATE_SIZE, _HIBIT, _blocks_serial, _ct_equal16, _poly_finish, \
     _poly_init, _poly_update_padded
@@ -179,49 +180,141 @@ def xaead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     return ok
 
 
-def _seal_py(kernel, key, nonce, nonce_size, plaintext, aad):
-    k = as_u8_sized(key, "key", KEY_SIZE)
-    n = as_u8_sized(nonce, "nonce", nonce_size)
-    p = as_u8(plaintext, "plaintext")
-    a = as_u8(aad, "aad")
-    if p.size > MAX_PLAINTEXT:
-        raise ValueError(f"plaintext must be at most {MAX_PLAINTEXT} bytes, got {p.size}")
-    out = np.empty(p.size + TAG_SIZE, np.uint8)
-    kernel(k, n, p, a, out)
-    return out.tobytes()
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# Each API kernel views its buffers as the uint8 arrays the entry kernel takes and
+# runs the entry kernel's own body (its Python function, compiled as a helper).
+
+_seal_body = body_of(aead_seal_kernel)
+_open_body = body_of(aead_open_kernel)
+_xseal_body = body_of(xaead_seal_kernel)
+_xopen_body = body_of(xaead_open_kernel)
 
 
-def _open_py(kernel, key, nonce, nonce_size, ciphertext_and_tag, aad):
-    k = as_u8_sized(key, "key", KEY_SIZE)
-    n = as_u8_sized(nonce, "nonce", nonce_size)
-    c = as_u8(ciphertext_and_tag, "ciphertext_and_tag")
-    a = as_u8(aad, "aad")
-    if c.size < TAG_SIZE:
-        raise InvalidTag(f"ciphertext_and_tag must be at least {TAG_SIZE} bytes, got {c.size}")
-    if c.size - TAG_SIZE > MAX_PLAINTEXT:
+@secret_jit(cache=True, nogil=True)
+def _seal_api(key, nonce, plaintext, aad, out):
+    _seal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
+               np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
+               np.frombuffer(out, np.uint8))
+
+
+@secret_jit(cache=True, nogil=True)
+def _open_api(key, nonce, ciphertext_and_tag, aad, out):
+    return _open_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
+                      np.frombuffer(ciphertext_and_tag, np.uint8),
+                      np.frombuffer(aad, np.uint8), np.frombuffer(out, np.uint8))
+
+
+@secret_jit(cache=True, nogil=True)
+def _xseal_api(key, nonce, plaintext, aad, out):
+    _xseal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
+                np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
+                np.frombuffer(out, np.uint8))
+
+
+@secret_jit(cache=True, nogil=True)
+def _xopen_api(key, nonce, ciphertext_and_tag, aad, out):
+    return _xopen_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
+                       np.frombuffer(ciphertext_and_tag, np.uint8),
+                       np.frombuffer(aad, np.uint8), np.frombuffer(out, np.uint8))
+
+
+_SEAL = Entry(_seal_api, IN, IN, IN, IN, OUT)
+_OPEN = Entry(_open_api, IN, IN, IN, IN, OUT)
+_XSEAL = Entry(_xseal_api, IN, IN, IN, IN, OUT)
+_XOPEN = Entry(_xopen_api, IN, IN, IN, IN, OUT)
+
+
+def _seal_args(key, nonce, nonce_size, plaintext, aad):
+    """The slow path of seal's argument checks: any bytes-like type, or an error."""
+    key = as_buf_sized(key, "key", KEY_SIZE)
+    nonce = as_buf_sized(nonce, "nonce", nonce_size)
+    plaintext = as_buf(plaintext, "plaintext")
+    aad = as_buf(aad, "aad")
+    if len(plaintext) > MAX_PLAINTEXT:
+        raise ValueError(f"plaintext must be at most {MAX_PLAINTEXT} bytes, got {len(plaintext)}")
+    return key, nonce, plaintext, aad
+
+
+def _open_args(key, nonce, nonce_size, ciphertext_and_tag, aad):
+    key = as_buf_sized(key, "key", KEY_SIZE)
+    nonce = as_buf_sized(nonce, "nonce", nonce_size)
+    c = as_buf(ciphertext_and_tag, "ciphertext_and_tag")
+    aad = as_buf(aad, "aad")
+    if len(c) < TAG_SIZE:
+        raise InvalidTag(f"ciphertext_and_tag must be at least {TAG_SIZE} bytes, got {len(c)}")
+    if len(c) - TAG_SIZE > MAX_PLAINTEXT:
         raise ValueError(f"ciphertext_and_tag must be at most {MAX_PLAINTEXT + TAG_SIZE} bytes, "
-                         f"got {c.size}")
-    out = np.empty(c.size - TAG_SIZE, np.uint8)
-    if kernel(k, n, c, a, out) != 1:
-        raise InvalidTag("authentication failed")
-    return take_bytes(out)
+                         f"got {len(c)}")
+    return key, nonce, c, aad
 
 
-def seal(key, nonce, plaintext, aad=b""):
-    """ChaCha20-Poly1305 encrypt: 32-byte key, 12-byte nonce -> ciphertext || 16-byte tag."""
-    return _seal_py(aead_seal_kernel, key, nonce, NONCE_SIZE, plaintext, aad)
+# The fast path (every argument bytes): one type test per argument, then the kernel,
+# which checks the sizes; on its ValueError the slow path raises the message that
+# names the parameter and its size.
+
+_MAX_SEALED = MAX_PLAINTEXT + TAG_SIZE
 
 
-def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001 - the requested API name
-    """ChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
-    return _open_py(aead_open_kernel, key, nonce, NONCE_SIZE, ciphertext_and_tag, aad)
+def _make_seal(entry, nonce_size):
+    def seal(key, nonce, plaintext, aad=b""):
+        if (type(key) is bytes and type(nonce) is bytes and type(plaintext) is bytes
+                and type(aad) is bytes):
+            call = entry.fast
+        else:
+            key, nonce, plaintext, aad = _seal_args(key, nonce, nonce_size, plaintext, aad)
+            call = entry.call
+        n = len(plaintext) + TAG_SIZE
+        if n > _MAX_SEALED:
+            _seal_args(key, nonce, nonce_size, plaintext, aad)
+        out = ZERO * n if n < SMALL else uninit_bytes(None, n)      # n >= 16: a new object
+        try:
+            call(key, nonce, plaintext, aad, out)           # the kernel checks the sizes
+        except ValueError:
+            _seal_args(key, nonce, nonce_size, plaintext, aad)   # the message naming the size
+            raise
+        return out
+    return seal
 
 
-def xseal(key, nonce, plaintext, aad=b""):
-    """XChaCha20-Poly1305 encrypt: 32-byte key, 24-byte nonce -> ciphertext || 16-byte tag."""
-    return _seal_py(xaead_seal_kernel, key, nonce, XNONCE_SIZE, plaintext, aad)
+def _make_open(entry, nonce_size):
+    def open(key, nonce, ciphertext_and_tag, aad=b""):  # noqa: A001
+        c = ciphertext_and_tag
+        if (type(key) is bytes and type(nonce) is bytes and type(c) is bytes
+                and type(aad) is bytes):
+            call = entry.fast
+        else:
+            key, nonce, c, aad = _open_args(key, nonce, nonce_size, c, aad)
+            call = entry.call
+        n = len(c) - TAG_SIZE
+        if not 0 <= n <= MAX_PLAINTEXT:
+            _open_args(key, nonce, nonce_size, c, aad)
+        if n < SMALL:
+            out = ZERO * n if n > 1 else bytes(n)   # ZERO * 1 would be ZERO itself
+        else:
+            out = uninit_bytes(None, n)
+        try:
+            ok = call(key, nonce, c, aad, out)              # the kernel checks the sizes
+        except ValueError:
+            _open_args(key, nonce, nonce_size, c, aad)
+            raise
+        if ok != 1:
+            raise InvalidTag("authentication failed")
+        return out
+    return open
 
 
-def xopen(key, nonce, ciphertext_and_tag, aad=b""):
-    """XChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails."""
-    return _open_py(xaead_open_kernel, key, nonce, XNONCE_SIZE, ciphertext_and_tag, aad)
+def _api(fn, name, doc):
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    fn.__module__ = __name__
+    return fn
+
+
+seal = _api(_make_seal(_SEAL, NONCE_SIZE), "seal",
+            "ChaCha20-Poly1305 encrypt: 32-byte key, 12-byte nonce -> ciphertext || 16-byte tag.")
+open = _api(_make_open(_OPEN, NONCE_SIZE), "open",   # noqa: A001 - the requested API name
+            "ChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails.")
+xseal = _api(_make_seal(_XSEAL, XNONCE_SIZE), "xseal",
+             "XChaCha20-Poly1305 encrypt: 32-byte key, 24-byte nonce -> ciphertext || 16-byte tag.")
+xopen = _api(_make_open(_XOPEN, XNONCE_SIZE), "xopen",
+             "XChaCha20-Poly1305 decrypt; raises InvalidTag if authentication fails.")

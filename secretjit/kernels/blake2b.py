@@ -8,7 +8,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_int, as_u8, take_bytes
+from ._util import IN, OUT, Entry, as_buf, as_int, body_of
 
 __all__ = ["blake2b", "blake2b_into", "MAX_DIGEST_SIZE", "MAX_KEY_SIZE", "BLOCK_SIZE"]
 
@@ -148,13 +148,34 @@ def blake2b_into(data, key, out):
     wipe(buf)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_blake2b_body = body_of(blake2b_into)
+
+
+@secret_jit(cache=True, nogil=True)
+def _blake2b_api(data, key, out):
+    _blake2b_body(np.frombuffer(data, np.uint8), np.frombuffer(key, np.uint8),
+                  np.frombuffer(out, np.uint8))
+
+
+_BLAKE2B = Entry(_blake2b_api, IN, IN, OUT)
+
+
 def blake2b(data, digest_size=64, key=b""):
     """BLAKE2b digest of ``data`` (``digest_size`` 1..64 bytes, optional ``key`` of 0..64 bytes)."""
-    d = as_u8(data, "data")
-    n = as_int(digest_size, "digest_size", 1, MAX_DIGEST_SIZE)
-    k = as_u8(key, "key")
-    if k.size > MAX_KEY_SIZE:
-        raise ValueError(f"key must be at most {MAX_KEY_SIZE} bytes, got {k.size}")
-    out = np.empty(n, np.uint8)
-    blake2b_into(d, k, out)
-    return take_bytes(out, wipe_after=k.size > 0)
+    if (type(data) is bytes and type(key) is bytes and type(digest_size) is int
+            and 1 <= digest_size <= MAX_DIGEST_SIZE):
+        call = _BLAKE2B.fast
+    else:
+        data = as_buf(data, "data")
+        digest_size = as_int(digest_size, "digest_size", 1, MAX_DIGEST_SIZE)
+        key = as_buf(key, "key")
+        call = _BLAKE2B.call
+    if len(key) > MAX_KEY_SIZE:
+        raise ValueError(f"key must be at most {MAX_KEY_SIZE} bytes, got {len(key)}")
+    out = bytes(digest_size)                    # digest_size >= 1: a new object
+    call(data, key, out)
+    return out

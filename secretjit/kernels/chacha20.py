@@ -6,11 +6,12 @@ The block counter is 32 bits (RFC 8439): it wraps modulo 2**32 in the
 low-level kernel; the Python API refuses a counter range that would wrap.
 """
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_int, as_u8, as_u8_sized
+from ._util import (IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, as_int, body_of,
+                    uninit_bytes)
 
 __all__ = ["chacha20", "hchacha20", "chacha20_xor", "chacha20_block", "hchacha20_kernel",
            "LANES", "KEY_SIZE", "NONCE_SIZE"]
@@ -256,30 +257,72 @@ def hchacha20_kernel(key, nonce16, out):
     wipe(x)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_xor_body = body_of(chacha20_xor)
+_hchacha_body = body_of(hchacha20_kernel)
+
+
+@secret_jit(cache=True, nogil=True)
+def _chacha20_api(key, nonce, counter, src, dst):
+    _xor_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8), counter,
+              np.frombuffer(src, np.uint8), np.frombuffer(dst, np.uint8))
+
+
+@secret_jit(cache=True, nogil=True)
+def _hchacha20_api(key, nonce16, out):
+    _hchacha_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce16, np.uint8),
+                  np.frombuffer(out, np.uint8))
+
+
+_CHACHA20 = Entry(_chacha20_api, IN, IN, types.int64, IN, OUT)
+_HCHACHA20 = Entry(_hchacha20_api, IN, IN, OUT)
+
+
 def chacha20(key, nonce, data, counter=0):
     """Encrypt/decrypt ``data`` with the raw ChaCha20 stream (RFC 8439), returning bytes.
 
     ``counter`` is the initial 32-bit block counter; a counter range that would wrap past
     2**32 - 1 raises ValueError.
     """
-    k = as_u8_sized(key, "key", KEY_SIZE)
-    n = as_u8_sized(nonce, "nonce", NONCE_SIZE)
-    d = as_u8(data, "data")
-    c = as_int(counter, "counter", 0, 0xFFFFFFFF)
-    nblocks = (d.size + 63) // 64
-    if c + nblocks > 1 << 32:
-        raise ValueError(f"data too long for counter {c}: the 32-bit block counter would wrap")
-    out = np.empty(d.size, np.uint8)
-    chacha20_xor(k, n, c, d, out)
-    return out.tobytes()
+    if type(key) is bytes and type(nonce) is bytes and type(data) is bytes:
+        call = _CHACHA20.fast
+    else:
+        key, nonce, data = _chacha20_args(key, nonce, data)
+        call = _CHACHA20.call
+    n = len(data)
+    if type(counter) is not int or not 0 <= counter <= 0xFFFFFFFF:
+        counter = as_int(counter, "counter", 0, 0xFFFFFFFF)
+    if counter + ((n + 63) >> 6) > 1 << 32:
+        raise ValueError(f"data too long for counter {counter}: the 32-bit block counter would wrap")
+    if n < SMALL:
+        out = ZERO * n if n > 1 else bytes(n)   # ZERO * 1 would be ZERO itself
+    else:
+        out = uninit_bytes(None, n)
+    try:
+        call(key, nonce, counter, data, out)            # the kernel checks the sizes
+    except ValueError:
+        _chacha20_args(key, nonce, data)                # the message naming the size
+        raise
+    return out
+
+
+def _chacha20_args(key, nonce, data):
+    return (as_buf_sized(key, "key", KEY_SIZE), as_buf_sized(nonce, "nonce", NONCE_SIZE),
+            as_buf(data, "data"))
 
 
 def hchacha20(key, nonce):
     """HChaCha20 subkey derivation: 32-byte key, 16-byte nonce -> 32-byte subkey."""
-    k = as_u8_sized(key, "key", KEY_SIZE)
-    n = as_u8_sized(nonce, "nonce", 16)
-    out = np.empty(32, np.uint8)
-    hchacha20_kernel(k, n, out)
-    b = out.tobytes()
-    out[:] = 0
-    return b
+    if (type(key) is bytes and type(nonce) is bytes and len(key) == KEY_SIZE
+            and len(nonce) == 16):
+        call = _HCHACHA20.fast
+    else:
+        key = as_buf_sized(key, "key", KEY_SIZE)
+        nonce = as_buf_sized(nonce, "nonce", 16)
+        call = _HCHACHA20.call
+    out = ZERO * 32
+    call(key, nonce, out)
+    return out

@@ -8,7 +8,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_int, as_u8, take_bytes
+from ._util import IN, OUT, ZERO, Entry, as_buf, as_int, body_of
 from .sha256 import _sha256, _sha_blocks, _sha_final, _sha_init
 
 __all__ = ["hmac_sha256", "hkdf_sha256", "hmac_sha256_into", "hkdf_sha256_into",
@@ -125,13 +125,41 @@ def hkdf_sha256_into(ikm, salt, info, out):
     wipe(t)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_hmac_body = body_of(hmac_sha256_into)
+_hkdf_body = body_of(hkdf_sha256_into)
+
+
+@secret_jit(cache=True, nogil=True)
+def _hmac_api(key, msg, out):
+    _hmac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
+               np.frombuffer(out, np.uint8))
+
+
+@secret_jit(cache=True, nogil=True)
+def _hkdf_api(ikm, salt, info, out):
+    _hkdf_body(np.frombuffer(ikm, np.uint8), np.frombuffer(salt, np.uint8),
+               np.frombuffer(info, np.uint8), np.frombuffer(out, np.uint8))
+
+
+_HMAC = Entry(_hmac_api, IN, IN, OUT)
+_HKDF = Entry(_hkdf_api, IN, IN, IN, OUT)
+
+
 def hmac_sha256(key, msg):
     """HMAC-SHA256 (32 bytes) of ``msg`` under ``key`` (any length)."""
-    k = as_u8(key, "key")
-    m = as_u8(msg, "msg")
-    out = np.empty(DIGEST_SIZE, np.uint8)
-    hmac_sha256_into(k, m, out)
-    return out.tobytes()
+    if type(key) is bytes and type(msg) is bytes:
+        call = _HMAC.fast
+    else:
+        key = as_buf(key, "key")
+        msg = as_buf(msg, "msg")
+        call = _HMAC.call
+    out = ZERO * DIGEST_SIZE
+    call(key, msg, out)
+    return out
 
 
 def hkdf_sha256(ikm, salt, info, length):
@@ -139,10 +167,17 @@ def hkdf_sha256(ikm, salt, info, length):
 
     ``salt`` may be empty (or None), meaning 32 zero bytes; ``info`` may be empty.
     """
-    k = as_u8(ikm, "ikm")
-    s = as_u8(b"" if salt is None else salt, "salt")
-    i = as_u8(info, "info")
-    n = as_int(length, "length", 0, HKDF_MAX_LENGTH)
-    out = np.empty(n, np.uint8)
-    hkdf_sha256_into(k, s, i, out)
-    return take_bytes(out)
+    if salt is None:
+        salt = b""
+    if type(ikm) is bytes and type(salt) is bytes and type(info) is bytes:
+        call = _HKDF.fast
+    else:
+        ikm = as_buf(ikm, "ikm")
+        salt = as_buf(salt, "salt")
+        info = as_buf(info, "info")
+        call = _HKDF.call
+    if type(length) is not int or not 0 <= length <= HKDF_MAX_LENGTH:
+        length = as_int(length, "length", 0, HKDF_MAX_LENGTH)
+    out = bytes(length)                         # a new object for length >= 1
+    call(ikm, salt, info, out)
+    return out

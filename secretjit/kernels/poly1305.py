@@ -14,7 +14,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_u8, as_u8_sized
+from ._util import IN, OUT, ZERO, Entry, as_buf, as_buf_sized, body_of
 
 __all__ = ["poly1305", "poly1305_mac", "poly1305_verify_kernel", "KEY_SIZE", "TAG_SIZE",
            "STATE_SIZE", "LANES"]
@@ -400,10 +400,30 @@ def poly1305_verify_kernel(key, msg, tag):
     return ok
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_mac_body = body_of(poly1305_mac)
+
+
+@secret_jit(cache=True, nogil=True)
+def _poly1305_api(key, msg, out):
+    _mac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
+              np.frombuffer(out, np.uint8))
+
+
+_POLY1305 = Entry(_poly1305_api, IN, IN, OUT)
+
+
 def poly1305(key, msg):
     """Poly1305 tag (16 bytes) of ``msg`` under a 32-byte one-time ``key``."""
-    k = as_u8_sized(key, "key", KEY_SIZE)
-    m = as_u8(msg, "msg")
-    out = np.empty(TAG_SIZE, np.uint8)
-    poly1305_mac(k, m, out)
-    return out.tobytes()
+    if type(key) is bytes and type(msg) is bytes and len(key) == KEY_SIZE:
+        call = _POLY1305.fast
+    else:
+        key = as_buf_sized(key, "key", KEY_SIZE)
+        msg = as_buf(msg, "msg")
+        call = _POLY1305.call
+    out = ZERO * TAG_SIZE
+    call(key, msg, out)
+    return out

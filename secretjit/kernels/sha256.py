@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_u8
+from ._util import IN, OUT, ZERO, Entry, as_buf, body_of
 
 __all__ = ["sha256", "sha256_into", "DIGEST_SIZE", "BLOCK_SIZE", "USES_SHA_NI"]
 
@@ -257,9 +257,28 @@ def sha256_into(data, out):
     wipe(buf)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_sha256_body = body_of(sha256_into)
+
+
+@secret_jit(cache=True, nogil=True)
+def _sha256_api(data, out):
+    _sha256_body(np.frombuffer(data, np.uint8), np.frombuffer(out, np.uint8))
+
+
+_SHA256 = Entry(_sha256_api, IN, OUT)
+
+
 def sha256(data):
     """SHA-256 digest (32 bytes) of a bytes-like ``data``."""
-    d = as_u8(data, "data")
-    out = np.empty(DIGEST_SIZE, np.uint8)
-    sha256_into(d, out)
-    return out.tobytes()
+    if type(data) is bytes:
+        call = _SHA256.fast
+    else:
+        data = as_buf(data, "data")
+        call = _SHA256.call
+    out = ZERO * DIGEST_SIZE
+    call(data, out)
+    return out

@@ -12,7 +12,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import as_u8_sized, take_bytes
+from ._util import IN, OUT, ZERO, Entry, as_buf_sized, body_of
 
 __all__ = ["x25519", "public_key", "x25519_kernel", "KEY_SIZE", "BASEPOINT"]
 
@@ -577,13 +577,34 @@ def x25519_kernel(out, scalar, u):
     wipe(W)
 
 
+# -- Python API: buffer-typed API kernels called through their entry points ------
+# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
+# entry kernel takes and runs the entry kernel's own body.
+
+_x25519_body = body_of(x25519_kernel)
+
+
+@secret_jit(cache=True, nogil=True)
+def _x25519_api(out, scalar, u):
+    _x25519_body(np.frombuffer(out, np.uint8), np.frombuffer(scalar, np.uint8),
+                 np.frombuffer(u, np.uint8))
+
+
+_X25519 = Entry(_x25519_api, OUT, IN, IN)
+
+
 def x25519(scalar, u):
     """X25519(scalar, u) -> 32 bytes (RFC 7748).  A low-order u gives 32 zero bytes."""
-    k = as_u8_sized(scalar, "scalar", KEY_SIZE)
-    p = as_u8_sized(u, "u", KEY_SIZE)
-    out = np.empty(KEY_SIZE, np.uint8)
-    x25519_kernel(out, k, p)
-    return take_bytes(out)
+    if (type(scalar) is bytes and type(u) is bytes and len(scalar) == KEY_SIZE
+            and len(u) == KEY_SIZE):
+        call = _X25519.fast
+    else:
+        scalar = as_buf_sized(scalar, "scalar", KEY_SIZE)
+        u = as_buf_sized(u, "u", KEY_SIZE)
+        call = _X25519.call
+    out = ZERO * KEY_SIZE
+    call(out, scalar, u)
+    return out
 
 
 def public_key(scalar):
