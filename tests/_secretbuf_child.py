@@ -3,7 +3,8 @@
 ``python _secretbuf_child.py MODE KEYFILE``: MODE ``secret`` reads the 32-byte
 key with ``secretjit.read_secret`` (secret arena), MODE ``bytes`` reads it
 into a ``bytes`` object (the control).  Then 1000 ``aead.seal`` calls and a
-few calls of the other keyed kernel APIs use the key; the child prints the
+few calls of every other keyed kernel API (xseal, chacha20, hmac, keyed
+blake2b, hkdf, poly1305, x25519 public_key) use the key; the child prints the
 first box (hex), reads masked search patterns from stdin and prints two scans:
 ``inside outside`` word hits (inside/outside the secret arena) after the
 calls, then again after the key was wiped (``secret``) or dropped (``bytes``).
@@ -29,7 +30,7 @@ import sys
 import numpy as np
 
 import secretjit
-from secretjit.kernels import aead, blake2b, chacha20, hmac
+from secretjit.kernels import aead, blake2b, chacha20, hmac, poly1305, x25519
 
 CHUNK = 1 << 20
 NCALLS = 1000
@@ -101,6 +102,9 @@ def main():
         chacha20.chacha20(key, i.to_bytes(12, 'little'), msg)
         hmac.hmac_sha256(key, msg)
         blake2b.blake2b(msg, 32, key)
+        hmac.hkdf_sha256(key, b'', b'info', 32)
+        poly1305.poly1305(key, msg)
+        x25519.public_key(key)
     print(first.hex(), flush=True)
     mask = np.uint64(int(sys.stdin.readline()))
     masked = np.array([int(x) for x in sys.stdin.readline().split()], dtype=np.uint64)

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 import secretjit
 from secretjit import probes, secretmem
 from secretjit.secretbuf import SecretArray, SecretBuffer, SecretCopyError
-from secretjit.kernels import aead
+from secretjit.kernels import aead, hmac
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATTERN = 0x5EC2E7B0F5EC2E7B
@@ -255,6 +255,9 @@ def test_vetted_kernels_take_a_secret_key():
     box = aead.seal(k, bytes(12), b'msg', b'ad')
     assert box == ChaCha20Poly1305(k.reveal()).encrypt(bytes(12), b'msg', b'ad')
     assert aead.open(k, bytes(12), box, b'ad') == b'msg'
+    okm = secretjit.secret_empty(32)          # a secret output: the *_into form
+    hmac.hkdf_sha256_into(k, np.zeros(0, np.uint8), np.frombuffer(b'i', np.uint8), okm)
+    assert okm.reveal() == hmac.hkdf_sha256(k, b'', b'i', 32)
 
 
 # -- fork ---------------------------------------------------------------------
