@@ -193,6 +193,7 @@ class SecretArray(np.ndarray):
         return self
 
     def __exit__(self, *exc):
+        self.wipe()                         # also when numpy copied it (no owner)
         owner = _owner(self)
         if owner is not None:
             owner.wipe()

@@ -141,6 +141,14 @@ def test_with_block_wipes_on_exit_even_on_error():
     assert not k.any() and k.secret_buffer.released
     with pytest.raises(ValueError, match='wiped when its with block ended'):
         k.secret_buffer.reveal()
+    a = secretjit.secret_empty((2, 8))
+    a[:] = 9
+    with a[0] as row:                   # a view: the whole block is wiped
+        pass
+    assert not a.any() and not row.any()
+    with a.flatten() as flat:           # ordinary memory (numpy copied): still wiped
+        flat[:] = 9
+    assert not flat.any() and flat.secret_buffer is None
 
 
 def _filled(make, n):
