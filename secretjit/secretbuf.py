@@ -139,10 +139,10 @@ class SecretArray(np.ndarray):
     """
 
     def __array_wrap__(self, arr, context=None, return_scalar=False):
-        out = super().__array_wrap__(arr, context, return_scalar)
-        if isinstance(out, SecretArray) and _owner(out) is None:
-            return out.view(np.ndarray)     # ordinary memory: say so by the type
-        return out
+        # Ufunc results: a SecretArray only when written into a secret block
+        # (out=); a new array is ordinary memory and says so by its type.
+        out = arr.view(SecretArray if _owner(arr) is not None else np.ndarray)
+        return out[()] if return_scalar else out
 
     def __getitem__(self, index):
         out = super().__getitem__(index)

@@ -101,6 +101,9 @@ def test_views_stay_secret_and_new_arrays_are_plain():
         assert type(r) is np.ndarray and not _arena_owns(r.ctypes.data)
     for r in (a.flatten(), a.take([0, 1]), np.tile(a, 2)):   # subclass kept by numpy
         assert r.secret_buffer is None and not _arena_owns(r.ctypes.data)
+    r = np.add(a, 1, out=a)                  # written in place: still secret
+    assert isinstance(r, SecretArray) and r.secret_buffer is a.secret_buffer
+    assert type(a.sum()) is np.uint64 and a.sum() == 32
 
 
 def test_bad_arguments_are_refused():
