@@ -9,7 +9,6 @@ see zeros, copies into ordinary memory are refused unless asked for.
 """
 
 import copy
-import ctypes
 import gc
 import os
 import pickle
