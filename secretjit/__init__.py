@@ -23,6 +23,8 @@ from .secretmem import memory_status  # noqa: E402
 __version__ = '0.1.0'
 __all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled',
            'memory_status', 'random_bytes', 'secret_jit', 'wipe', '__version__']
+from .secretbuf import *  # noqa: E402,F401,F403  secret buffers (issue 17)
+__all__ += secretbuf.__all__  # noqa: F405
 
 
 def __getattr__(name):
