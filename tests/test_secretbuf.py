@@ -21,7 +21,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 import secretjit
-from secretjit import probes, secretmem
+from secretjit import secretmem
+from secretjit.testing import probes
 from secretjit.secretbuf import SecretArray, SecretBuffer, SecretCopyError
 from secretjit.kernels import aead, hmac
 
