@@ -15,7 +15,7 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import passes, runtime, secretmem, stack_bound
+from . import constant_time, passes, runtime, secretmem, stack_bound
 from .passes.textir import Module
 from .errors import SecretPolicyError
 from .stack_bound import StackBound, compute_bounds
@@ -192,12 +192,25 @@ class SecretCodeLibrary(JITCodeLibrary):
 
         super()._optimize_final_module()            # numba's -O3 pipeline
 
+        text = constant_time.check_module(self, str(self._final_module))
         text, self.stack_bounds, self.frame_sizes, reports = finish_secret_module(
-            str(self._final_module), self._codegen._tm, arch,
+            text, self._codegen._tm, arch,
             extra_allowance=self._codegen.runtime_depths, module_name=self.name,
             skip=self._wrappers(), reparse=self._reparse)
         self.pass_reports.extend(reports)
         self._final_module = self._reparse(text)
+
+    def _get_module_for_linking(self):
+        return constant_time.module_for_linking(
+            self, super()._get_module_for_linking)
+
+    def finalize(self):
+        with constant_time.hardened_backend(self._codegen.arch):
+            super().finalize()
+
+    def get_asm_str(self):
+        with constant_time.hardened_backend(self._codegen.arch):
+            return super().get_asm_str()
 
     def serialize_using_object_code(self):
         name, kind, data = super().serialize_using_object_code()
@@ -230,7 +243,7 @@ class SecretCodegen(JITCPUCodegen):
         if host_has_sve() and '+sve' not in features.split(','):
             features = ','.join([f for f in features.split(',')
                                  if f and f != '-sve'] + ['+sve'])
-        return features
+        return constant_time.harden_features(features, host_arch())
 
     def __init__(self, module_name):
         super().__init__(module_name)

@@ -2,7 +2,7 @@
 
 from numba.core.decorators import jit
 
-from . import policy
+from . import constant_time, policy
 from .target import TARGET
 
 
@@ -64,7 +64,8 @@ def secret_jit(*args, **kws):
       as are calls to a secret kernel from plain numba code.
     """
     policy.check_options(kws)
+    ct_policy = constant_time.pop_options(kws)
     if kws.pop('_target', TARGET) != TARGET:
         raise TypeError("secret_jit always compiles for the secret target; "
                         "drop the _target option")
-    return jit(*args, _target=TARGET, **kws)
+    return constant_time.attach(jit(*args, _target=TARGET, **kws), ct_policy)

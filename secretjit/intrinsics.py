@@ -93,3 +93,47 @@ def _enabled_impl():
     def impl():
         return _in_secret_target()
     return impl
+
+
+def declassify(x):
+    """Return ``x``, marked public for the constant-time check.
+
+    Use it on a value that may be made public, e.g. the result of a
+    constant-time tag comparison, before branching on it.  Inside a kernel
+    it is an empty inline asm (an assembler comment, no machine
+    instruction) that -O3 cannot see through, and which the check of
+    ``secret_jit(secret=...)`` recognises.  Integers and booleans only.
+    From Python and in plain numba code it returns ``x``.
+    """
+    return x
+
+
+@intrinsic
+def _declassify(typingctx, x):
+    if not isinstance(x, (types.Integer, types.Boolean)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        from .passes import DECLASSIFY_ASM
+        val = args[0]
+        ty = val.type
+        wide = ir.IntType(max(8, ty.width))
+        if ty.width < 8:
+            val = builder.zext(val, wide)
+        fnty = ir.FunctionType(wide, [wide])
+        out = builder.asm(fnty, DECLASSIFY_ASM, '=r,0', [val], False,
+                          name='declassified')
+        return builder.trunc(out, ty) if ty.width < 8 else out
+
+    return x(x), codegen
+
+
+@overload(declassify)
+def _declassify_impl(x):
+    if not isinstance(x, (types.Integer, types.Boolean)):
+        raise TypingError("declassify() takes an integer or a boolean, got %s; "
+                          "declassify the scalar you branch on" % x)
+
+    def impl(x):
+        return _declassify(x)
+    return impl
