@@ -198,7 +198,7 @@ class SecretCodeLibrary(JITCodeLibrary):
             extra_allowance=self._codegen.runtime_depths, module_name=self.name,
             skip=self._wrappers(), reparse=self._reparse)
         self.pass_reports.extend(reports)
-        self._final_module = self._reparse(text)
+        self._final_module = self._reparse(constant_time.strip_for_codegen(self, text))
 
     def _get_module_for_linking(self):
         return constant_time.module_for_linking(

@@ -151,16 +151,14 @@ def line_tables_enabled():
 def check_module(library, text):
     """Check the kernels of ``library`` (optimized IR ``text``); strip line tables.
 
-    Returns the text code generation continues with, without line tables.
-    Libraries without secret entries (helpers linked into kernels) are
-    linked into kernels with their line tables (:func:`module_for_linking`):
-    the kernels' checks read them.
+    Called after -O3, before the stack analysis generates code.  Returns the
+    text the secret passes continue with: without line tables for a library
+    with secret entries; unchanged for other libraries (helpers linked into
+    kernels), which :func:`strip_for_codegen` strips after their passes.
     """
     entries = getattr(library, '_secret_entries', ())
     if not entries:
-        if '!dbg' in text:
-            library._ct_linking_text = text
-        return passes.strip_debug_info(text)[0]
+        return text
     policy = current_policy()
     library.ct_findings = []
     if policy is not None and policy.mode != 'off':
@@ -170,6 +168,22 @@ def check_module(library, text):
         findings += _machine_code_divisions(library, text, findings)
         library.ct_findings = findings
         _report(findings, policy)
+    return passes.strip_debug_info(text)[0]
+
+
+def strip_for_codegen(library, text):
+    """``text`` without line tables; a helper library keeps them for linking.
+
+    Called with the library's final text after all secret passes.  Kernels
+    link helpers' modules (:func:`module_for_linking`) with the line tables
+    their checks read; the helper's own machine code is generated without
+    them, like every secret library's (LLVM's DWARF emission aborted on
+    some of these modules).
+    """
+    if '!dbg' not in text:
+        return text
+    if not getattr(library, '_secret_entries', ()):
+        library._ct_linking_text = text
     return passes.strip_debug_info(text)[0]
 
 

@@ -145,3 +145,97 @@ def test_declassify_costs_no_instruction():
                 if ln.startswith('\t') and not ln.strip().startswith(('.', '#'))]
     assert body(asm_plain) and body(asm_marked) == body(asm_plain)
     assert body(asm_marked) == body(asm_plain)
+
+
+# -- backend hardening --------------------------------------------------------
+
+def _kernel_instructions(dispatcher):
+    """Instructions of the kernel function (the first in the listing)."""
+    asm = dispatcher.inspect_asm(dispatcher.signatures[0]).split('.Lfunc_end0:')[0]
+    return [ln.strip() for ln in asm.splitlines()
+            if ln.startswith('\t') and not ln.strip().startswith(('.', '#'))]
+
+
+def _select_loop(a, b, s):
+    acc = np.uint64(0)
+    for i in range(a.size):
+        va = a[i]
+        vb = b[i]
+        acc += va if (va >> s) & np.uint64(1) else vb
+    return acc
+
+
+SELECT_ARGS = (np.arange(64, dtype=np.uint64), np.arange(64, dtype=np.uint64) * np.uint64(3),
+               np.uint64(3))
+
+
+@pytest.mark.skipif(__import__('platform').machine() != 'x86_64', reason='x86-64 backend')
+def test_select_stays_cmov_in_secret_code_and_plain_njit_is_unchanged():
+    before = njit(_select_loop)
+    expected = before(*SELECT_ARGS)
+    plain_before = _kernel_instructions(before)
+    secret = secret_jit(_select_loop)
+    assert secret(*SELECT_ARGS) == expected
+    after = njit(_select_loop)
+    assert after(*SELECT_ARGS) == expected
+    plain_after = _kernel_instructions(after)
+
+    def cmovs(ins):
+        return [i for i in ins if i.startswith('cmov')]
+    # numba's own engine: LLVM's x86 cmov conversion makes the select a branch
+    assert not cmovs(plain_before), "control: njit kept the cmov, nothing to test"
+    assert cmovs(_kernel_instructions(secret))
+    # plain numba code compiled after a secret kernel is unchanged
+    assert plain_after == plain_before
+
+
+@pytest.mark.skipif(__import__('platform').machine() != 'x86_64', reason='x86-64 backend')
+def test_no_division_width_bypass_in_secret_code():
+    def div(a, b):
+        return a // b
+    plain = _kernel_instructions(njit('int64(int64, int64)')(div))
+    secret = _kernel_instructions(secret_jit('int64(int64, int64)')(div))
+    # njit: idivq, plus a divl path chosen by a branch on the operands' width
+    assert any(i.startswith('divl') for i in plain), "control: no bypass in njit"
+    assert not any(i.startswith('divl') for i in secret)
+    assert any(i.startswith('idivq') for i in secret)
+
+
+def test_division_by_a_constant_passes_the_machine_code_check():
+    def mod255(key):
+        acc = np.uint64(0)
+        for i in range(key.size):
+            h = np.uint64(key[i]) * np.uint64(0x9E3779B97F4A7C15)
+            acc += h % np.uint64(1000003)
+        return acc
+    kernel = secret_jit(secret=('key',))(mod255)
+    with pytest.warns(ConstantTimeWarning, match='constant-division'):
+        assert kernel(ck.K.copy()) == njit(mod255)(ck.K.copy())
+    lib = kernel.overloads[kernel.signatures[0]].library
+    assert [f.kind for f in lib.ct_findings] == ['constant-division']
+
+
+def test_machine_code_check_finds_the_divide_instruction():
+    """In warn mode a secret division compiles; its div is reported too."""
+    kernel = secret_jit(secret=('key',), constant_time='warn')(ck.secret_division)
+    with pytest.warns(ConstantTimeWarning) as rec:
+        kernel(*ck.ARGS['secret_division']())
+    text = '\n'.join(str(w.message) for w in rec)
+    assert re.search(r'_ct_kernels.py:\d+: machine-division in .*contains '
+                     r'(div|idiv|udiv|sdiv)', text), text
+
+
+def test_generated_code_has_no_debug_info():
+    """Line tables feed the check and are stripped before code generation."""
+    import io
+    from elftools.elf.elffile import ELFFile
+    kernel = secret_jit(secret=('key',), cache=False)(ck.public_index_and_bounds)
+    kernel(*ck.ARGS['public_index_and_bounds']())
+    lib = kernel.overloads[kernel.signatures[0]].library
+    ir = lib.get_llvm_str()
+    assert '!dbg' not in ir and 'DICompileUnit' not in ir
+    elf = ELFFile(io.BytesIO(lib._get_compiled_object()))
+    assert not [s.name for s in elf.iter_sections() if s.name.startswith('.debug')]
+    # control: the check itself saw line tables (it named lines above)
+    with pytest.raises(SecretPolicyError, match=r'_ct_kernels.py:\d+: branch'):
+        secret_jit(secret=('key',))(ck.early_exit_compare)(ck.K.copy(), ck.K.copy())
