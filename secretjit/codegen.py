@@ -44,7 +44,8 @@ def _source_digest():
         # the target decides which libraries get boundaries; policy and
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
-            'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics')
+            'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics',
+            'secretjit.constant_time')
             if name in sys.modules]
         for path in sorted({m.__file__ for m in mods}):
             with open(path, 'rb') as f:

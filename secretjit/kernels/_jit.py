@@ -6,7 +6,7 @@ recompiled for the secret target when a secret kernel calls them.
 """
 
 from secretjit.decorators import secret_jit
-from secretjit.intrinsics import wipe
+from secretjit.intrinsics import declassify, wipe
 
 
 def secret_kernel(*args, **kwargs):
@@ -14,4 +14,4 @@ def secret_kernel(*args, **kwargs):
     return secret_jit(*args, **kwargs)
 
 
-__all__ = ["secret_kernel", "wipe"]
+__all__ = ["declassify", "secret_kernel", "wipe"]

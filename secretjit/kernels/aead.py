@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from . import InvalidTag
-from ._jit import secret_kernel, wipe
+from ._jit import declassify, secret_kernel, wipe
 from ._util import as_u8, as_u8_sized, take_bytes
 from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
 from .poly1305 import STATE_SIZE, _HIBIT, _blocks_serial, _ct_equal16, _poly_finish, \
@@ -85,7 +85,9 @@ def _open(key, nonce12, ct, aad, out):
     _poly_key(st, x, ks, ps)
     _tag(ps, aad, ct, 0, n, buf, mac, 0)
     ok = _ct_equal16(mac, 0, ct, n)
-    if ok == 1:                          # the verdict is public; decrypt only authentic data
+    # The verdict is public (the caller learns it anyway): declassify it to
+    # decrypt only authentic data.
+    if declassify(ok) == 1:
         _xor_stream(st, x, ks, 1, ct, 0, out, 0, n)
     else:
         for i in range(n):
@@ -135,21 +137,21 @@ def _check_open(key, nonce, nonce_size, ct, out):
         raise ValueError("out must be len(ciphertext_and_tag) - 16 bytes")
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'plaintext'))
 def aead_seal_kernel(key, nonce, plaintext, aad, out):
     """out = ChaCha20-Poly1305 ciphertext || tag; out.size must be plaintext.size + 16."""
     _check_seal(key, nonce, 12, plaintext, out)
     _seal(key, nonce, plaintext, aad, out)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key',))
 def aead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     """Verify and decrypt; returns 1 and fills out (size len-16) if authentic, else 0 and zeroes out."""
     _check_open(key, nonce, 12, ciphertext_and_tag, out)
     return _open(key, nonce, ciphertext_and_tag, aad, out)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'plaintext'))
 def xaead_seal_kernel(key, nonce, plaintext, aad, out):
     """XChaCha20-Poly1305 seal with a 24-byte nonce; out.size must be plaintext.size + 16."""
     _check_seal(key, nonce, 24, plaintext, out)
@@ -163,7 +165,7 @@ def xaead_seal_kernel(key, nonce, plaintext, aad, out):
     wipe(x)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key',))
 def xaead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     """XChaCha20-Poly1305 open with a 24-byte nonce; returns 1 if authentic (out filled), else 0."""
     _check_open(key, nonce, 24, ciphertext_and_tag, out)

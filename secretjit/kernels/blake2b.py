@@ -131,7 +131,7 @@ def _blake2b(data, key, out, h, m, buf):
         out[i] = np.uint8((h[i // 8] >> np.uint64(8 * (i % 8))) & np.uint64(0xFF))
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('data', 'key'))
 def blake2b_into(data, key, out):
     """out[:] = BLAKE2b(data, key) with digest size out.size (1..64); key 0..64 bytes."""
     if out.size < 1 or out.size > 64:

@@ -197,7 +197,7 @@ def _hchacha(key, nonce16, out, x):
         _store32(out, 16 + 4 * i, x[12 + i])
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'src'))
 def chacha20_xor(key, nonce, counter, src, dst):
     """dst = src XOR ChaCha20(key, nonce) keystream starting at block ``counter`` (RFC 8439).
 
@@ -220,7 +220,7 @@ def chacha20_xor(key, nonce, counter, src, dst):
     wipe(ks)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key',))
 def chacha20_block(key, nonce, counter, out):
     """out[0:64] = the ChaCha20 block function output for (key, nonce, counter) (RFC 8439 2.3)."""
     if key.size != 32:
@@ -241,7 +241,7 @@ def chacha20_block(key, nonce, counter, out):
     wipe(x)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key',))
 def hchacha20_kernel(key, nonce16, out):
     """out[0:32] = HChaCha20(key[32], nonce16[16]) (draft-irtf-cfrg-xchacha 2.2)."""
     if key.size != 32:

@@ -60,7 +60,7 @@ def _hmac_states(istate, ostate, msg, off, n, out, ooff, H, W, s):
         s[_IB + i] = 0
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'msg'))
 def hmac_sha256_into(key, msg, out):
     """out[0:32] = HMAC-SHA256(key, msg)."""
     if out.size != 32:
@@ -77,7 +77,7 @@ def hmac_sha256_into(key, msg, out):
     wipe(s)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('ikm',))
 def hkdf_sha256_into(ikm, salt, info, out):
     """out[:] = HKDF-SHA256(ikm, salt, info, length=out.size) (RFC 5869); out.size <= 8160.
 

@@ -363,7 +363,7 @@ def _ct_equal16(a, aoff, b, boff):
     return np.int64((np.uint32(acc - np.uint32(1)) >> np.uint32(31)) & np.uint32(1))
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'msg'))
 def poly1305_mac(key, msg, out):
     """out[0:16] = Poly1305(key[32], msg) (RFC 8439 2.5)."""
     if key.size != 32:
@@ -379,7 +379,7 @@ def poly1305_mac(key, msg, out):
     wipe(buf)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('key', 'msg'))
 def poly1305_verify_kernel(key, msg, tag):
     """Return 1 if Poly1305(key, msg) == tag[0:16] (constant-time compare), else 0."""
     if key.size != 32:

@@ -242,7 +242,7 @@ def _sha256(data, off, n, out, ooff, H, W, buf):
     _sha_final(H, W, data, off + 64 * nb, n - 64 * nb, n, buf, out, ooff)
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('data',))
 def sha256_into(data, out):
     """out[0:32] = SHA-256(data)."""
     if out.size != 32:

@@ -549,7 +549,7 @@ def _e_and_t(W):
     W[_R + 35] = np.int32(h8 + W[_H + 35]); W[_R + 39] = np.int32(h9 + W[_H + 39])
 
 
-@secret_kernel(cache=True, nogil=True)
+@secret_kernel(cache=True, nogil=True, secret=('scalar',))
 def x25519_kernel(out, scalar, u):
     """out[0:32] = X25519(scalar[0:32], u[0:32]) (RFC 7748 5); all-zero for low-order u."""
     if out.size != 32:
