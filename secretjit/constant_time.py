@@ -159,6 +159,8 @@ def check_module(library, text):
     entries = getattr(library, '_secret_entries', ())
     if not entries:
         return text
+    if os.environ.get('SECRETJIT_CTCHECK') == '1':
+        library._ct_debug_text = text       # for ctcheck's line maps
     policy = current_policy()
     library.ct_findings = []
     if policy is not None and policy.mode != 'off':
@@ -299,8 +301,15 @@ _HARDENED = {'x86_64': [('-x86-cmov-converter', 'false', 'true'),
 _FEATURES = {'x86_64': ('-idivq-to-divl', '-idivl-to-divb')}
 
 
+def hardening_enabled():
+    """False when ``SECRETJIT_CT_HARDENING=0`` (to measure what it costs)."""
+    return os.environ.get('SECRETJIT_CT_HARDENING', '1') != '0'
+
+
 def harden_features(features, arch):
     """``features`` (a target-feature string) with the hardening features."""
+    if not hardening_enabled():
+        return features
     words = [w for w in features.split(',') if w]
     for feat in _FEATURES.get(arch, ()):
         words = [w for w in words if w[1:] != feat[1:]] + [feat]
@@ -314,7 +323,7 @@ def hardened_backend(arch):
     ``llvm.set_option`` is process-global: the options are set and reset
     under numba's compiler lock, which every numba code generation holds.
     """
-    options = _HARDENED.get(arch, ())
+    options = _HARDENED.get(arch, ()) if hardening_enabled() else ()
     if not options:
         yield
         return
