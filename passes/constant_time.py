@@ -66,6 +66,9 @@ _BOOKKEEPING = re.compile(
 _COPY = re.compile(r'^(llvm\.(memcpy|memmove)[.\w]*|memcpy|memmove)$')
 _SET = re.compile(r'^(llvm\.memset[.\w]*|memset)$')
 _SQRT = re.compile(r'^llvm\.sqrt\.')
+_MEMORY_INTRINSIC = re.compile(r'^llvm\.(masked|vp|experimental\.vp)\.'
+                               r'(gather|scatter|load|store|expandload|'
+                               r'compressstore)')
 
 
 @dataclass(frozen=True)
@@ -584,6 +587,15 @@ class _Analysis:
                 if len(args) >= 3 and args[2].startswith('%') and \
                         self.vt(fn, args[2]):
                     return [('external-call', '%s of a secret length' % name)]
+                return []
+            if _MEMORY_INTRINSIC.match(name):
+                open_at = inst.text.index('(', inst.text.index('@'))
+                typed = split_top_level(inst.text[open_at + 1:inst.text.rindex(')')])
+                ptrs = [t.split()[-1] for t in typed
+                        if t.startswith('ptr') or re.match(r'<\d+ x ptr>', t)]
+                if any(p.startswith('%') and self.vt(fn, p) for p in ptrs):
+                    return [('secret-index', '%s at addresses computed from '
+                             'a secret value' % name)]
                 return []
             if name.startswith('llvm.') or _BOOKKEEPING.match(name):
                 return []
