@@ -58,3 +58,13 @@ def test_strip_debug_info_keeps_the_code():
     findings, _ = passes.find_ct_violations(str(mod), {'kernel': ['key']})
     assert [(f.kind, f.function, f.location) for f in findings] == [('branch', 'helper', '')]
     assert passes.strip_debug_info(str(mod))[1].counters == {}
+
+
+def test_function_attribute_goes_before_metadata_attachments():
+    """Regression: with line tables, ``define`` lines end in ``!dbg !N``."""
+    from secretjit.passes.textir import add_function_attribute
+    header = 'define i32 @f(i32 %x) local_unnamed_addr #0 !dbg !4 {'
+    out = add_function_attribute(header, '"zero-call-used-regs"="used"')
+    assert out == ('define i32 @f(i32 %x) local_unnamed_addr #0 '
+                   '"zero-call-used-regs"="used" !dbg !4 {')
+    assert add_function_attribute('define void @g() {', 'x') == 'define void @g() x {'
