@@ -18,14 +18,15 @@ from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
                        THUNK_PREFIX, boundary_name, depth_symbol,
                        insert_boundaries, thunk_name)
 from .constant_time import (DECLASSIFY_ASM, Finding, find_ct_violations,
-                            strip_debug_info)
+                            lower_declassify, strip_debug_info)
 from .internalize import internalize_linkonce
 from .report import PassReport
 from .stack_depth import placeholders, write_depths
 from .zero_regs import zero_call_used_regs
 
 __all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
-           'PassReport', 'find_ct_violations', 'strip_debug_info', 'SECRET_CALL',
+           'PassReport', 'find_ct_violations', 'lower_declassify',
+           'strip_debug_info', 'SECRET_CALL',
            'THUNK_PREFIX', 'boundary_name', 'depth_symbol', 'insert_boundaries',
            'internalize_linkonce', 'placeholders', 'thunk_name', 'write_depths',
            'zero_call_used_regs']

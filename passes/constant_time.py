@@ -725,3 +725,24 @@ def strip_debug_info(text):
     # The "Debug Info Version" module flag is harmless without a compile
     # unit; DILocations kept alive by loop metadata are plain metadata.
     return '\n'.join(out) + '\n', report
+
+
+_DECLASSIFY_CALL = re.compile(
+    r'^(\s*' + _REF + r') = (?:tail |notail )?call (i\d+) asm "'
+    + re.escape(DECLASSIFY_ASM) + r'", "=r,0"\(i\d+ (' + _REF + r')\)(.*)$', re.M)
+
+
+def lower_declassify(text):
+    """Replace each ``declassify`` marker asm by a ``freeze`` of its operand.
+
+    For builds that cannot assemble inline asm (AOT cross builds) and do
+    not run the check: the value is the same, and no instruction either way.
+    Returns ``(text, report)``.
+    """
+    report = PassReport('lower_declassify')
+
+    def sub(m):
+        report.count('lowered')
+        rest = re.sub(r'^\s*#\d+', '', m.group(4))      # call-site attributes
+        return '%s = freeze %s %s%s' % (m.group(1), m.group(2), m.group(3), rest)
+    return _DECLASSIFY_CALL.sub(sub, text), report

@@ -68,3 +68,14 @@ def test_function_attribute_goes_before_metadata_attachments():
     assert out == ('define i32 @f(i32 %x) local_unnamed_addr #0 '
                    '"zero-call-used-regs"="used" !dbg !4 {')
     assert add_function_attribute('define void @g() {', 'x') == 'define void @g() x {'
+
+
+def test_lower_declassify_replaces_the_marker_asm():
+    text = _canonical('ct_branch_on_public_or_declassified')
+    out, report = passes.lower_declassify(text)
+    assert report['lowered'] == 1
+    assert 'asm' not in out and '%pub = freeze i8 %zb' in out
+    ll.parse_assembly(out).verify()
+    # without the marker, the branch on the key byte is a finding again
+    findings, _ = passes.find_ct_violations(out, {'kernel': ['key']})
+    assert [f.kind for f in findings] == ['branch']
