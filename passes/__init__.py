@@ -13,6 +13,9 @@ from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
                        insert_boundaries, thunk_name)
 from .atomics import neutral_atomics
 from .c_wrapper import WrapperSpec, c_abi_wrappers
+from .constant_time import (DECLASSIFY_ASM, Finding, find_ct_violations,
+                            line_tables_for_dwarf, lower_declassify,
+                            strip_debug_info)
 from .internalize import internalize_linkonce
 from .linkage import internalize_all_but
 from .outline_scrub import SCRUB_FN, outline_scrub
@@ -23,10 +26,12 @@ from .stub import stub_functions
 from .target_attrs import strip_target_attributes
 from .zero_regs import zero_call_used_regs
 
-__all__ = ['BOUNDARY_PREFIX', 'DEPTH_PREFIX', 'PassReport', 'SECRET_CALL',
-           'SCRUB_FN', 'THUNK_PREFIX', 'WrapperSpec', 'boundary_name',
-           'c_abi_wrappers', 'depth_symbol', 'generic_refcount',
-           'insert_boundaries', 'internalize_all_but', 'internalize_linkonce',
+__all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
+           'PassReport', 'SECRET_CALL', 'SCRUB_FN', 'THUNK_PREFIX',
+           'WrapperSpec', 'boundary_name', 'c_abi_wrappers', 'depth_symbol',
+           'find_ct_violations', 'generic_refcount', 'insert_boundaries',
+           'internalize_all_but', 'internalize_linkonce', 'line_tables_for_dwarf',
+           'lower_declassify',
            'neutral_atomics', 'outline_scrub', 'placeholders',
-           'strip_target_attributes', 'stub_functions', 'thunk_name',
-           'write_depths', 'zero_call_used_regs']
+           'strip_debug_info', 'strip_target_attributes', 'stub_functions',
+           'thunk_name', 'write_depths', 'zero_call_used_regs']

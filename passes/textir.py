@@ -202,10 +202,19 @@ class Module:
         return '\n'.join(out) + '\n'
 
 
+_ATTACHMENTS = re.compile(r'((?:\s+!\w+\s+!\d+)*)\s*\{$')
+
+
 def add_function_attribute(header, attr):
-    """Return the ``define`` line ``header`` with ``attr`` added before ``{``."""
+    """Return the ``define`` line ``header`` with ``attr`` added before ``{``.
+
+    The attribute goes before any metadata attachments (``!dbg !4``), which
+    LLVM's grammar puts last.
+    """
     assert header.rstrip().endswith('{')
-    return header.rstrip()[:-1].rstrip() + ' ' + attr + ' {'
+    m = _ATTACHMENTS.search(header.rstrip())
+    head = header.rstrip()[:m.start()].rstrip()
+    return head + ' ' + attr + m.group(1) + ' {'
 
 
 def set_linkage(header, linkage):

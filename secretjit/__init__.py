@@ -14,14 +14,15 @@ _ll.initialize_native_target()
 _ll.initialize_native_asmprinter()
 _ll.initialize_native_asmparser()
 
-from .errors import SecretPolicyError  # noqa: E402
-from .intrinsics import enabled, wipe  # noqa: E402
+from .errors import ConstantTimeWarning, SecretPolicyError  # noqa: E402
+from .intrinsics import declassify, enabled, wipe  # noqa: E402
 from .target import SecretDispatcher  # noqa: E402
 from .decorators import secret_jit  # noqa: E402
 from .secretmem import memory_status  # noqa: E402
 
 __version__ = '0.1.0'
-__all__ = ['SecretDispatcher', 'SecretPolicyError', 'enabled',
+__all__ = ['ConstantTimeWarning', 'SecretDispatcher', 'SecretPolicyError',
+           'declassify', 'enabled',
            'memory_status', 'random_bytes', 'secret_jit', 'wipe', '__version__']
 from .secretbuf import *  # noqa: E402,F401,F403  secret buffers (issue 17)
 __all__ += secretbuf.__all__  # noqa: F405

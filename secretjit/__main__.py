@@ -1,4 +1,4 @@
-"""Command line: ``python -m secretjit demo``, ``aot``, ``verify`` and ``audit``."""
+"""Command line: ``python -m secretjit demo``, ``aot``, ``verify``, ``audit`` and ``ctcheck``."""
 
 import argparse
 import sys
@@ -32,11 +32,14 @@ def main(argv=None):
                      '(repeatable)')
     _add_verify(sub)
     _add_audit(sub)
+    _add_ctcheck(sub)
     args = parser.parse_args(argv)
     if args.command == 'verify':
         return _verify(args)
     if args.command == 'audit':
         return _audit(args)
+    if args.command == 'ctcheck':
+        return _ctcheck(args)
     if args.command == 'aot':
         return _aot(parser, args)
     if args.command == 'demo':
@@ -93,6 +96,35 @@ def _aot(parser, args):
     print('%s (%d bytes, %s)' % (lib, os.path.getsize(lib), target))
     print(header)
     return 0
+
+
+def _add_ctcheck(sub):
+    ct = sub.add_parser(
+        'ctcheck', help="run a module's secret kernels under valgrind memcheck "
+        'with their secret arguments undefined (ctgrind) and report secret '
+        'branches and memory indices in them',
+        description='Run the (kernel, args) cases that MODULE.ctcheck_cases() '
+        'returns under valgrind memcheck, the contents of the kernels\' '
+        'secret= arguments marked undefined; print each finding inside the '
+        'kernels as file:line. Exit status 1 when there are findings.')
+    ct.add_argument('module', metavar='MODULE.py',
+                    help='Python file defining ctcheck_cases()')
+    ct.add_argument('--keep', action='store_true',
+                    help='keep the work directory (memcheck XML, line maps)')
+
+
+def _ctcheck(args):
+    from . import ctcheck
+    try:
+        findings = ctcheck.check(args.module, verbose=args.keep)
+    except ctcheck.CtcheckError as exc:
+        print('secretjit ctcheck: error: %s' % exc, file=sys.stderr)
+        return 2
+    for f in findings:
+        print(ctcheck.format_finding(f))
+    print('secretjit ctcheck: %d finding%s in secret code'
+          % (len(findings), '' if len(findings) == 1 else 's'))
+    return 1 if findings else 0
 
 
 if __name__ == '__main__':

@@ -475,10 +475,10 @@ def audit_object(data, allowances=None, stack_bounds=None, avx512=None):
     if dtor in obj.functions and dtor not in obj.allowances:
         # an AOT library links numba's C destructor path in: the contract's
         # allowance around the callbacks it runs, whose depth the audit computes
-        from . import runtime
-        from .codegen import NUMBA_DTOR_ALLOWANCE
+        from . import arena_nrt
+        from .pipeline import NUMBA_DTOR_ALLOWANCE
         obj.allowances[dtor] = NUMBA_DTOR_ALLOWANCE + max(
-            [obj.depth(cb, {}) for cb in runtime.CALLBACKS if cb in obj.functions]
+            [obj.depth(cb, {}) for cb in arena_nrt.CALLBACKS if cb in obj.functions]
             or [stack_bound.external_allowance('malloc')])
     out = []
     evex = avx512 if avx512 is not None else any(

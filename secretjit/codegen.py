@@ -14,7 +14,8 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import arena_nrt, passes, pipeline, secretmem, stack_bound
+from . import (arena_nrt, constant_time, passes, pipeline, secretmem,
+               stack_bound)
 from .passes.textir import Module
 from .pipeline import host_arch, host_has_sve  # noqa: F401 (probes import host_arch)
 from .stack_bound import StackBound
@@ -40,7 +41,7 @@ def _source_digest():
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
             'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics',
-            'secretjit.channels')
+            'secretjit.channels', 'secretjit.constant_time')
             if name in sys.modules]
         for path in sorted({m.__file__ for m in mods}):
             with open(path, 'rb') as f:
@@ -98,13 +99,31 @@ class SecretCodeLibrary(JITCodeLibrary):
 
         super()._optimize_final_module()            # numba's -O3 pipeline
 
+        # the constant-time check reads the line tables and strips them
+        text = constant_time.check_module(self, str(self._final_module))
         result = pipeline.after_optimization(
-            str(self._final_module), self._codegen._tm, arch,
+            text, self._codegen._tm, arch,
             extra_allowance=self._codegen.runtime_depths, module_name=self.name,
             skip=self._wrappers(), reparse=self._reparse)
         self.pass_reports.extend(result.reports)
         self.stack_bounds, self.frame_sizes = result.bounds, result.frames
         self._final_module = result.module
+        final = str(result.module)
+        if '!dbg' in final:         # a helper library: linked with, run without
+            self._final_module = self._reparse(
+                constant_time.strip_for_codegen(self, final))
+
+    def _get_module_for_linking(self):
+        return constant_time.module_for_linking(
+            self, super()._get_module_for_linking)
+
+    def finalize(self):
+        with constant_time.hardened_backend(self._codegen.arch):
+            super().finalize()
+
+    def get_asm_str(self):
+        with constant_time.hardened_backend(self._codegen.arch):
+            return super().get_asm_str()
 
     def serialize_using_object_code(self):
         name, kind, data = super().serialize_using_object_code()
@@ -137,7 +156,7 @@ class SecretCodegen(JITCPUCodegen):
         if host_has_sve() and '+sve' not in features.split(','):
             features = ','.join([f for f in features.split(',')
                                  if f and f != '-sve'] + ['+sve'])
-        return features
+        return constant_time.harden_features(features, host_arch())
 
     def __init__(self, module_name):
         super().__init__(module_name)

@@ -2,7 +2,7 @@
 
 from numba.core.decorators import jit
 
-from . import channels, policy
+from . import channels, constant_time, policy
 from .target import TARGET
 
 
@@ -36,7 +36,8 @@ def secret_jit(*args, **kws):
             "cache does not record the opt-outs, so a cached kernel could be "
             "loaded later without them being checked; drop cache=True")
     kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'), allow)
+    ct_policy = constant_time.pop_options(kws)
     if kws.pop('_target', TARGET) != TARGET:
         raise TypeError("secret_jit always compiles for the secret target; "
                         "drop the _target option")
-    return jit(*args, _target=TARGET, **kws)
+    return constant_time.attach(jit(*args, _target=TARGET, **kws), ct_policy)

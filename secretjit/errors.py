@@ -28,3 +28,11 @@ class SecretPolicyError(TypingError):
 
     def __reduce__(self):
         return (type(self), (self.rule, self.problem, self.fix))
+
+
+class ConstantTimeWarning(UserWarning):
+    """A constant-time finding of a kernel compiled with ``constant_time="warn"``.
+
+    Also issued for findings that are warnings in any mode (floating-point
+    division or square root of a secret).
+    """

@@ -248,6 +248,11 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
     if arch != host_arch():
         reports.append(passes.outline_scrub(mod, arch)[1])
     text = mod.text()
+    if arch != host_arch():
+        # the declassify marker's asm only marks the JIT's constant-time
+        # check, and llvmlite cannot assemble it for another target
+        text, report = passes.lower_declassify(text)
+        reports.append(report)
     if arch != 'x86_64':
         x86 = sorted(set(re.findall(r'@(llvm\.x86\.[\w.]+)', text)))
         if x86:

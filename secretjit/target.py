@@ -20,7 +20,7 @@ from functools import cached_property
 
 from numba.core import cgutils, externals, typing, types, utils
 from numba.core.compiler_lock import global_compiler_lock
-from numba.core.cpu import CPUContext, CPUTargetOptions
+from numba.core.cpu import CPUContext
 from numba.core.datamodel import models, register_default
 from numba.core.descriptors import TargetDescriptor
 from numba.core.dispatcher import Dispatcher
@@ -31,7 +31,7 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import channels, mergesort, policy, secretmem
+from . import channels, constant_time, mergesort, policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -130,7 +130,7 @@ def _compiling_internal():
 
 
 class SecretTarget(TargetDescriptor):
-    options = CPUTargetOptions
+    options = constant_time.SecretTargetOptions     # line tables for the check
 
     @cached_property
     def _toplevel_target_context(self):
@@ -206,7 +206,8 @@ class SecretDispatcher(Dispatcher):
         stack = _compiling.__dict__.setdefault('stack', [])
         stack.append(self._secret_internal)
         try:
-            with channels.compiling(channels.allow_of(self._compiler.pipeline_class)):
+            with channels.compiling(channels.allow_of(self._compiler.pipeline_class)), \
+                    constant_time.compiling(self):
                 return self._compile_secret(sig)
         finally:
             stack.pop()

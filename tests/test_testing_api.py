@@ -75,7 +75,10 @@ def test_user_kernel_heap_passes_and_fails_without_erasure(monkeypatch):
         assert_erased(user_kernel, *args, mechanisms=['heap'])
     report = assert_erased(user_kernel, *args, mechanisms=['heap'],
                            secret_words=_user_words(KEY))
-    assert report.control['heap'].count > 100 and report.secret['heap'].count == 0
+    # How many freed words glibc leaves in place depends on the process's
+    # heap history (129 alone, 5 after other test modules): the control
+    # must see some, the secret run none.
+    assert report.control['heap'].count > 0 and report.secret['heap'].count == 0
     monkeypatch.setattr(erasure, '_secret_run',
                         lambda k: plain_kernel(k, keep_wipe=False))
     with pytest.raises(AssertionError, match='secret words under heap'):

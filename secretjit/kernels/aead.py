@@ -9,7 +9,7 @@ from numba import njit
 
 from . import InvalidTag
 from ..decorators import secret_jit
-from ..intrinsics import wipe
+from ..intrinsics import declassify, wipe
 from ._util import (IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, body_of,
                     uninit_bytes)
 from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
@@ -87,7 +87,9 @@ def _open(key, nonce12, ct, aad, out):
     _poly_key(st, x, ks, ps)
     _tag(ps, aad, ct, 0, n, buf, mac, 0)
     ok = _ct_equal16(mac, 0, ct, n)
-    if ok == 1:                          # the verdict is public; decrypt only authentic data
+    # The verdict is public (the caller learns it anyway): declassify it to
+    # decrypt only authentic data.
+    if declassify(ok) == 1:
         _xor_stream(st, x, ks, 1, ct, 0, out, 0, n)
     else:
         for i in range(n):
@@ -137,21 +139,21 @@ def _check_open(key, nonce, nonce_size, ct, out):
         raise ValueError("out must be len(ciphertext_and_tag) - 16 bytes")
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
 def aead_seal_kernel(key, nonce, plaintext, aad, out):
     """out = ChaCha20-Poly1305 ciphertext || tag; out.size must be plaintext.size + 16."""
     _check_seal(key, nonce, 12, plaintext, out)
     _seal(key, nonce, plaintext, aad, out)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def aead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     """Verify and decrypt; returns 1 and fills out (size len-16) if authentic, else 0 and zeroes out."""
     _check_open(key, nonce, 12, ciphertext_and_tag, out)
     return _open(key, nonce, ciphertext_and_tag, aad, out)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
 def xaead_seal_kernel(key, nonce, plaintext, aad, out):
     """XChaCha20-Poly1305 seal with a 24-byte nonce; out.size must be plaintext.size + 16."""
     _check_seal(key, nonce, 24, plaintext, out)
@@ -165,7 +167,7 @@ def xaead_seal_kernel(key, nonce, plaintext, aad, out):
     wipe(x)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def xaead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     """XChaCha20-Poly1305 open with a 24-byte nonce; returns 1 if authentic (out filled), else 0."""
     _check_open(key, nonce, 24, ciphertext_and_tag, out)
@@ -190,28 +192,28 @@ _xseal_body = body_of(xaead_seal_kernel)
 _xopen_body = body_of(xaead_open_kernel)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
 def _seal_api(key, nonce, plaintext, aad, out):
     _seal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
                np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
                np.frombuffer(out, np.uint8))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def _open_api(key, nonce, ciphertext_and_tag, aad, out):
     return _open_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
                       np.frombuffer(ciphertext_and_tag, np.uint8),
                       np.frombuffer(aad, np.uint8), np.frombuffer(out, np.uint8))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
 def _xseal_api(key, nonce, plaintext, aad, out):
     _xseal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
                 np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
                 np.frombuffer(out, np.uint8))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def _xopen_api(key, nonce, ciphertext_and_tag, aad, out):
     return _xopen_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
                        np.frombuffer(ciphertext_and_tag, np.uint8),

@@ -132,7 +132,7 @@ def _blake2b(data, key, out, h, m, buf):
         out[i] = np.uint8((h[i // 8] >> np.uint64(8 * (i % 8))) & np.uint64(0xFF))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('data', 'key'))
 def blake2b_into(data, key, out):
     """out[:] = BLAKE2b(data, key) with digest size out.size (1..64); key 0..64 bytes."""
     if out.size < 1 or out.size > 64:
@@ -155,7 +155,7 @@ def blake2b_into(data, key, out):
 _blake2b_body = body_of(blake2b_into)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('data', 'key'))
 def _blake2b_api(data, key, out):
     _blake2b_body(np.frombuffer(data, np.uint8), np.frombuffer(key, np.uint8),
                   np.frombuffer(out, np.uint8))

@@ -199,7 +199,7 @@ def _hchacha(key, nonce16, out, x):
         _store32(out, 16 + 4 * i, x[12 + i])
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'src'))
 def chacha20_xor(key, nonce, counter, src, dst):
     """dst = src XOR ChaCha20(key, nonce) keystream starting at block ``counter`` (RFC 8439).
 
@@ -222,7 +222,7 @@ def chacha20_xor(key, nonce, counter, src, dst):
     wipe(ks)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def chacha20_block(key, nonce, counter, out):
     """out[0:64] = the ChaCha20 block function output for (key, nonce, counter) (RFC 8439 2.3)."""
     if key.size != 32:
@@ -243,7 +243,7 @@ def chacha20_block(key, nonce, counter, out):
     wipe(x)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def hchacha20_kernel(key, nonce16, out):
     """out[0:32] = HChaCha20(key[32], nonce16[16]) (draft-irtf-cfrg-xchacha 2.2)."""
     if key.size != 32:
@@ -265,13 +265,13 @@ _xor_body = body_of(chacha20_xor)
 _hchacha_body = body_of(hchacha20_kernel)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'src'))
 def _chacha20_api(key, nonce, counter, src, dst):
     _xor_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8), counter,
               np.frombuffer(src, np.uint8), np.frombuffer(dst, np.uint8))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key',))
 def _hchacha20_api(key, nonce16, out):
     _hchacha_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce16, np.uint8),
                   np.frombuffer(out, np.uint8))

@@ -61,7 +61,7 @@ def _hmac_states(istate, ostate, msg, off, n, out, ooff, H, W, s):
         s[_IB + i] = 0
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
 def hmac_sha256_into(key, msg, out):
     """out[0:32] = HMAC-SHA256(key, msg)."""
     if out.size != 32:
@@ -78,7 +78,7 @@ def hmac_sha256_into(key, msg, out):
     wipe(s)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('ikm',))
 def hkdf_sha256_into(ikm, salt, info, out):
     """out[:] = HKDF-SHA256(ikm, salt, info, length=out.size) (RFC 5869); out.size <= 8160.
 
@@ -133,13 +133,13 @@ _hmac_body = body_of(hmac_sha256_into)
 _hkdf_body = body_of(hkdf_sha256_into)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
 def _hmac_api(key, msg, out):
     _hmac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
                np.frombuffer(out, np.uint8))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('ikm',))
 def _hkdf_api(ikm, salt, info, out):
     _hkdf_body(np.frombuffer(ikm, np.uint8), np.frombuffer(salt, np.uint8),
                np.frombuffer(info, np.uint8), np.frombuffer(out, np.uint8))

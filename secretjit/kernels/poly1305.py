@@ -364,7 +364,7 @@ def _ct_equal16(a, aoff, b, boff):
     return np.int64((np.uint32(acc - np.uint32(1)) >> np.uint32(31)) & np.uint32(1))
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
 def poly1305_mac(key, msg, out):
     """out[0:16] = Poly1305(key[32], msg) (RFC 8439 2.5)."""
     if key.size != 32:
@@ -380,7 +380,7 @@ def poly1305_mac(key, msg, out):
     wipe(buf)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
 def poly1305_verify_kernel(key, msg, tag):
     """Return 1 if Poly1305(key, msg) == tag[0:16] (constant-time compare), else 0."""
     if key.size != 32:
@@ -407,7 +407,7 @@ def poly1305_verify_kernel(key, msg, tag):
 _mac_body = body_of(poly1305_mac)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
 def _poly1305_api(key, msg, out):
     _mac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
               np.frombuffer(out, np.uint8))

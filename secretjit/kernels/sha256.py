@@ -243,7 +243,7 @@ def _sha256(data, off, n, out, ooff, H, W, buf):
     _sha_final(H, W, data, off + 64 * nb, n - 64 * nb, n, buf, out, ooff)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('data',))
 def sha256_into(data, out):
     """out[0:32] = SHA-256(data)."""
     if out.size != 32:
@@ -264,7 +264,7 @@ def sha256_into(data, out):
 _sha256_body = body_of(sha256_into)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('data',))
 def _sha256_api(data, out):
     _sha256_body(np.frombuffer(data, np.uint8), np.frombuffer(out, np.uint8))
 

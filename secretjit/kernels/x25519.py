@@ -550,7 +550,7 @@ def _e_and_t(W):
     W[_R + 35] = np.int32(h8 + W[_H + 35]); W[_R + 39] = np.int32(h9 + W[_H + 39])
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('scalar',))
 def x25519_kernel(out, scalar, u):
     """out[0:32] = X25519(scalar[0:32], u[0:32]) (RFC 7748 5); all-zero for low-order u."""
     if out.size != 32:
@@ -584,7 +584,7 @@ def x25519_kernel(out, scalar, u):
 _x25519_body = body_of(x25519_kernel)
 
 
-@secret_jit(cache=True, nogil=True)
+@secret_jit(cache=True, nogil=True, secret=('scalar',))
 def _x25519_api(out, scalar, u):
     _x25519_body(np.frombuffer(out, np.uint8), np.frombuffer(scalar, np.uint8),
                  np.frombuffer(u, np.uint8))

@@ -465,18 +465,23 @@ def _run_detectors(dispatcher, args, wanted, mask, mechanisms, confirm=False):
     measured call's copies show up as new ones.  With ``confirm`` a heap
     finding is measured up to three times and the smallest count kept: a
     leak of the kernel repeats on every call, a coincidence in the
-    interpreter's own heap traffic does not.
+    interpreter's own heap traffic does not.  Without ``confirm`` (the
+    control) an empty heap finding is measured up to three times and the
+    largest count kept: whether glibc leaves a freed block in place depends
+    on the process's heap history, and one reuse must not make the detector
+    look blind.
     """
     found = {}
     if 'heap' in mechanisms:
-        for _ in range(3 if confirm else 1):
+        for _ in range(3):
             _call(dispatcher, _perturbed(args))
             fresh = _fresh(args)
             _, f = _heap_run(lambda: _call(dispatcher, fresh), wanted,
                              mask, _buffers(fresh) + _buffers(args))
-            if 'heap' not in found or f.count < found['heap'].count:
+            if 'heap' not in found or (f.count < found['heap'].count if confirm
+                                       else f.count > found['heap'].count):
                 found['heap'] = f
-            if not f.count:
+            if bool(f.count) != confirm:    # secret: clean; control: seen
                 break
     if 'stack' in mechanisms:
         _, found['stack'], _ = _stack_run(dispatcher, _fresh(args), wanted, mask)

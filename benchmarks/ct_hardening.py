@@ -1,0 +1,80 @@
+"""The price of the constant-time backend hardening (issue 12), per vetted kernel.
+
+The hardening (no x86 cmov-to-branch conversion, no CodeGenPrepare
+select-to-branch, no 64/32-bit division-width bypass) is process-wide for
+secret code, so the comparison runs fresh processes alternately with
+``SECRETJIT_CT_HARDENING=1`` and ``=0`` (A B A B ...).  Each process times
+``secret_jit`` and ``njit`` builds of the benchmark cases
+(``cases.cases(quick=True)``: 64 B and 16 KiB inputs, X25519 per call)
+interleaved with ``run.interleaved``; reported are the medians over the
+processes of each variant and the hardened/unhardened ratio.
+
+    python benchmarks/ct_hardening.py                 # Markdown table on stdout
+    python benchmarks/ct_hardening.py --processes 4   # processes per variant
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def child(rounds):
+    from numba import njit
+
+    from secretjit import secret_jit
+    import cases as case_table
+    from run import interleaved
+    out = {}
+    for case in case_table.cases(quick=True):
+        if case.kernel == 'trivial x+1':
+            continue
+        plain, secret = njit(case.py_func), secret_jit(case.py_func)
+        plain(*case.args)
+        secret(*case.args)
+        med, _ = interleaved({'njit': lambda: plain(*case.args),
+                           'secret': lambda: secret(*case.args)}, rounds)
+        out['%s|%s' % (case.kernel, case.size)] = med
+    json.dump(out, sys.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--processes', type=int, default=2)
+    ap.add_argument('--rounds', type=int, default=7)
+    ap.add_argument('--child', action='store_true')
+    args = ap.parse_args()
+    if args.child:
+        return child(args.rounds)
+    runs = {'1': [], '0': []}
+    for _ in range(args.processes):
+        for flag in ('1', '0'):
+            env = dict(os.environ, SECRETJIT_CT_HARDENING=flag, NUMBA_CACHE_DIR='/nonexistent')
+            res = subprocess.run([sys.executable, __file__, '--child', '--rounds',
+                                  str(args.rounds)], env=env, capture_output=True,
+                                 text=True, check=True)
+            runs[flag].append(json.loads(res.stdout))
+    print('| kernel | size | secret_jit, hardening off | secret_jit, hardening on '
+          '| on/off | njit |')
+    print('|---|---|---:|---:|---:|---:|')
+    for key in runs['1'][0]:
+        on = statistics.median(r[key]['secret'] for r in runs['1'])
+        off = statistics.median(r[key]['secret'] for r in runs['0'])
+        nj = statistics.median([r[key]['njit'] for r in runs['1'] + runs['0']])
+        kernel, size = key.split('|')
+        print('| %s | %s | %s | %s | %.3f | %s |' % (
+            kernel, size, _fmt(off), _fmt(on), on / off, _fmt(nj)))
+
+
+def _fmt(seconds):
+    from run import _fmt_time
+    return _fmt_time(seconds * 1e9)
+
+
+if __name__ == '__main__':
+    main()
