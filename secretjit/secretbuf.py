@@ -60,6 +60,25 @@ def _lib():
     return lib
 
 
+class _RefusesCopies:
+    """``bytes()``, pickling and ``copy`` raise :class:`SecretCopyError`."""
+
+    def __bytes__(self):
+        raise SecretCopyError(_REFUSED % 'bytes()')
+
+    def __reduce__(self):
+        raise SecretCopyError(_REFUSED % 'pickling')
+
+    def __reduce_ex__(self, protocol):
+        raise SecretCopyError(_REFUSED % 'pickling')
+
+    def __copy__(self):
+        raise SecretCopyError(_REFUSED % 'copy.copy()')
+
+    def __deepcopy__(self, memo):
+        raise SecretCopyError(_REFUSED % 'copy.deepcopy()')
+
+
 def _release(address, nbytes):
     # The finalizer: arena_free wipes every byte handed out; zero first anyway
     # so the wipe does not depend on the free path.
@@ -67,7 +86,7 @@ def _release(address, nbytes):
     _lib().secretjit_arena_free(address)
 
 
-class SecretBuffer:
+class SecretBuffer(_RefusesCopies):
     """One block of the secret arena; the ``.base`` of every array using it.
 
     ``nbytes`` bytes, 16-byte aligned, zero when handed out.  The block is
@@ -105,18 +124,6 @@ class SecretBuffer:
             raise ValueError("this secret buffer was wiped when its with block ended")
         return ctypes.string_at(self.address, self.nbytes)
 
-    def __bytes__(self):
-        raise SecretCopyError(_REFUSED % 'bytes()')
-
-    def __reduce_ex__(self, protocol):
-        raise SecretCopyError(_REFUSED % 'pickling')
-
-    def __copy__(self):
-        raise SecretCopyError(_REFUSED % 'copy.copy()')
-
-    def __deepcopy__(self, memo):
-        raise SecretCopyError(_REFUSED % 'copy.deepcopy()')
-
     def __repr__(self):
         return '<SecretBuffer %d bytes at 0x%x%s>' % (
             self.nbytes, self.address, ', released' if self.released else '')
@@ -129,7 +136,7 @@ def _owner(arr):
     return base
 
 
-class SecretArray(np.ndarray):
+class SecretArray(_RefusesCopies, np.ndarray):
     """A numpy array whose memory is a :class:`SecretBuffer` (secret arena).
 
     Views of it (slices, ``.view(dtype)``, reshapes) are ``SecretArray`` too
@@ -173,21 +180,6 @@ class SecretArray(np.ndarray):
 
     def tobytes(self, order='C'):
         raise SecretCopyError(_REFUSED % 'tobytes()')
-
-    def __bytes__(self):
-        raise SecretCopyError(_REFUSED % 'bytes()')
-
-    def __reduce__(self):
-        raise SecretCopyError(_REFUSED % 'pickling')
-
-    def __reduce_ex__(self, protocol):
-        raise SecretCopyError(_REFUSED % 'pickling')
-
-    def __copy__(self):
-        raise SecretCopyError(_REFUSED % 'copy.copy()')
-
-    def __deepcopy__(self, memo):
-        raise SecretCopyError(_REFUSED % 'copy.deepcopy()')
 
     def __enter__(self):
         return self

@@ -24,6 +24,16 @@ if sys.byteorder != "little":  # pragma: no cover - the kernels view byte buffer
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
+def _check_u8_array(value, name):
+    """The errors for a numpy argument that is not a 1-D C-contiguous uint8 array."""
+    if value.dtype != np.uint8:
+        raise TypeError(f"{name} must be a uint8 array, got dtype {value.dtype}")
+    if value.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D uint8 array, got {value.ndim}-D")
+    if not value.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous array")
+
+
 def as_u8(value, name):
     """Return ``value`` as a read-only 1-D C-contiguous uint8 array without copying.
 
@@ -31,12 +41,7 @@ def as_u8(value, name):
     are used) and 1-D C-contiguous ``uint8`` numpy arrays.
     """
     if isinstance(value, np.ndarray):
-        if value.dtype != np.uint8:
-            raise TypeError(f"{name} must be a uint8 array, got dtype {value.dtype}")
-        if value.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D uint8 array, got {value.ndim}-D")
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous array")
+        _check_u8_array(value, name)
         arr = value.view()
     elif isinstance(value, _BYTES_LIKE):
         mv = value if isinstance(value, memoryview) else memoryview(value)
@@ -129,12 +134,7 @@ def as_buf(value, name):
             value = value.cast("B")
         return value
     if isinstance(value, np.ndarray):
-        if value.dtype != np.uint8:
-            raise TypeError(f"{name} must be a uint8 array, got dtype {value.dtype}")
-        if value.ndim != 1:
-            raise ValueError(f"{name} must be a 1-D uint8 array, got {value.ndim}-D")
-        if not value.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous array")
+        _check_u8_array(value, name)
         return value
     raise TypeError(
         f"{name} must be bytes, bytearray, memoryview or a uint8 numpy array, "
