@@ -139,3 +139,43 @@ def test_readable_names():
     assert readable('_ZN3pkg3mod4funcB2v1E5Array') == 'pkg.mod.func'
     assert readable('_ZN8__main__12_3clocals_3e1fE') == '__main__.<locals>.f'
     assert readable('memset') == 'memset'
+
+
+def test_one_operand_divide_writes_rdx_rax_only():
+    # idivq/mulq write rdx:rax: an address held in rbx survives them (the
+    # constant-time hardening keeps idivq without its divl bypass), one held
+    # in rax does not
+    template = '''
+f:
+\tpushq\t%%rbx
+\tmovabsq\t$leaf, %%%s
+\tidivq\t%%rdi
+\tmulq\t%%rsi
+\tcallq\t*%%%s
+\tpopq\t%%rbx
+\tretq
+.Lfunc_end0:
+'''
+    kept = parse_x86_64(template % ('rbx', 'rbx'), {'f'})['f']
+    assert kept.callees == {'leaf'} and kept.indirect == 0
+    lost = parse_x86_64(template % ('rax', 'rax'), {'f'})['f']
+    assert lost.indirect == 1 and not lost.callees
+
+
+def test_valgrind_client_request_marker_keeps_the_address():
+    # ctcheck's client requests end in xchgq %rbx, %rbx (a no-op; valgrind
+    # writes its result to rdx): rbx keeps its address, rdx does not
+    template = '''
+f:
+\tpushq\t%%rbx
+\tmovabsq\t$leaf, %%%s
+\txchgq\t%%rbx, %%rbx
+\tcallq\t*%%%s
+\tpopq\t%%rbx
+\tretq
+.Lfunc_end0:
+'''
+    kept = parse_x86_64(template % ('rbx', 'rbx'), {'f'})['f']
+    assert kept.callees == {'leaf'} and kept.indirect == 0
+    lost = parse_x86_64(template % ('rdx', 'rdx'), {'f'})['f']
+    assert lost.indirect == 1 and not lost.callees

@@ -61,6 +61,15 @@ def _written(mnem, ops):
     if mnem in _SIGN_EXTEND_ACC:             # cltq writes rax; cqto writes rdx
         out.add(_SIGN_EXTEND_ACC[mnem])
         return out
+    if mnem.startswith('xchg') and len(ops) == 2 and ops[0] == ops[1]:
+        # xchgq %rbx, %rbx: a no-op on the CPU, valgrind's client-request
+        # marker (ctcheck), whose result valgrind writes to rdx
+        return {'%rdx'}
+    if len(ops) == 1 and mnem.startswith(('div', 'idiv', 'mul', 'imul')) \
+            and not mnem.startswith('mulx'):
+        # one-operand divide/multiply: rdx:rax only (the constant-time
+        # hardening keeps idivq without its divl bypass, in loops too)
+        return {'%rax', '%rdx'}
     # movslq/movsbl/movswq ... (sign-extending moves: two operands, no %es:
     # string operand) write their destination only, not rsi/rdi/rcx.
     sign_extend = mnem.startswith('movs') and len(ops) == 2 and \
