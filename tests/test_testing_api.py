@@ -78,15 +78,25 @@ def _heap_case():
     args = (KEY, np.zeros(1, np.uint64))
     with pytest.raises(AssertionError, match='cannot see'):
         assert_erased(user_kernel, *args, mechanisms=['heap'])
-    report = assert_erased(user_kernel, *args, mechanisms=['heap'],
-                           secret_words=_user_words(KEY))
-    assert report.control['heap'].count > 0 and report.secret['heap'].count == 0
+    for _ in range(3):      # a blind control is measured again, at most three times
+        report = check_erased(user_kernel, *args, mechanisms=['heap'],
+                              secret_words=_user_words(KEY))
+        if report.control['heap'].count:
+            break
+    assert report.control['heap'].count > 0 and report.secret['heap'].count == 0, \
+        report.explain()
     run = erasure._secret_run
     erasure._secret_run = lambda k: plain_kernel(k, keep_wipe=False)
     try:
-        with pytest.raises(AssertionError, match='secret words under heap'):
-            assert_erased(user_kernel, *args, mechanisms='heap',
-                          secret_words=_user_words(KEY))
+        # a blind control ("cannot see": glibc reused its freed block) is
+        # measured again, at most three times; the leak must then be named
+        for _ in range(3):
+            with pytest.raises(AssertionError) as info:
+                assert_erased(user_kernel, *args, mechanisms='heap',
+                              secret_words=_user_words(KEY))
+            if 'cannot see' not in str(info.value):
+                break
+        assert 'secret words under heap' in str(info.value), str(info.value)
     finally:
         erasure._secret_run = run
 
