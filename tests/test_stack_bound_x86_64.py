@@ -141,41 +141,28 @@ def test_readable_names():
     assert readable('memset') == 'memset'
 
 
+def _address_survives(between, reg):
+    """Whether ``movabsq $leaf, reg; <between>; callq *reg`` resolves to leaf."""
+    asm = ('\nf:\n\tpushq\t%%rbx\n\tmovabsq\t$leaf, %%%s\n%s\tcallq\t*%%%s\n'
+           '\tpopq\t%%rbx\n\tretq\n.Lfunc_end0:\n'
+           % (reg, ''.join('\t%s\n' % i for i in between), reg))
+    info = parse_x86_64(asm, {'f'})['f']
+    assert (info.callees, info.indirect) in (({'leaf'}, 0), (set(), 1)), info
+    return info.indirect == 0
+
+
 def test_one_operand_divide_writes_rdx_rax_only():
     # idivq/mulq write rdx:rax: an address held in rbx survives them (the
     # constant-time hardening keeps idivq without its divl bypass), one held
     # in rax does not
-    template = '''
-f:
-\tpushq\t%%rbx
-\tmovabsq\t$leaf, %%%s
-\tidivq\t%%rdi
-\tmulq\t%%rsi
-\tcallq\t*%%%s
-\tpopq\t%%rbx
-\tretq
-.Lfunc_end0:
-'''
-    kept = parse_x86_64(template % ('rbx', 'rbx'), {'f'})['f']
-    assert kept.callees == {'leaf'} and kept.indirect == 0
-    lost = parse_x86_64(template % ('rax', 'rax'), {'f'})['f']
-    assert lost.indirect == 1 and not lost.callees
+    between = ['idivq\t%rdi', 'mulq\t%rsi']
+    assert _address_survives(between, 'rbx')
+    assert not _address_survives(between, 'rax')
 
 
 def test_valgrind_client_request_marker_keeps_the_address():
     # ctcheck's client requests end in xchgq %rbx, %rbx (a no-op; valgrind
     # writes its result to rdx): rbx keeps its address, rdx does not
-    template = '''
-f:
-\tpushq\t%%rbx
-\tmovabsq\t$leaf, %%%s
-\txchgq\t%%rbx, %%rbx
-\tcallq\t*%%%s
-\tpopq\t%%rbx
-\tretq
-.Lfunc_end0:
-'''
-    kept = parse_x86_64(template % ('rbx', 'rbx'), {'f'})['f']
-    assert kept.callees == {'leaf'} and kept.indirect == 0
-    lost = parse_x86_64(template % ('rdx', 'rdx'), {'f'})['f']
-    assert lost.indirect == 1 and not lost.callees
+    between = ['xchgq\t%rbx, %rbx']
+    assert _address_survives(between, 'rbx')
+    assert not _address_survives(between, 'rdx')
