@@ -32,11 +32,34 @@ SMALL = _numba_mergesort.SMALL_MERGESORT
 _replacements = weakref.WeakKeyDictionary()
 
 
+_INNER = dict(nopython=True, no_cpython_wrapper=True, _nrt=False)
+
+
 def make_bottom_up_mergesort(lessthan, is_argsort):
     """Entry dispatcher sorting with ``lessthan(a, b, vals)``, no recursion."""
-    inner = dict(nopython=True, no_cpython_wrapper=True, _nrt=False)
+    bottom_up = _make_bottom_up(lessthan, _make_merge(lessthan))
+    if is_argsort:
+        @jit(nopython=True, no_cpython_wrapper=True)
+        def argmergesort(arr):
+            "Out-of-place"
+            idxs = np.arange(arr.size)
+            ws = np.empty(arr.size // 2, dtype=idxs.dtype)
+            bottom_up(idxs, arr, ws)
+            return idxs
+        return argmergesort
 
-    @jit(**inner)
+    @jit(nopython=True, no_cpython_wrapper=True)
+    def mergesort(arr):
+        "Inplace"
+        ws = np.empty(arr.size // 2, dtype=arr.dtype)
+        bottom_up(arr, None, ws)
+        return arr
+    return mergesort
+
+
+def _make_merge(lessthan):
+    """``merge(arr, vals, ws, lo, mid, hi)`` of two neighbouring sorted runs."""
+    @jit(**_INNER)
     def merge(arr, vals, ws, lo, mid, hi):
         """Merge the sorted runs arr[lo:mid] and arr[mid:hi] in place."""
         if mid - lo <= hi - mid:
@@ -75,8 +98,12 @@ def make_bottom_up_mergesort(lessthan, is_argsort):
                 arr[k] = ws[j]
                 j -= 1
                 k -= 1
+    return merge
 
-    @jit(**inner)
+
+def _make_bottom_up(lessthan, merge):
+    """``bottom_up(arr, vals, ws)``: insertion-sorted runs, then merge passes."""
+    @jit(**_INNER)
     def bottom_up(arr, vals, ws):
         """Sort ``arr`` in place; ``ws`` holds at least ``arr.size // 2``."""
         n = arr.size
@@ -98,24 +125,7 @@ def make_bottom_up_mergesort(lessthan, is_argsort):
             if width > n - width:       # the next pass would not merge
                 break
             width *= 2
-
-    if is_argsort:
-        @jit(nopython=True, no_cpython_wrapper=True)
-        def argmergesort(arr):
-            "Out-of-place"
-            idxs = np.arange(arr.size)
-            ws = np.empty(arr.size // 2, dtype=idxs.dtype)
-            bottom_up(idxs, arr, ws)
-            return idxs
-        return argmergesort
-
-    @jit(nopython=True, no_cpython_wrapper=True)
-    def mergesort(arr):
-        "Inplace"
-        ws = np.empty(arr.size // 2, dtype=arr.dtype)
-        bottom_up(arr, None, ws)
-        return arr
-    return mergesort
+    return bottom_up
 
 
 def _numba_lessthan(disp):
