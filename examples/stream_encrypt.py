@@ -32,29 +32,28 @@ INFO = np.frombuffer(b'secretjit stream v1', np.uint8)
 
 
 @secret_jit(cache=True, nogil=True)
-def _nonce(salt, index, last, nonce):
+def _chunk_keys(key, salt, index, last):
+    """The chunk's subkey (HKDF of the file key) and its nonce."""
+    subkey = np.empty(32, np.uint8)
+    hkdf_sha256_into(key, salt, INFO, subkey)
+    nonce = np.empty(24, np.uint8)
     nonce[:16] = salt
     for i in range(7):
         nonce[16 + i] = (index >> (8 * i)) & 0xFF
     nonce[23] = last
+    return subkey, nonce
 
 
 @secret_jit(cache=True, nogil=True)
 def seal_chunk(key, salt, index, last, chunk, out):
-    subkey = np.empty(32, np.uint8)
-    hkdf_sha256_into(key, salt, INFO, subkey)
-    nonce = np.empty(24, np.uint8)
-    _nonce(salt, index, last, nonce)
+    subkey, nonce = _chunk_keys(key, salt, index, last)
     xaead_seal_kernel(subkey, nonce, chunk, nonce[:0], out)
     wipe(subkey)
 
 
 @secret_jit(cache=True, nogil=True)
 def open_chunk(key, salt, index, last, sealed, out):
-    subkey = np.empty(32, np.uint8)
-    hkdf_sha256_into(key, salt, INFO, subkey)
-    nonce = np.empty(24, np.uint8)
-    _nonce(salt, index, last, nonce)
+    subkey, nonce = _chunk_keys(key, salt, index, last)
     ok = xaead_open_kernel(subkey, nonce, sealed, nonce[:0], out)
     wipe(subkey)
     return ok
