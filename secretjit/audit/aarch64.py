@@ -27,6 +27,8 @@ writes them; libc's SVE routines may, which the AOT exports clear at run
 time with ``secretjit_aot_clear_vregs`` (not checked here).
 """
 
+import re
+
 from .. import contract, stack_bound
 from . import core
 from .elf import ARCHES
@@ -35,6 +37,7 @@ _REG, _IMM, _MEM = 1, 2, 3             # capstone ARM64_OP_REG, _IMM, _MEM
 _JUMP, _CALL, _RET = 1, 2, 3           # capstone groups
 _ALIASES = {'fp': 'x29', 'lr': 'x30', 'wzr': 'xzr', 'wsp': 'sp'}
 _SVE_VL_MAX = 256
+_SVE_ZERO = re.compile(r'^z\d+\.[bhsdq], #0(x0)?$')
 _MOVES_SP = frozenset(('sub', 'addvl', 'and', 'mov'))
 _HIGH_HALF = tuple(int(r[1:]) for r in contract.AARCH64_CALLEE_SAVED_VECTORS)
 
@@ -82,6 +85,8 @@ def zeroes(ins):
         return {dst}
     if m == 'pfalse':
         return {regs[0]}
+    if m in ('mov', 'dup') and _SVE_ZERO.match(ins.op_str):
+        return {dst}                # capstone 5 gives SVE immediates no operand
     return set()
 
 
