@@ -295,7 +295,7 @@ def _nop_in_boundary(data, op_str):
 def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
     """Every boundary of the JIT's object code passes, scrubbing exactly the
     stack bound, which the audit's own depth reaches; the same object with
-    one zeroing of x11 dropped fails (the mutation the AOT tests also make)."""
+    one zeroing of x11 (and, with SVE, one ``pfalse p3.b``) dropped fails."""
     pytest.importorskip('capstone')
     pytest.importorskip('elftools')
     from numba import typeof
@@ -314,7 +314,11 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
         for r in results:
             assert r.depth_scrubbed == r.stack_bound_depth >= r.depth_required > 0, r
     lib = copy.overloads[copy.signatures[0]].library
-    data = _nop_in_boundary(lib._get_compiled_object(), 'x11, #0')
-    (res,) = audit.audit_object(data, allowances=dict(lib.codegen.runtime_depths),
-                                stack_bounds=lib.stack_bounds)
-    assert res.registers_missing == ['x11'] and not res.ok
+    drops = [('x11, #0', 'x11')]
+    if probes.sve_vector_length():            # SVE code: the predicates are required
+        drops.append(('p3.b', 'p3'))
+    for op_str, reg in drops:
+        data = _nop_in_boundary(lib._get_compiled_object(), op_str)
+        (res,) = audit.audit_object(data, allowances=dict(lib.codegen.runtime_depths),
+                                    stack_bounds=lib.stack_bounds)
+        assert res.registers_missing == [reg] and not res.ok

@@ -31,7 +31,6 @@ import re
 
 from .. import contract, stack_bound
 from . import core
-from .elf import ARCHES
 
 _REG, _IMM, _MEM = 1, 2, 3             # capstone ARM64_OP_REG, _IMM, _MEM
 _JUMP, _CALL, _RET = 1, 2, 3           # capstone groups
@@ -61,7 +60,7 @@ def written(ins):
     SVE instructions, whose first operand is then the destination."""
     out = [ins.reg_name(r) for r in ins.regs_access()[1]]
     ops = ins.operands
-    if ops and ops[0].type == _REG and not ins.mnemonic.startswith(('st', 'cmp', 'prf')):
+    if ops and ops[0].type == _REG and not ins.mnemonic.startswith(('st', 'prf')):
         first = ins.reg_name(ops[0].reg)
         if first[0] in 'zp' and first[1:].isdigit() and first not in out:
             out.append(first)
@@ -90,12 +89,7 @@ def zeroes(ins):
     return set()
 
 
-class AArch64:
-    name = 'aarch64'
-    machine = 'EM_AARCH64'
-    return_address = 0
-    red_zone = stack_bound.RED_ZONE['aarch64']
-
+class AArch64(core.Arch):
     @staticmethod
     def register_order(reg):
         return (reg[0], int(reg[1:]) if reg[1:].isdigit() else -1, reg)
@@ -253,8 +247,7 @@ class AArch64:
 
     def step(self, walk, ins):
         ctx, m = walk.ctx, ins.mnemonic
-        sp_copies = ctx.consts.setdefault('.sp', set())
-        self._track(ctx.consts, sp_copies, ins)
+        self._track(ctx.consts, ctx.sp_copies, ins)
         if m in ('bl', 'blr'):
             target = ctx.calls.get(ins.address)
             f = ctx.obj.fn(target)
@@ -267,7 +260,7 @@ class AArch64:
             core.on_call(walk, ins, target, ctx.consts.get('x2'), tree)
             return
         regs = [canon(r) for r in _regs(ins)]
-        if m == 'sub' and len(regs) == 3 and regs[1] in sp_copies:
+        if m == 'sub' and len(regs) == 3 and regs[1] in ctx.sp_copies:
             core.on_scrub(walk, ins, ctx.consts.get(regs[2]))     # the inline scrub
         z = zeroes(ins)
         w = {canon(r) for r in written(ins)}
@@ -324,4 +317,4 @@ class AArch64:
         return out
 
 
-ARCH = ARCHES['EM_AARCH64'] = AArch64()
+ARCH = AArch64('aarch64', 'EM_AARCH64', return_address=0)     # x30 holds it

@@ -14,7 +14,7 @@ its last call.  The architecture's ``step`` reads one instruction and calls
 from dataclasses import dataclass
 
 from .. import stack_bound
-from .elf import BOUNDARY, SECRET_CALL, AuditError  # noqa: F401  (re-exported)
+from .elf import ARCHES, BOUNDARY, SECRET_CALL, AuditError  # noqa: F401  (re-exported)
 
 _MAX_VISITS = 10000
 
@@ -38,6 +38,26 @@ class BoundaryAudit:
     @property
     def ok(self):
         return self.registers_ok and self.scrub_ok and self.calls_ok
+
+
+class Arch:
+    """One machine: what :class:`~.elf.ObjectCode` and the path analysis ask it.
+
+    Subclasses supply ``disassembler``, ``read_plt``, ``analyse`` (frame and
+    calls of one function), ``required`` (the registers the boundary must
+    zero), ``branch``/``is_return`` (block ends), ``step`` (one instruction
+    of the path analysis), ``secret_call_tree``, ``passed_depth`` and
+    ``tree_problems`` (per-function register findings).
+    """
+    register_order = None               # sort key of register names (None: by name)
+
+    def __init__(self, name, machine, return_address):
+        self.name, self.machine, self.return_address = name, machine, return_address
+        self.red_zone = stack_bound.RED_ZONE[name]
+        ARCHES[machine] = self
+
+    def tree_problems(self, obj, root):
+        return []
 
 
 # -- the call tree ---------------------------------------------------------------
@@ -172,6 +192,7 @@ class Context:
     def __init__(self, obj, f, memo):
         self.obj, self.f, self.memo = obj, f, memo
         self.consts = {}
+        self.sp_copies = set()          # registers holding the stack pointer (AArch64)
         self.calls = dict(f.calls)
 
 

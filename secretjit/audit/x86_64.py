@@ -8,9 +8,8 @@ The boundary passes its scrub depth to ``secretjit_secret_call`` in edx and
 scrubs in place with ``rep stosq`` (rcx = depth / 8).
 """
 
-from .. import contract, stack_bound
+from .. import contract
 from . import core
-from .elf import ARCHES
 
 _REG, _IMM = 1, 2                       # capstone X86_OP_REG, X86_OP_IMM
 
@@ -55,13 +54,7 @@ def zeroes(ins):
     return set()
 
 
-class X86_64:
-    name = 'x86_64'
-    machine = 'EM_X86_64'
-    return_address = 8
-    red_zone = stack_bound.RED_ZONE['x86_64']
-    register_order = None
-
+class X86_64(core.Arch):
     def disassembler(self, capstone):
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
 
@@ -209,10 +202,7 @@ class X86_64:
                 return ins.operands[1].imm
         return None
 
-    def tree_problems(self, obj, root):
-        """Per-function register problems in the tree (none on x86-64: every
-        call-clobbered register the tree writes is the boundary's to zero)."""
-        return []
 
-
-ARCH = ARCHES['EM_X86_64'] = X86_64()
+# every call-clobbered register the tree writes is the boundary's to zero:
+# no per-function findings (Arch.tree_problems)
+ARCH = X86_64('x86_64', 'EM_X86_64', return_address=8)
