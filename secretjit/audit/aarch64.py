@@ -37,6 +37,8 @@ _JUMP, _CALL, _RET = 1, 2, 3           # capstone groups
 _ALIASES = {'fp': 'x29', 'lr': 'x30', 'wzr': 'xzr', 'wsp': 'sp'}
 _SVE_VL_MAX = 256
 _SVE_ZERO = re.compile(r'^z\d+\.[bhsdq], #0(x0)?$')
+_HIGH_NAMED = re.compile(r'\b[bhsdqvz](8|9|1[0-5])\b')
+_ADDRESSING = frozenset(('mov', 'movz', 'movk', 'adrp', 'add', 'ldr'))
 _MOVES_SP = frozenset(('sub', 'addvl', 'and', 'mov'))
 _HIGH_HALF = tuple(int(r[1:]) for r in contract.AARCH64_CALLEE_SAVED_VECTORS)
 
@@ -118,7 +120,10 @@ class AArch64(core.Arch):
 
     def _address(self, obj, f, ins, names, pages):
         """Track symbol addresses in registers (``names``: reg -> symbol)."""
-        m, ops = ins.mnemonic, ins.operands
+        m = ins.mnemonic
+        if m not in _ADDRESSING:
+            return False
+        ops = ins.operands
         dst = canon(ins.reg_name(ops[0].reg)) if ops and ops[0].type == _REG else None
         reloc = obj.relocs.get((f.section, ins.address)) if obj.relocatable else None
         if reloc and dst and m in ('mov', 'movz', 'movk', 'adrp', 'add', 'ldr'):
@@ -194,7 +199,7 @@ class AArch64(core.Arch):
                 if name and name != f.name and not f.addr <= t < f.addr + len(f.code):
                     f.leaf = False
                     f.calls.append((ins.address, name))      # tail call
-            if self._address(obj, f, ins, names, pages):
+            if self._address(obj, f, ins, names, pages) or not (names or pages):
                 continue
             for reg in written(ins):
                 names.pop(canon(reg), None)
@@ -293,6 +298,8 @@ class AArch64(core.Arch):
     def _dirty_high(self, state, block):
         dirty = set(state)
         for ins in block:
+            if not _HIGH_NAMED.search(ins.op_str):
+                continue
             for r in written(ins):
                 if r[0] in 'bhsdqvz' and r[1:].isdigit() and int(r[1:]) in _HIGH_HALF:
                     (dirty.add if r[0] in 'qvz' else dirty.discard)('v' + r[1:])
