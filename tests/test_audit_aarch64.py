@@ -155,15 +155,19 @@ def test_call_to_an_unlisted_external_is_caught(library):
 
 _ZERO = ''.join('    mov x%d, #0\n' % i for i in range(1, 19)) + ''.join(
     '    movi v%d.2d, #0\n' % i for i in list(range(8)) + list(range(16, 32)))
-_OBJECT = '''
-    .text
-    .globl kern
-    .type kern, %%function
-kern:
+_HIGH = """
     stp d8, d9, [sp, #-16]!
     ldr q8, [x0]
     str q8, [x1]
     %s
+"""
+_OBJECT = '''
+    .text
+    .arch armv8-a+sve
+    .globl kern
+    .type kern, %%function
+kern:
+%s
     ret
     .size kern, .-kern
     .globl "__secretjit.boundary.kern"
@@ -172,12 +176,12 @@ kern:
     stp x29, x30, [sp, #-16]!
     adrp x0, kern
     add x0, x0, :lo12:kern
-    mov w2, #32
+    mov w2, #%d
     bl secretjit_secret_call
     cbz w0, 3f
     bl kern
     mov x9, sp
-    mov x8, #32
+    mov x8, #%d
     sub x10, x9, x8
     b 2f
 1:  stp xzr, xzr, [x10], #16
@@ -189,9 +193,9 @@ kern:
 '''
 
 
-def _assemble(tmp_path, restore):
+def _assemble(tmp_path, body, depth=32):
     src, obj = tmp_path / 'k.s', tmp_path / 'k.o'
-    src.write_text(_OBJECT % (restore, _ZERO))
+    src.write_text(_OBJECT % (body, depth, depth, _ZERO))
     subprocess.run(['aarch64-linux-gnu-gcc', '-c', '-o', str(obj), str(src)], check=True)
     return obj.read_bytes()
 
@@ -199,9 +203,43 @@ def _assemble(tmp_path, restore):
 def test_v8_v15_high_halves(tmp_path):
     """Must not fire: ``ldp d8, d9`` restores (and clears) them; must fire: the
     same object that only pops the stack leaves v8's high half written."""
-    (clean,) = audit.audit_object(_assemble(tmp_path, 'ldp d8, d9, [sp], #16'))
+    (clean,) = audit.audit_object(_assemble(tmp_path, _HIGH % 'ldp d8, d9, [sp], #16'))
     assert clean.ok, clean
     assert clean.depth_required == 16 and clean.depth_scrubbed == 32
-    (broken,) = audit.audit_object(_assemble(tmp_path, 'add sp, sp, #16'))
+    (broken,) = audit.audit_object(_assemble(tmp_path, _HIGH % 'add sp, sp, #16'))
     assert broken.registers_missing == ['v8 high half (in kern)'] and not broken.ok
     assert broken.scrub_ok and broken.calls_ok
+
+
+_FRAMES = """
+    str x29, [sp, #-32]!
+    sub sp, sp, #1, lsl #12
+    addvl sp, sp, #-2
+    addvl sp, sp, #2
+    add sp, sp, #1, lsl #12
+    ldr x29, [sp], #32
+"""
+
+
+def test_frames_the_audit_counts(tmp_path):
+    """A pre-indexed store (32), ``sub .. lsl #12`` (4096) and ``addvl #-2``
+    (2 x 256, the largest SVE vectors): the scrub needs exactly their sum;
+    16 bytes less is caught; ``sub sp, sp, x8`` cannot be bounded."""
+    need = 32 + 4096 + 2 * 256
+    (exact,) = audit.audit_object(_assemble(tmp_path, _FRAMES, need))
+    assert exact.ok and exact.depth_required == need, exact
+    (short,) = audit.audit_object(_assemble(tmp_path, _FRAMES, need - 16))
+    assert not short.scrub_ok and len(short.scrub_problems) == 2, short.scrub_problems
+    with pytest.raises(audit.AuditError, match=r'kern .*dynamic frame'):
+        audit.audit_object(_assemble(tmp_path, 'sub sp, sp, x8\n    add sp, sp, x8'))
+
+
+def test_unreadable_targets_are_clear_errors(tmp_path, library, capsys):
+    junk = tmp_path / 'libjunk.so'
+    junk.write_bytes(b'not an ELF file')
+    assert audit.main(str(junk)) == 2
+    assert 'not an ELF object' in capsys.readouterr().err
+    riscv = tmp_path / 'libriscv.so'
+    riscv.write_bytes(_patch(library, 18, struct.pack('<H', 243)))       # e_machine
+    assert audit.main(str(riscv)) == 2
+    assert 'x86-64 and AArch64' in capsys.readouterr().err
