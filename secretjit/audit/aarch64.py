@@ -204,9 +204,11 @@ class AArch64(core.Arch):
             for reg in written(ins):
                 names.pop(canon(reg), None)
                 pages.pop(canon(reg), None)
-        if f.scrub_arg and not any(
-                i.mnemonic == 'stp' and i.op_str.startswith('xzr, xzr, [x10]')
-                for i in f.insns):
+        # a scrub routine: frameless (so sp is its caller's), x9 = sp, and the
+        # loop storing zeros from x10 = x9 - x0 up
+        ops = [(i.mnemonic, i.op_str) for i in f.insns]
+        if f.scrub_arg and not (f.frame == 0 and ('mov', 'x9, sp') in ops and any(
+                m == 'stp' and o.startswith('xzr, xzr, [x10]') for m, o in ops)):
             f.scrub_arg = None
 
     # -- the boundary ------------------------------------------------------------
