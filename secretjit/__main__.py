@@ -68,7 +68,7 @@ def _add_audit(sub):
         'audit', help='check the machine code of secret kernels (a JIT module '
         'or an AOT .so): register zeroing, scrub depth, external calls',
         description='Disassemble the object code of every secret kernel of '
-        'MODULE.py (JIT) or of an AOT library LIB.so, x86-64 only for now, '
+        'MODULE.py (JIT) or of an AOT library LIB.so (x86-64 or AArch64) '
         'and check it without trusting the passes.')
     audit.add_argument('target', metavar='MODULE.py[:KERNEL]|LIB.so')
     audit.add_argument('--json', metavar='FILE', help='write the JSON report '

@@ -11,6 +11,7 @@ pushes), so a frame starts at 0 and there is no red zone.
 
 import re
 
+from ..contract import AARCH64_CALL_CLOBBERED, AARCH64_LINK
 from .core import ARCHES, FrameInfo, Syntax, basic_blocks, function_bodies, \
     solve_forward, split_operands
 
@@ -22,7 +23,7 @@ _A64_ATOMIC = re.compile(r'^(ld(add|clr|eor|set|smax|smin|umax|umin)|swp|cas)')
 _A64_NO_WRITE = frozenset('''
     cmp cmn tst fcmp fcmpe ccmp ccmn fccmp fccmpe b br bl blr ret cbz cbnz tbz
     tbnz prfm prfum nop hint dmb dsb isb brk udf msr'''.split())
-_A64_CALL_CLOBBERED = tuple('x%d' % i for i in range(19)) + ('x30',)
+_A64_CALL_CLOBBERED = AARCH64_CALL_CLOBBERED + (AARCH64_LINK,)
 _A64_FULL = frozenset(range(4))       # movz/movk groups of a 64-bit address
 # Bytes of one SVE vector / predicate at the architectural maximum
 # vector length (2048 bits), for ``addvl``/``addpl`` on the stack pointer.

@@ -8,6 +8,7 @@ followed through register copies.  A leaf may use the 128-byte red zone.
 
 import re
 
+from ..contract import X86_64_CALL_CLOBBERED
 from .core import ARCHES, FrameInfo, Syntax, basic_blocks, function_bodies, \
     solve_forward
 
@@ -44,8 +45,7 @@ for _r in ('ax', 'bx', 'cx', 'dx', 'si', 'di', 'bp', 'sp'):
 for _n in range(8, 16):
     for _suffix in ('', 'd', 'w', 'b'):
         _GPR64['%%r%d%s' % (_n, _suffix)] = '%%r%d' % _n
-_CALLER_SAVED = ('%rax', '%rcx', '%rdx', '%rsi', '%rdi', '%r8', '%r9', '%r10',
-                 '%r11')
+_CALLER_SAVED = tuple('%' + r for r in X86_64_CALL_CLOBBERED)
 _NO_EXPLICIT_WRITE = ('cmp', 'test', 'push', 'call', 'jmp', 'j', 'bt',
                       'ucomis', 'comis', 'prefetch', 'nop', 'ret')
 _SIGN_EXTEND_ACC = {'cltq': '%rax', 'cwtl': '%rax', 'cbtw': '%rax',

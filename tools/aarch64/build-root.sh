@@ -26,10 +26,11 @@ DEBS=(
     libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2
     libkeyutils1 libgomp1
 )
-# aarch64 wheels (numba 0.68 supports numpy 1.22 to 2.5; the host uses 2.4).
-WHEELS=(numba==0.68.1 llvmlite==0.50.0 numpy==2.4.6)
+# aarch64 wheels (numba 0.68 supports numpy 1.22 to 2.5; the host uses 2.4);
+# capstone and pyelftools for the machine-code audit of JIT kernels.
+WHEELS=(numba==0.68.1 llvmlite==0.50.0 numpy==2.4.6 capstone==5.0.9)
 PURE=(pytest==9.0.3 pluggy==1.6.0 iniconfig==2.3.0 packaging==26.2
-      pygments==2.20.0)
+      pygments==2.20.0 pyelftools==0.33)
 
 STAMP="$ROOT/.built"
 want_stamp="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"

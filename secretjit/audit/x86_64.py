@@ -1,0 +1,208 @@
+"""x86-64: frames, calls, PLT stubs, zeroing idioms and scrubs (capstone's x86 mode).
+
+``frame(f)`` is the return address plus every decrement of rsp (pushes,
+``sub rsp``, realignment with ``and``); function addresses reach registers
+through ``movabs`` (the JIT's large code model, with a relocation) and are
+followed through register copies.  A leaf may use the 128-byte red zone.
+The boundary passes its scrub depth to ``secretjit_secret_call`` in edx and
+scrubs in place with ``rep stosq`` (rcx = depth / 8).
+"""
+
+from .. import contract
+from . import core
+
+_REG, _IMM = 1, 2                       # capstone X86_OP_REG, X86_OP_IMM
+
+_GPR64 = {}
+for _r in ('ax', 'cx', 'dx', 'si', 'di', 'bx', 'bp', 'sp'):
+    for _n in ('r' + _r, 'e' + _r, _r):
+        _GPR64[_n] = 'r' + _r
+    _GPR64[_r[0] + 'l' if _r in ('ax', 'cx', 'dx', 'bx') else _r + 'l'] = 'r' + _r
+for _i in range(8, 16):
+    for _s in ('', 'd', 'w', 'b'):
+        _GPR64['r%d%s' % (_i, _s)] = 'r%d' % _i
+
+
+def canon(reg):
+    """The contract's name of a register capstone names: ecx -> rcx, ymm3 -> xmm3."""
+    if reg in _GPR64:
+        return _GPR64[reg]
+    for p in ('xmm', 'ymm', 'zmm'):
+        if reg.startswith(p):
+            return 'xmm' + reg[3:]
+    if reg.startswith('st'):
+        return 'x87'
+    return reg
+
+
+def zeroes(ins):
+    """Registers ``ins`` sets to zero (the idioms LLVM's zero-call-used-regs emits)."""
+    m = ins.mnemonic
+    regs = [ins.reg_name(o.reg) for o in ins.operands if o.type == _REG]
+    if len(regs) != len(ins.operands):
+        return set()
+    if m in ('xor', 'sub', 'xorps', 'xorpd', 'pxor') and len(regs) == 2 \
+            and regs[0] == regs[1]:
+        # legacy SSE forms leave bits above 128 alone: code for baseline
+        # x86-64 (AOT) has no wider registers to clear
+        return {canon(regs[0])}
+    if m in ('vxorps', 'vxorpd', 'vpxor', 'vpxord', 'vpxorq') and len(regs) == 3 \
+            and regs[1] == regs[2]:
+        return {canon(regs[0])}
+    if m in ('kxorq', 'kxord', 'kxorw', 'kxorb') and regs[1] == regs[2]:
+        return {regs[0]}
+    return set()
+
+
+class X86_64(core.Arch):
+    def disassembler(self, capstone):
+        return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+    # -- reading ---------------------------------------------------------------
+
+    def read_plt(self, obj):
+        for name in ('.plt', '.plt.sec', '.plt.got'):
+            sec = obj.elf.get_section_by_name(name)
+            if sec is None:
+                continue
+            base = sec['sh_addr']
+            for ins in obj.cs.disasm(sec.data(), base):
+                if ins.mnemonic in ('jmp', 'bnd jmp') and 'rip' in ins.op_str:
+                    slot = ins.address + ins.size + ins.operands[0].mem.disp
+                    sym = obj.relocs.get((0, slot))
+                    if sym:
+                        obj.plt[ins.address - (ins.address - base) % 16] = sym
+
+    def _target(self, obj, f, ins):
+        """Name of the function a direct call or jump goes to, or None."""
+        op = ins.operands[0]
+        if op.type != _IMM:
+            return None
+        return obj.named(f, ins.address + 1, op.imm)
+
+    def analyse(self, obj, f):
+        consts = {}                     # register -> symbol loaded with movabs
+        for ins in obj.cs.disasm(f.code, f.addr):
+            f.insns.append(ins)
+            m, ops = ins.mnemonic, ins.op_str.replace(' ', '')
+            if m == 'push':
+                f.frame += 8
+            elif m == 'sub' and ops.startswith('rsp,'):
+                f.frame += int(ops[4:], 0)
+            elif m == 'and' and ops.startswith('rsp,'):
+                f.frame += -int(ops[4:], 0)
+            if m == 'movabs' and obj.relocatable:
+                consts[ops.split(',')[0]] = obj.relocs.get((f.section, ins.address + 2))
+                continue
+            if m == 'mov' and len(ins.operands) == 2 and all(
+                    o.type == _REG for o in ins.operands):
+                src = consts.get(ins.reg_name(ins.operands[1].reg))
+                dst = ins.reg_name(ins.operands[0].reg)
+                if src:
+                    consts[dst] = src
+                else:
+                    consts.pop(dst, None)
+                continue
+            if m == 'call':
+                f.leaf = False
+                if ins.operands[0].type == _REG:
+                    f.calls.append((ins.address, consts.get(ins.reg_name(ins.operands[0].reg))))
+                else:
+                    f.calls.append((ins.address, self._target(obj, f, ins)))
+                for reg in contract.X86_64_CALL_CLOBBERED:
+                    consts.pop(reg, None)          # the callee may change them
+                continue
+            elif m == 'jmp' and ins.operands[0].type == _IMM:
+                name = self._target(obj, f, ins)
+                if name and name != f.name and not (
+                        f.addr <= ins.operands[0].imm < f.addr + len(f.code)):
+                    f.leaf = False
+                    f.calls.append((ins.address, name))      # tail call
+            for reg in ins.regs_access()[1]:
+                consts.pop(ins.reg_name(reg), None)
+
+    # -- the boundary ------------------------------------------------------------
+
+    def required(self, obj, boundaries, avx512=None):
+        evex = avx512 if avx512 is not None else any('zmm' in i.op_str or 'xmm16' in i.op_str or i.mnemonic.startswith('kxor')
+                   for f in boundaries for i in f.insns)
+        req = set(contract.X86_64_ZEROED) | set(contract.x86_64_vectors(evex)) | {'x87'}
+        if evex:
+            req |= set(contract.X86_64_MASKS)
+        return req
+
+    def branch(self, ins):
+        m = ins.mnemonic
+        if not (ins.group(1) or m == 'ret' or m.startswith('j')):
+            return None
+        op = ins.operands[0] if ins.operands else None
+        target = op.imm if op is not None and op.type == _IMM else None
+        return target, not (m == 'ret' or m == 'jmp')
+
+    def is_return(self, ins):
+        return ins.mnemonic == 'ret'
+
+    def _track(self, consts, ins):
+        m, ops = ins.mnemonic, ins.operands
+        if m == 'mov' and ops[1].type == _IMM and ops[0].type == _REG:
+            consts[canon(ins.reg_name(ops[0].reg))] = ops[1].imm
+        elif m == 'mov' and ops[1].type == _REG and ops[0].type == _REG:
+            src, dst = canon(ins.reg_name(ops[1].reg)), canon(ins.reg_name(ops[0].reg))
+            if src in consts:
+                consts[dst] = consts[src]
+        elif m == 'shr' and ops[1].type == _IMM:
+            r = canon(ins.reg_name(ops[0].reg))
+            if r in consts:
+                consts[r] = consts[r] >> ops[1].imm
+
+    def step(self, walk, ins):
+        ctx, m = walk.ctx, ins.mnemonic
+        self._track(ctx.consts, ins)
+        if m == 'call':
+            target = ctx.calls.get(ins.address)
+            tree = self.secret_call_tree(ctx.obj, ctx.f, ins) \
+                if target == core.SECRET_CALL else None
+            core.on_call(walk, ins, target, ctx.consts.get('rdx'), tree)
+            return
+        if m.startswith('rep stos') or (m == 'stosq' and 'rep' in ins.op_str):
+            n = ctx.consts.get('rcx')
+            core.on_scrub(walk, ins, None if n is None else 8 * n)
+        if m == 'fldz':
+            walk.aux += 1
+            if walk.aux >= 8:              # eight zeros pushed: every st(i) is 0
+                walk.zeroed.add('x87')
+            return
+        if m == 'fstp' and ins.op_str.replace(' ', '') == 'st(0)' or \
+                m in ('vzeroupper', 'vzeroall'):
+            return                         # pops / clears upper halves: no new value
+        z = zeroes(ins)
+        written = {canon(ins.reg_name(r)) for r in ins.regs_access()[1]}
+        walk.zeroed -= written - z
+        walk.zeroed |= z
+
+    def secret_call_tree(self, obj, f, call):
+        """The function whose address the boundary passes to secretjit_secret_call (rdi)."""
+        tree = None
+        for ins in f.insns:
+            if ins.address >= call.address:
+                break
+            if ins.mnemonic == 'movabs' and ins.op_str.startswith('rdi') and obj.relocatable:
+                tree = obj.relocs.get((f.section, ins.address + 2)) or tree
+            elif ins.mnemonic == 'lea' and ins.op_str.startswith('rdi') and \
+                    'rip' in ins.op_str and not obj.relocatable:
+                addr = ins.address + ins.size + ins.operands[1].mem.disp
+                tree = obj.by_addr.get((0, addr)) or tree
+        return tree
+
+    def passed_depth(self, f):
+        """The depth immediate the boundary passes (``mov edx, imm`` before the call)."""
+        for ins in f.insns:
+            if ins.mnemonic == 'mov' and ins.op_str.startswith('edx,') and \
+                    ins.operands[1].type == _IMM:
+                return ins.operands[1].imm
+        return None
+
+
+# every call-clobbered register the tree writes is the boundary's to zero:
+# no per-function findings (Arch.tree_problems)
+ARCH = X86_64('x86_64', 'EM_X86_64', return_address=8)
