@@ -15,6 +15,9 @@ detector can see a leak (as Go's runtime/secret tests do).
 - :func:`stack_scratch` gives a kernel an array in its own stack frame, so a
   test can place secrets at a known depth.
 
+The machine code is built in :mod:`~secretjit.testing.probe_engine`, the
+test intrinsics :func:`fill_registers` and :func:`stack_scratch` live in
+:mod:`~secretjit.testing.intrinsics`; both are importable from here.
 Every probe exists for x86-64 and for AArch64 (Linux), chosen by
 :func:`~secretjit.codegen.host_arch`; the public functions are the same.  On
 AArch64 the register probe spills x0-x18 and v0-v31, and, when the CPU has
@@ -248,7 +251,8 @@ def freed_memory(address, nbytes):
     """Bytes at ``address`` now, e.g. after the block there was freed.
 
     Reading freed heap memory is what an attacker with a memory disclosure
-    does; the block must be small enough that libc keeps it mapped.
+    does.  Call and read inside ``heaplog.heap_log().window()``: there a
+    block numba's runtime freed is held back, so nothing has reused it.
     """
     return ctypes.string_at(address, nbytes)
 
