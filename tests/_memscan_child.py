@@ -19,17 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(here), 'examples'))
 
 import sealed_box  # noqa: E402
 from secretjit.testing.control import plain_kernel  # noqa: E402
-
-
-def writable_regions():
-    with open('/proc/self/maps') as f:
-        for line in f:
-            parts = line.split()
-            start, end = (int(x, 16) for x in parts[0].split('-'))
-            name = parts[5] if len(parts) > 5 else ''
-            if parts[1].startswith('rw') and name in ('', '[heap]', '[stack]') \
-                    or name.startswith('[stack'):
-                yield start, end
+from _maps import writable_regions  # noqa: E402
 
 
 def scan(masked, mask):

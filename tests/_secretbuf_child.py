@@ -31,19 +31,10 @@ import numpy as np
 
 import secretjit
 from secretjit.kernels import aead, blake2b, chacha20, hmac, poly1305, x25519
+from _maps import writable_regions
 
 CHUNK = 1 << 20
 NCALLS = 1000
-
-
-def regions():
-    with open('/proc/self/maps') as f:
-        for line in f:
-            parts = line.split()
-            start, end = (int(x, 16) for x in parts[0].split('-'))
-            name = parts[5] if len(parts) > 5 else ''
-            if parts[1].startswith('rw') and (name in ('', '[heap]') or name.startswith('[stack')):
-                yield start, end
 
 
 class Scanner:
@@ -64,7 +55,7 @@ class Scanner:
         inside = outside = 0
         a_lo, a_hi = self.arena
         with open('/proc/self/mem', 'rb', buffering=0) as mem:
-            for start, end in list(regions()):
+            for start, end in list(writable_regions()):
                 if start < self.lo + CHUNK and end > self.lo:
                     continue                       # the scratch buffer itself
                 if start >= a_lo and end <= a_hi:  # arena span: in place

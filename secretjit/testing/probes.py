@@ -15,6 +15,9 @@ detector can see a leak (as Go's runtime/secret tests do).
 - :func:`stack_scratch` gives a kernel an array in its own stack frame, so a
   test can place secrets at a known depth.
 
+The machine code is built in :mod:`~secretjit.testing.probe_engine`, the
+test intrinsics :func:`fill_registers` and :func:`stack_scratch` live in
+:mod:`~secretjit.testing.intrinsics`; both are importable from here.
 Every probe exists for x86-64 and for AArch64 (Linux), chosen by
 :func:`~secretjit.codegen.host_arch`; the public functions are the same.  On
 AArch64 the register probe spills x0-x18 and v0-v31, and, when the CPU has
@@ -26,52 +29,21 @@ import sys
 
 import llvmlite.binding as ll
 import numpy as np
-from llvmlite import ir
-from numba import typeof, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import typeof
 
-from ..codegen import host_arch, host_has_sve
+from .. import contract
+from ..codegen import host_arch
+from .intrinsics import fill_registers, stack_scratch
+from .probe_engine import (A64_P_OFFSET, A64_SPILL_SIZE, A64_V_OFFSET,  # noqa: F401
+                           A64_Z_OFFSET, CANARY, POISON, STACK_WINDOW,
+                           XSAVE_OFFSET, XSAVE_SIZE, _features, _probes,
+                           sve_vector_length)
 
-POISON = 0x5A5A5A5A5A5A5A5A
-CANARY = 0xDEADBEEFCAFEF00D        # top bit set: a valid x87 significand
-STACK_WINDOW = 64 * 1024
-XSAVE_OFFSET = 128
-XSAVE_SIZE = 4096
-# AArch64 register spill: x0-x18, then v0-v31, then (with SVE) z0-z31 and
-# p0-p15 + FFR at up to the architectural maximum vector length (256 bytes).
-A64_GPRS = tuple('x%d' % i for i in range(19))
-A64_V_OFFSET = 256
-A64_Z_OFFSET = 1024
-A64_P_OFFSET = A64_Z_OFFSET + 32 * 256
-A64_SPILL_SIZE = A64_P_OFFSET + 17 * 32
-_PR_SVE_GET_VL = 51
-_i64 = ir.IntType(64)
-_ptr = ir.IntType(8).as_pointer()
-
-
-def _features():
-    return set(f[1:] for f in ll.get_host_cpu_features().flatten().split(',')
-               if f.startswith('+'))
-
-
-def sve_vector_length():
-    """Bytes in one SVE vector register on this AArch64 CPU, 0 without SVE.
-
-    Asks the kernel (``getauxval(AT_HWCAP)`` and ``prctl(PR_SVE_GET_VL)``),
-    not LLVM: under qemu-user LLVM reads the host's /proc/cpuinfo and does
-    not see SVE.
-    """
-    global _SVE_VL
-    if _SVE_VL is None:
-        _SVE_VL = 0
-        if host_has_sve():
-            vl = ctypes.CDLL(None).prctl(_PR_SVE_GET_VL, 0, 0, 0, 0)
-            _SVE_VL = vl & 0xFFFF if vl > 0 else 0
-    return _SVE_VL
-
-
-_SVE_VL = None
+__all__ = ['CANARY', 'POISON', 'STACK_WINDOW', 'c_call_depth', 'canary_registers',
+           'count_words', 'describe_machine', 'fill_registers', 'freed_memory',
+           'registers_after_call', 'registers_after_python_call',
+           'stack_after_call', 'stack_scratch', 'sve_vector_length',
+           'written_depth']
 
 
 def count_words(buf, words):
@@ -80,212 +52,6 @@ def count_words(buf, words):
     wanted = np.fromiter((int(w) & 0xFFFFFFFFFFFFFFFF for w in words),
                          dtype=np.uint64)
     return int(np.isin(arr, wanted).sum())
-
-
-# -- machine-code probes, built once in an engine of their own ---------------
-
-class _ProbeEngine:
-    """A tiny plain JIT engine holding the probe functions."""
-
-    def __init__(self):
-        arch = host_arch()
-        if arch not in _STACK_ASM:
-            raise NotImplementedError("the probes are written for x86-64 and "
-                                      "AArch64; this machine is %s" % arch)
-        mod = ir.Module('secretjit.testing.probes')
-        mod.triple = ll.get_process_triple()
-        self._stack_probe(mod, arch)
-        if arch == 'x86_64':
-            self._register_probe(mod)
-        else:
-            self._register_probe_aarch64(mod, sve_vector_length())
-        self._c_call_probe(mod, arch)
-        if arch == 'x86_64':
-            self._wrapper_register_probe(mod)
-        llmod = ll.parse_assembly(str(mod))
-        llmod.verify()
-        target = ll.Target.from_default_triple()
-        tm = target.create_target_machine(codemodel='jitdefault', reloc='static')
-        self.engine = ll.create_mcjit_compiler(llmod, tm)
-        self.engine.finalize_object()
-        self.stack = ctypes.PYFUNCTYPE(
-            ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object,
-            ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64)(
-                self.engine.get_function_address('secretjit_probe_stack'))
-        self.depth = ctypes.CFUNCTYPE(
-            None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
-            ctypes.c_int64, ctypes.c_uint64)(
-                self.engine.get_function_address('secretjit_probe_c_call'))
-        self.regs = ctypes.CFUNCTYPE(
-            None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)(
-                self.engine.get_function_address('secretjit_probe_registers'))
-        self.wrapper_regs = None
-        if arch == 'x86_64':
-            self.wrapper_regs = ctypes.PYFUNCTYPE(
-                ctypes.c_void_p, ctypes.c_void_p, ctypes.py_object,
-                ctypes.c_void_p)(self.engine.get_function_address(
-                    'secretjit_probe_wrapper_registers'))
-
-    @staticmethod
-    def _stack_probe(mod, arch):
-        # ptr probe(ptr wrapper, ptr args, ptr dump, i64 n, i64 poison)
-        fnty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr, _i64, _i64])
-        fn = ir.Function(mod, fnty, 'secretjit_probe_stack')
-        fn.attributes.add('noinline')
-        wrapper, args, dump, n, poison = fn.args
-        b = ir.IRBuilder(fn.append_basic_block('entry'))
-        fill_asm, copy_asm = _STACK_ASM[arch]
-        fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
-        b.asm(fill, *fill_asm, [n, poison], True)
-        wty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr])
-        res = b.call(b.bitcast(wrapper, wty.as_pointer()),
-                     [_ptr(None), args, _ptr(None)])
-        copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-        b.asm(copy, *copy_asm, [n, dump], True)
-        b.ret(res)
-
-    @staticmethod
-    def _c_call_probe(mod, arch):
-        # void probe(ptr fn, i64 a0, i64 a1, i64 a2, double d0, double d1,
-        #            ptr dump, i64 n, i64 poison): like the stack probe, for
-        # a C function taking up to three integers and two doubles.
-        f64 = ir.DoubleType()
-        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _i64, _i64, f64, f64,
-                                               _ptr, _i64, _i64])
-        fn = ir.Function(mod, fnty, 'secretjit_probe_c_call')
-        fn.attributes.add('noinline')
-        target, a0, a1, a2, d0, d1, dump, n, poison = fn.args
-        b = ir.IRBuilder(fn.append_basic_block('entry'))
-        fill_asm, copy_asm = _STACK_ASM[arch]
-        fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
-        b.asm(fill, *fill_asm, [n, poison], True)
-        cty = ir.FunctionType(_i64, [_i64, _i64, _i64, f64, f64])
-        b.call(b.bitcast(target, cty.as_pointer()), [a0, a1, a2, d0, d1])
-        copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-        b.asm(copy, *copy_asm, [n, dump], True)
-        b.ret_void()
-
-    @staticmethod
-    def _register_probe(mod):
-        # void probe(ptr cfunc, i64 arg, ptr out): out[0:9] = rax rcx rdx rsi
-        # rdi r8 r9 r10 r11 right after the call; XSAVE area at out+128.
-        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
-        fn = ir.Function(mod, fnty, 'secretjit_probe_registers')
-        fn.attributes.add('noinline')
-        cfunc, arg, out = fn.args
-        b = ir.IRBuilder(fn.append_basic_block('entry'))
-        text = '\n'.join(['callq *%rax'] + _GPR_SPILL + [
-            # x87, SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM: not AMX tiles
-            'movl $$0xE7, %eax', 'xorl %edx, %edx',
-            'xsave64 %d(%%r12)' % XSAVE_OFFSET])
-        clobbers = _x86_clobbers()
-        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
-        b.asm(asmty, text, '{rax},{rdi},{r12},' + ','.join(clobbers),
-              [cfunc, arg, out], True)
-        b.ret_void()
-
-    @staticmethod
-    def _wrapper_register_probe(mod):
-        # ptr probe(ptr wrapper, ptr args, ptr out): calls a CPython wrapper
-        # wrapper(NULL, args, NULL) and spills like the register probe
-        # (out[0] = rax is the result), so kernels with any arguments can be
-        # probed; the wrapper boxes the result after the kernel returned.
-        fnty = ir.FunctionType(_ptr, [_ptr, _ptr, _ptr])
-        fn = ir.Function(mod, fnty, 'secretjit_probe_wrapper_registers')
-        fn.attributes.add('noinline')
-        wrapper, args, out = fn.args
-        b = ir.IRBuilder(fn.append_basic_block('entry'))
-        text = '\n'.join(['xorl %edi, %edi', 'xorl %edx, %edx',
-                          'callq *%rax'] + _GPR_SPILL + [
-            'movl $$0xE7, %eax', 'xorl %edx, %edx',
-            'xsave64 %d(%%r12)' % XSAVE_OFFSET])
-        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _ptr, _ptr])
-        b.asm(asmty, text, '{rax},{rsi},{r12},' + ','.join(_x86_clobbers()),
-              [wrapper, args, out], True)
-        res = b.load(b.bitcast(out, _ptr.as_pointer()))
-        b.ret(res)
-
-    @staticmethod
-    def _register_probe_aarch64(mod, vl):
-        # void probe(ptr cfunc, i64 arg, ptr out): out[0:19] = x0-x18 right
-        # after the call, v0-v31 at A64_V_OFFSET; with SVE (vl > 0) z0-z31 at
-        # A64_Z_OFFSET and p0-p15, FFR at A64_P_OFFSET, vl/8 bytes each.
-        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
-        fn = ir.Function(mod, fnty, 'secretjit_probe_registers')
-        fn.attributes.add('noinline')
-        cfunc, arg, out = fn.args
-        b = ir.IRBuilder(fn.append_basic_block('entry'))
-        lines = ['blr x20']
-        lines += ['stp x%d, x%d, [x21, #%d]' % (i, i + 1, 8 * i)
-                  for i in range(0, 18, 2)]
-        lines += ['str x18, [x21, #144]', 'add x9, x21, #%d' % A64_V_OFFSET]
-        lines += ['st1 {v%d.2d, v%d.2d, v%d.2d, v%d.2d}, [x9], #64'
-                  % (i, i + 1, i + 2, i + 3) for i in range(0, 32, 4)]
-        if vl:
-            lines += ['.arch_extension sve',
-                      'add x9, x21, #%d' % A64_Z_OFFSET]
-            lines += ['str z%d, [x9, #%d, mul vl]' % (i, i) for i in range(32)]
-            lines += ['mov x10, #%d' % A64_P_OFFSET, 'add x9, x21, x10']
-            lines += ['str p%d, [x9, #%d, mul vl]' % (i, i) for i in range(16)]
-            lines += ['rdffr p0.b', 'str p0, [x9, #16, mul vl]']
-        clobbers = ['~{x%d}' % i for i in range(19)] + ['~{lr}']
-        clobbers += ['~{v%d}' % i for i in range(32)]
-        if vl:
-            clobbers += ['~{z%d}' % i for i in range(32)]
-            clobbers += ['~{p%d}' % i for i in range(16)] + ['~{ffr}']
-        clobbers += ['~{memory}', '~{nzcv}']
-        asmty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _ptr])
-        b.asm(asmty, '\n'.join(lines), '{x20},{x0},{x21},' + ','.join(clobbers),
-              [cfunc, arg, out], True)
-        b.ret_void()
-
-
-_X86_GPRS = ('rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')
-_GPR_SPILL = ['movq %%%s, %d(%%r12)' % (r, 8 * i) for i, r in enumerate(_X86_GPRS)]
-
-
-def _x86_clobbers():
-    """Clobber list of an x86-64 register probe: every call-clobbered register."""
-    feats = _features()
-    clobbers = ['~{%s}' % r for r in _X86_GPRS]
-    clobbers += ['~{xmm%d}' % i for i in range(32 if 'avx512f' in feats else 16)]
-    if 'avx512f' in feats:
-        clobbers += ['~{k%d}' % i for i in range(8)]
-    clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-    return clobbers + ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
-
-
-# Inline asm of the stack probes: fill [sp - n, sp) with the poison word, and
-# copy [sp - n, sp) out; neither writes at or above the stack pointer.
-# Operands: (n, poison) and (n, dump).  n is a multiple of 16.
-_STACK_ASM = {
-    'x86_64': (
-        ('movq %rsp, %rdi\nsubq $0, %rdi\nmovq $0, %rcx\n'
-         'shrq $$3, %rcx\nmovq $1, %rax\nrep stosq',
-         'r,r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}'),
-        ('movq %rsp, %rsi\nsubq $0, %rsi\nmovq $1, %rdi\n'
-         'movq $0, %rcx\nshrq $$3, %rcx\nrep movsq',
-         'r,r,~{rdi},~{rsi},~{rcx},~{memory},~{dirflag},~{fpsr},~{flags}')),
-    'aarch64': (
-        ('mov x9, sp\nsub x10, x9, $0\n1:\ncmp x10, x9\nb.hs 2f\n'
-         'stp $1, $1, [x10], #16\nb 1b\n2:',
-         'r,r,~{x9},~{x10},~{memory},~{nzcv}'),
-        ('mov x9, sp\nsub x10, x9, $0\nmov x11, $1\n1:\ncmp x10, x9\n'
-         'b.hs 2f\nldp x12, x13, [x10], #16\nstp x12, x13, [x11], #16\n'
-         'b 1b\n2:',
-         'r,r,~{x9},~{x10},~{x11},~{x12},~{x13},~{memory},~{nzcv}')),
-}
-
-
-_engine = None
-
-
-def _probes():
-    global _engine
-    if _engine is None:
-        _engine = _ProbeEngine()
-    return _engine
 
 
 def _overload(dispatcher, args):
@@ -364,8 +130,7 @@ def registers_after_call(dispatcher, arg):
     base = (-raw.ctypes.data) % 64                 # XSAVE needs 64-byte alignment
     buf = raw[base:base + XSAVE_OFFSET + XSAVE_SIZE]
     _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
-    gprs = buf[:72].view(np.uint64)
-    return {'gpr': dict(zip(_X86_GPRS, (int(v) for v in gprs))),
+    return {'gpr': _x86_gprs(buf),
             'xsave': buf[XSAVE_OFFSET:].tobytes()}
 
 
@@ -397,17 +162,25 @@ def registers_after_python_call(dispatcher, *args, mask=0):
         obj = exc
     words = buf.view(np.uint64)
     words ^= np.uint64(mask & 0xFFFFFFFFFFFFFFFF)
-    gprs = buf[:72].view(np.uint64)
-    return obj, {'gpr': dict(zip(_X86_GPRS, (int(v) for v in gprs))),
+    return obj, {'gpr': _x86_gprs(buf),
                  'xsave': buf[XSAVE_OFFSET:].tobytes()}
+
+
+def _gprs(buf, names):
+    """``{register: value}`` of a spill whose first words are ``names``, in order."""
+    words = buf[:8 * len(names)].view(np.uint64)
+    return dict(zip(names, (int(v) for v in words)))
+
+
+def _x86_gprs(buf):
+    return _gprs(buf, contract.X86_64_CALL_CLOBBERED)
 
 
 def _registers_after_call_aarch64(cfunc, arg):
     vl = sve_vector_length()
     buf = np.zeros(A64_SPILL_SIZE, dtype=np.uint8)
     _probes().regs(cfunc, arg & 0xFFFFFFFFFFFFFFFF, buf.ctypes.data)
-    gprs = buf[:8 * len(A64_GPRS)].view(np.uint64)
-    out = {'gpr': dict(zip(A64_GPRS, (int(v) for v in gprs))),
+    out = {'gpr': _gprs(buf, contract.AARCH64_CALL_CLOBBERED),
            'vector': buf[A64_V_OFFSET:A64_V_OFFSET + 512].tobytes(),
            'vl': vl, 'sve': b'', 'pred': b''}
     if vl:
@@ -478,114 +251,10 @@ def freed_memory(address, nbytes):
     """Bytes at ``address`` now, e.g. after the block there was freed.
 
     Reading freed heap memory is what an attacker with a memory disclosure
-    does; the block must be small enough that libc keeps it mapped.
+    does.  Call and read inside ``heaplog.heap_log().window()``: there a
+    block numba's runtime freed is held back, so nothing has reused it.
     """
     return ctypes.string_at(address, nbytes)
-
-
-# -- helpers for kernels under test ------------------------------------------
-
-@intrinsic
-def fill_registers(typingctx, canary):
-    """Load ``canary`` into every register a kernel can dirty.
-
-    x86-64: general-purpose caller-saved registers, all vector registers
-    (zmm0-31 with AVX-512, else ymm/xmm), the AVX-512 mask registers and the
-    eight x87 registers (left popped, as the ABI wants, but holding the value).
-    AArch64: x0-x18, v0-v31 (both lanes) and, with SVE, all of z0-z31 and
-    p0-p15 (each predicate holds the canary's first ``vl/8`` bytes).
-    """
-    if not isinstance(canary, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        if host_arch() == 'aarch64':
-            return _fill_registers_aarch64(context, builder, args[0], canary)
-        feats = _features()
-        val = context.cast(builder, args[0], canary, types.uint64)
-        x87 = cgutils.alloca_once(builder, ir.ArrayType(ir.IntType(8), 16))
-        lo = builder.bitcast(x87, _i64.as_pointer())
-        builder.store(val, lo)
-        hi = builder.gep(lo, [ir.Constant(ir.IntType(32), 1)])
-        builder.store(_i64(0x3FFF), hi)
-        lines = ['movq $0, %rax'] + ['movq %%rax, %%%s' % r for r in (
-            'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
-        if 'avx512f' in feats:
-            nvec = 32
-            lines += ['vpbroadcastq %%rax, %%zmm%d' % i for i in range(32)]
-            lines += ['kmovq %%rax, %%k%d' % i for i in range(8)] \
-                if 'avx512bw' in feats else []
-        elif 'avx2' in feats:
-            nvec = 16
-            lines += ['vmovq %rax, %xmm0', 'vpbroadcastq %xmm0, %ymm0']
-            lines += ['vmovdqa %%ymm0, %%ymm%d' % i for i in range(1, 16)]
-        else:
-            nvec = 16
-            lines += ['movq %rax, %xmm0', 'punpcklqdq %xmm0, %xmm0']
-            lines += ['movdqa %%xmm0, %%xmm%d' % i for i in range(1, 16)]
-        lines += ['fldt ($1)'] * 8 + ['fstp %st(0)'] * 8
-        clobbers = ['~{%s}' % r for r in (
-            'rax', 'rcx', 'rdx', 'rsi', 'rdi', 'r8', 'r9', 'r10', 'r11')]
-        clobbers += ['~{%s%d}' % ('xmm', i) for i in range(nvec)]
-        if 'avx512bw' in feats:
-            clobbers += ['~{k%d}' % i for i in range(8)]
-        clobbers += ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-        clobbers += ['~{memory}', '~{dirflag}', '~{fpsr}', '~{flags}']
-        fnty = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-        builder.asm(fnty, '\n'.join(lines), 'r,r,' + ','.join(clobbers),
-                    [val, builder.bitcast(x87, _ptr)], True)
-        return context.get_dummy_value()
-
-    return types.void(canary), codegen
-
-
-def _fill_registers_aarch64(context, builder, arg, canary):
-    val = context.cast(builder, arg, canary, types.uint64)
-    vl = sve_vector_length()
-    # p registers load from memory: 32 bytes (the largest predicate) of canary
-    image = cgutils.alloca_once(builder, ir.ArrayType(_i64, 4))
-    for i in range(4):
-        builder.store(val, builder.gep(image, [ir.Constant(ir.IntType(32), 0),
-                                               ir.Constant(ir.IntType(32), i)]))
-    lines = ['mov x%d, $0' % i for i in range(19)]
-    if vl:
-        lines += ['.arch_extension sve']
-        lines += ['dup z%d.d, $0' % i for i in range(32)]
-        lines += ['ldr p%d, [$1]' % i for i in range(16)]
-    else:
-        lines += ['dup v%d.2d, $0' % i for i in range(32)]
-    clobbers = ['~{x%d}' % i for i in range(19)]
-    clobbers += ['~{v%d}' % i for i in range(32)]
-    if vl:
-        clobbers += ['~{z%d}' % i for i in range(32)]
-        clobbers += ['~{p%d}' % i for i in range(16)]
-    clobbers += ['~{memory}']
-    fnty = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
-    builder.asm(fnty, '\n'.join(lines), 'r,r,' + ','.join(clobbers),
-                [val, builder.bitcast(image, _ptr)], True)
-    return context.get_dummy_value()
-
-
-@intrinsic
-def stack_scratch(typingctx, n):
-    """A uint64 array of literal length ``n`` living in the caller's stack frame."""
-    if not isinstance(n, types.IntegerLiteral):
-        return None
-    arrty = types.Array(types.uint64, 1, 'C')
-    count = n.literal_value
-
-    def codegen(context, builder, sig, args):
-        slot = cgutils.alloca_once(builder, ir.ArrayType(_i64, count))
-        ary = context.make_array(arrty)(context, builder)
-        itemsize = context.get_abi_sizeof(context.get_data_type(types.uint64))
-        context.populate_array(
-            ary, data=builder.bitcast(slot, _i64.as_pointer()),
-            shape=[context.get_constant(types.intp, count)],
-            strides=[context.get_constant(types.intp, itemsize)],
-            itemsize=context.get_constant(types.intp, itemsize), meminfo=None)
-        return ary._getvalue()
-
-    return arrty(n), codegen
 
 
 def describe_machine():
