@@ -166,7 +166,8 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     analysed = mod.copy()
     stubbed = [name for name in skip if name in analysed.functions]
     passes.stub_functions(analysed, stubbed)
-    llmod = reparse(analysed.text())
+    analysed_text = analysed.text()
+    llmod = reparse(analysed_text)
     funcs, data = module_symbols(llmod)
     asm = str(tm.emit_assembly(llmod))
     # The secret stack holds the thunk's frame and, below it, the kernel's
@@ -175,7 +176,8 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     frames = {}
     by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
                               extra_allowance=extra_allowance,
-                              module_name=module_name, frames=frames)
+                              module_name=module_name, frames=frames,
+                              ir_text=analysed_text)
     for name in stubbed:
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)

@@ -245,7 +245,7 @@ def solve_forward(blocks, succs, transfer):
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                    indirect_allowance=None, module_name='<module>',
-                   frames=None):
+                   frames=None, ir_text=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
     ``functions`` are the names the module defines and ``data`` its global
@@ -255,7 +255,8 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     ``indirect_allowance`` bytes; without one (the default for kernels) it is
     a ``bounded-stack`` policy error: an unknown callee gets no guessed
     allowance.  A call to ``NRT_MemInfo_call_dtor`` counts its allowance plus
-    the deepest of the module's :func:`destructors`.  A dict passed as ``frames`` receives
+    the deepest of the module's :func:`destructors` (found also from the
+    module's IR, ``ir_text``, where given).  A dict passed as ``frames`` receives
     ``{function: frame bytes}``, from the same parse.
     """
     if arch not in ARCHES:
@@ -268,7 +269,7 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
         info.callees -= data
     depths = _Depths(infos, functions, ARCHES[arch].red_zone, extra_allowance,
                      indirect_allowance, module_name,
-                     sorted(destructors(asm, functions)))
+                     sorted(destructors(asm, functions, ir_text)))
     out = {}
     for root in roots:
         d, path, ext = depths.of(root, [])
