@@ -41,7 +41,8 @@ def _source_digest():
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
             'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics',
-            'secretjit.channels', 'secretjit.constant_time')
+            'secretjit.channels', 'secretjit.channel_rules',
+            'secretjit.constant_time')
             if name in sys.modules]
         for path in sorted({m.__file__ for m in mods}):
             with open(path, 'rb') as f:
