@@ -217,8 +217,12 @@ def test_numba_c_helpers_fit_their_allowances():
     measured = calibration.numba_helper_depths()
     assert set(measured) == set(NUMBA_HELPER_ALLOWANCE)
     over = {n: (d, NUMBA_HELPER_ALLOWANCE[n]) for n, d in measured.items()
-            if not 0 < d <= NUMBA_HELPER_ALLOWANCE[n]}
+            if not d <= NUMBA_HELPER_ALLOWANCE[n]}
     assert not over, over
+    # the probe saw the slow paths (AArch64 leaves write nothing: no
+    # return address on the stack)
+    assert measured['numba_list_append'] > 0
+    assert measured['numba_attempt_nocopy_reshape'] > 512
 
 
 # -- vetted kernels: known answers under the secret target ---------------------------
