@@ -98,7 +98,9 @@ def check_function(func_ir, typemap, allow=frozenset(), internal=False):
     ``internal``: numba's own implementation of a library function (an
     ``@overload`` in numba.typed, numpy.random, ...), compiled while the
     user's function is typed; numba's context adds the user's line to the
-    error.  Exceptions are checked last, so that a container is reported as
+    error.  There, a ``types.Function`` argument (a helper such as
+    ``np.percentile``'s ``check_q``) is a compile-time constant numba
+    specializes on, not a first-class function.  Exceptions are checked last, so that a container is reported as
     such rather than by the exceptions its implementation raises.
     """
     waived = []
@@ -115,7 +117,7 @@ def check_function(func_ir, typemap, allow=frozenset(), internal=False):
             ty = typemap.get(inst.target.name)
             if ty is None:
                 continue
-            _check_assign(inst, ty, loc, allow, waived)
+            _check_assign(inst, ty, loc, allow, waived, internal)
     for inst in raises:
         _refuse('static-exceptions',
                 "raise %s(...) with a runtime argument%s: numba copies the "
@@ -129,18 +131,19 @@ def check_function(func_ir, typemap, allow=frozenset(), internal=False):
     return waived
 
 
-def _check_assign(inst, ty, loc, allow, waived):
+def _check_assign(inst, ty, loc, allow, waived, internal=False):
     """The rules for one typed assignment ``inst`` (its target typed ``ty``)."""
     def refuse(rule, problem, fix):
         _refuse(rule, problem, fix, loc, allow, waived)
     value = inst.value
+    static_function = internal and isinstance(ty, types.Function)
     if isinstance(value, ir.Expr) and value.op in ('binop', 'inplace_binop') \
             and _is_blas(value.fn):
         refuse('no-foreign-calls',
                "the @ operator calls BLAS: numba reaches it through SciPy's "
                "function pointers, whose stack use is unknown to the stack "
                "bound", "write the product as loops in the kernel")
-    if isinstance(value, ir.Arg) and (
+    if isinstance(value, ir.Arg) and not static_function and (
             isinstance(ty, (types.Dispatcher, types.FunctionType,
                             types.WrapperAddressProtocol))
             or isinstance(ty, types.BaseFunction)

@@ -237,3 +237,19 @@ def test_structref_destructor_is_in_the_kernel_bound():
     names = [n for n, _ in k.stack_bound(k.signatures[0]).path]
     i = next(i for i, n in enumerate(names) if n.startswith('_Dtor.'))
     assert names[i - 1] == 'NRT_MemInfo_call_dtor', names
+
+
+# -- numba's own compile-time function arguments are not first-class functions --
+
+def _percentile(a, out):
+    out[0] = np.percentile(a, 30.0)
+
+
+def test_numba_internal_function_constants_are_not_refused():
+    # np.percentile's implementation passes its validity check as a
+    # compile-time function argument (types.Function); a user's function
+    # argument stays refused (test_channels.py: '@njit function as an argument')
+    a, out, want = np.arange(5.0), np.zeros(1), np.zeros(1)
+    njit(_percentile)(a, want)
+    secret_jit(_percentile)(a, out)
+    assert out[0] == want[0]
