@@ -14,8 +14,8 @@ import types
 import llvmlite.binding as ll
 from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
-from . import (arena_nrt, constant_time, passes, pipeline, secretmem,
-               stack_bound)
+from . import (arena_nrt, channels, constant_time, passes, pipeline,
+               secretmem, stack_bound)
 from .passes.textir import Module
 from .pipeline import host_arch, host_has_sve  # noqa: F401 (probes import host_arch)
 from .stack_bound import StackBound
@@ -41,7 +41,8 @@ def _source_digest():
         # intrinsics shape what kernels may compile to
         mods += [sys.modules[name] for name in (
             'secretjit.target', 'secretjit.policy', 'secretjit.intrinsics',
-            'secretjit.channels', 'secretjit.constant_time')
+            'secretjit.channels', 'secretjit.channel_rules',
+            'secretjit.constant_time')
             if name in sys.modules]
         for path in sorted({m.__file__ for m in mods}):
             with open(path, 'rb') as f:
@@ -100,11 +101,14 @@ class SecretCodeLibrary(JITCodeLibrary):
         super()._optimize_final_module()            # numba's -O3 pipeline
 
         # the constant-time check reads the line tables and strips them
-        text = constant_time.check_module(self, str(self._final_module))
+        line_text = str(self._final_module)
+        text = constant_time.check_module(self, line_text)
         result = pipeline.after_optimization(
             text, self._codegen._tm, arch,
-            extra_allowance=self._codegen.runtime_depths, module_name=self.name,
-            skip=self._wrappers(), reparse=self._reparse)
+            extra_allowance=dict(channels.current_stack_allowance(),
+                                 **self._codegen.runtime_depths),
+            module_name=self.name, skip=self._wrappers(),
+            reparse=self._reparse, line_text=line_text)
         self.pass_reports.extend(result.reports)
         self.stack_bounds, self.frame_sizes = result.bounds, result.frames
         self._final_module = result.module

@@ -26,16 +26,22 @@ def secret_jit(*args, **kws):
     ``allow=("typed-containers",)`` (rule names, with or without their
     ``no-`` prefix) waives the rules of :data:`secretjit.channels.ALLOWABLE`
     for this kernel and the helpers it compiles; ``pass_reports()`` lists each
-    waived site.  The README says what each opt-out gives up.
+    waived site.  ``stack_allowance={"c_function": nbytes}`` declares the
+    stack need of an external C function the stack bound does not list
+    (without it, a ``bounded-stack`` error).  The README says what each
+    opt-out gives up.
     """
     policy.check_options(kws)
     allow = channels.normalize_allow(kws.pop('allow', None))
-    if allow and kws.get('cache'):
-        raise ValueError(
-            "secret_jit(allow=...) cannot be combined with cache=True: numba's "
-            "cache does not record the opt-outs, so a cached kernel could be "
-            "loaded later without them being checked; drop cache=True")
-    kws['pipeline_class'] = channels.pipeline_class(kws.get('pipeline_class'), allow)
+    declared = channels.normalize_stack_allowance(kws.pop('stack_allowance', None))
+    for given, option in ((allow, 'allow'), (declared, 'stack_allowance')):
+        if given and kws.get('cache'):
+            raise ValueError(
+                "secret_jit(%s=...) cannot be combined with cache=True: numba's "
+                "cache does not record the opt-outs, so a cached kernel could be "
+                "loaded later without them being checked; drop cache=True" % option)
+    kws['pipeline_class'] = channels.pipeline_class(
+        kws.get('pipeline_class'), allow, declared)
     ct_policy = constant_time.pop_options(kws)
     if kws.pop('_target', TARGET) != TARGET:
         raise TypeError("secret_jit always compiles for the secret target; "

@@ -123,7 +123,7 @@ def before_optimization(mod, entries, arch):
 
 def after_optimization(text, tm, arch, extra_allowance=None,
                        module_name='<module>', skip=(), reparse=None,
-                       stack_limit=None):
+                       stack_limit=None, line_text=None):
     """The secret passes that follow -O3, for any target machine ``tm``.
 
     Internalizes linkonce functions, adds register zeroing (``skip``: the
@@ -132,7 +132,9 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     ``reparse`` turns the final text into an LLVM module (default
     ``llvm.parse_assembly``).  A call tree that needs more than
     ``stack_limit`` bytes (default: the secret stack's size) is a
-    ``bounded-stack`` policy error.
+    ``bounded-stack`` policy error, and so is an external callee without a
+    measured or declared allowance (named at its Python line when
+    ``line_text``, the module with numba's line tables, is given).
     """
     reparse = reparse or ll.parse_assembly
     mod = Module.parse(text)
@@ -141,8 +143,13 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     kernels = passes.placeholders(mod)
     if not kernels:
         return SecretModule(reparse(mod.text()), reports=reports)
-    bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
-                                   extra_allowance, module_name, reparse)
+    try:
+        bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
+                                       extra_allowance, module_name, reparse)
+    except SecretPolicyError as err:
+        if not hasattr(err, 'callee'):
+            raise
+        raise stack_bound.unknown.with_location(err, line_text) from None
     check_stack_limit(bounds, stack_limit)
     reports.append(passes.write_depths(
         mod, {k: b.depth for k, b in bounds.items()})[1])
@@ -159,7 +166,8 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     analysed = mod.copy()
     stubbed = [name for name in skip if name in analysed.functions]
     passes.stub_functions(analysed, stubbed)
-    llmod = reparse(analysed.text())
+    analysed_text = analysed.text()
+    llmod = reparse(analysed_text)
     funcs, data = module_symbols(llmod)
     asm = str(tm.emit_assembly(llmod))
     # The secret stack holds the thunk's frame and, below it, the kernel's
@@ -168,7 +176,8 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     frames = {}
     by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
                               extra_allowance=extra_allowance,
-                              module_name=module_name, frames=frames)
+                              module_name=module_name, frames=frames,
+                              ir_text=analysed_text)
     for name in stubbed:
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)

@@ -206,7 +206,9 @@ class SecretDispatcher(Dispatcher):
         stack = _compiling.__dict__.setdefault('stack', [])
         stack.append(self._secret_internal)
         try:
-            with channels.compiling(channels.allow_of(self._compiler.pipeline_class)), \
+            pipeline = self._compiler.pipeline_class
+            with channels.compiling(channels.allow_of(pipeline),
+                                    channels.stack_allowance_of(pipeline)), \
                     constant_time.compiling(self):
                 return self._compile_secret(sig)
         finally:

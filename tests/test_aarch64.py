@@ -18,9 +18,10 @@ import pytest
 from numba import njit
 
 from secretjit import secret_jit
-from secretjit.testing import probes
+from secretjit.testing import calibration, probes
 from secretjit.testing.heaplog import heap_log
-from secretjit.stack_bound import external_allowance, readable
+from secretjit.stack_bound import (NUMBA_HELPER_ALLOWANCE, external_allowance,
+                                   readable)
 
 from _child import run_python
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,
@@ -193,20 +194,11 @@ libc = ctypes.CDLL(None)
 
 
 def _depth(lib, name, ints=(), floats=()):
-    fn = ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-    return probes.c_call_depth(fn, ints, floats)
+    return probes.c_call_depth(calibration.symbol(lib, name), ints, floats)
 
 
 def test_malloc_free_and_libm_fit_their_allowances():
-    libc.malloc.restype = ctypes.c_void_p
-    depths = []
-    for size in (24, 4096, 200_000, 50_000_000):
-        blocks = []
-        for _ in range(16):
-            depths.append(_depth(libc, 'malloc', [size]))
-            blocks.append(libc.malloc(size))
-        for b in blocks:
-            depths.append(_depth(libc, 'free', [b]))
+    depths = calibration.malloc_free_depths((24, 4096, 200_000, 50_000_000), 16)
     assert 0 < max(depths) <= min(external_allowance('malloc'),
                                   external_allowance('free')), max(depths)
     libm = ctypes.CDLL('libm.so.6')
@@ -222,6 +214,18 @@ def test_malloc_free_and_libm_fit_their_allowances():
             <= external_allowance('secretjit_libc_getrandom')
     assert _depth(libc, '__errno_location') \
         <= external_allowance('secretjit_libc_errno_location')
+
+
+def test_numba_c_helpers_fit_their_allowances():
+    measured = calibration.numba_helper_depths()
+    assert set(measured) == set(NUMBA_HELPER_ALLOWANCE)
+    over = {n: (d, NUMBA_HELPER_ALLOWANCE[n]) for n, d in measured.items()
+            if not d <= NUMBA_HELPER_ALLOWANCE[n]}
+    assert not over, over
+    # the probe saw the slow paths (AArch64 leaves write nothing: no
+    # return address on the stack)
+    assert measured['numba_list_append'] > 0
+    assert measured['numba_attempt_nocopy_reshape'] > 512
 
 
 # -- vetted kernels: known answers under the secret target ---------------------------

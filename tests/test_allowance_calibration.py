@@ -15,9 +15,9 @@ import pytest
 from numba import njit
 
 from secretjit import secret_jit
-from secretjit.testing import probes
-from secretjit.stack_bound import (DEFAULT_ALLOWANCE, external_allowance,
-                                   readable)
+from secretjit.testing import calibration, probes
+from secretjit.stack_bound import (DEFAULT_ALLOWANCE, NUMBA_HELPER_ALLOWANCE,
+                                   external_allowance, readable)
 from secretjit.target import secret_target
 
 from _kernels import derived_words, mix
@@ -26,26 +26,29 @@ libc = ctypes.CDLL(None)
 libm = ctypes.CDLL('libm.so.6')
 
 
-def _addr(lib, name):
-    return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-
-
 def _depth(lib, name, ints=(), floats=()):
-    return probes.c_call_depth(_addr(lib, name), ints, floats)
+    return probes.c_call_depth(calibration.symbol(lib, name), ints, floats)
 
 
 @pytest.mark.parametrize('size', [1, 24, 1000, 4096, 200_000, 50_000_000])
 def test_malloc_free_fit_their_allowance(size):
-    libc.malloc.restype = ctypes.c_void_p
-    depths = []
-    blocks = []
-    for _ in range(64):          # fill bins, then free them all (consolidation)
-        depths.append(_depth(libc, 'malloc', [size]))
-        blocks.append(libc.malloc(size))
-    for b in blocks:
-        depths.append(_depth(libc, 'free', [b]))
+    depths = calibration.malloc_free_depths([size], 64)
     assert 0 < max(depths) <= min(external_allowance('malloc'),
                                   external_allowance('free')), max(depths)
+
+
+def test_numba_c_helpers_fit_their_allowance():
+    """Every numba C helper the bound lists is measured, on its slow paths."""
+    measured = calibration.numba_helper_depths()
+    assert set(measured) == set(NUMBA_HELPER_ALLOWANCE), \
+        set(measured) ^ set(NUMBA_HELPER_ALLOWANCE)
+    over = {n: (d, NUMBA_HELPER_ALLOWANCE[n]) for n, d in measured.items()
+            if not d <= NUMBA_HELPER_ALLOWANCE[n]}
+    assert not over, over
+    # the slow paths ran: storage growth and 32-dimension reshapes write
+    # deeper than the one-line accessors
+    assert measured['numba_list_append'] > measured['numba_list_length']
+    assert measured['numba_attempt_nocopy_reshape'] > 512
 
 
 @pytest.mark.parametrize('name', ['memset', 'memcpy', 'memmove'])

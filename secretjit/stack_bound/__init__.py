@@ -17,9 +17,11 @@ numba's runtime, an exception unpacker the wrapper runs later) is not a
 callee: destructors run inside ``NRT_MemInfo_call_dtor``, whose allowance
 covers them.  Functions defined in the
 module are analysed recursively; external C functions (libc, libm, numba's C
-runtime) get the allowance in :data:`EXTERNAL_ALLOWANCE`, a per-function
-bound whose sufficiency the calibration tests measure (see
-``tests/test_allowance_calibration.py``).  Recursion, dynamically sized frames and
+runtime) get the allowance in :data:`EXTERNAL_ALLOWANCE` or
+:data:`NUMBA_HELPER_ALLOWANCE`, a per-function bound whose sufficiency the
+calibration tests measure (see ``tests/test_allowance_calibration.py``); an
+external listed nowhere is a ``bounded-stack`` error (:mod:`.unknown`), unless
+the kernel declares it (``secret_jit(stack_allowance={name: bytes})``).  Recursion, dynamically sized frames and
 calls into the Python interpreter make the depth unbounded and are rejected
 with :class:`~secretjit.errors.SecretPolicyError`.
 
@@ -29,8 +31,10 @@ depths), one module per architecture behind the registry
 arithmetic, loaded addresses) and :mod:`.allowances` (external functions).
 """
 
+from . import unknown
 from .allowances import (DEFAULT_ALLOWANCE, EXTERNAL_ALLOWANCE, LIBM,
-                         LIBM_ALLOWANCE, external_allowance)
+                         LIBM_ALLOWANCE, NUMBA_HELPER_ALLOWANCE, RUNS_PYTHON,
+                         external_allowance, known_allowance)
 from .aarch64 import parse_aarch64
 from .core import ARCHES, FrameInfo, StackBound, compute_bounds, readable
 from .destructors import CALL_DTOR, destructors
@@ -41,6 +45,7 @@ RED_ZONE = {arch: syntax.red_zone for arch, syntax in ARCHES.items()}
 PARSERS = {arch: syntax.parse for arch, syntax in ARCHES.items()}
 
 __all__ = ['ARCHES', 'CALL_DTOR', 'DEFAULT_ALLOWANCE', 'EXTERNAL_ALLOWANCE', 'FrameInfo',
-           'LIBM', 'LIBM_ALLOWANCE', 'PARSERS', 'RED_ZONE', 'StackBound',
-           'compute_bounds', 'destructors', 'external_allowance', 'parse_aarch64',
-           'parse_x86_64', 'readable']
+           'LIBM', 'LIBM_ALLOWANCE', 'NUMBA_HELPER_ALLOWANCE', 'PARSERS', 'RED_ZONE',
+           'RUNS_PYTHON', 'StackBound', 'compute_bounds', 'destructors',
+           'external_allowance', 'known_allowance', 'parse_aarch64',
+           'parse_x86_64', 'readable', 'unknown']

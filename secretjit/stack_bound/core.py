@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import SecretPolicyError
-from .allowances import external_allowance
+from .allowances import RUNS_PYTHON, known_allowance
 from .destructors import CALL_DTOR, destructors, with_destructors
+from .unknown import unknown_callee
 
 # Callees that can run arbitrary Python code (and so any stack depth).
 _INTERPRETER = re.compile(r'^(_?Py|numba_gil_ensure$|numba_unpickle$)')
@@ -244,7 +245,7 @@ def solve_forward(blocks, succs, transfer):
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                    indirect_allowance=None, module_name='<module>',
-                   frames=None):
+                   frames=None, ir_text=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
     ``functions`` are the names the module defines and ``data`` its global
@@ -254,7 +255,8 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     ``indirect_allowance`` bytes; without one (the default for kernels) it is
     a ``bounded-stack`` policy error: an unknown callee gets no guessed
     allowance.  A call to ``NRT_MemInfo_call_dtor`` counts its allowance plus
-    the deepest of the module's :func:`destructors`.  A dict passed as ``frames`` receives
+    the deepest of the module's :func:`destructors` (found also from the
+    module's IR, ``ir_text``, where given).  A dict passed as ``frames`` receives
     ``{function: frame bytes}``, from the same parse.
     """
     if arch not in ARCHES:
@@ -267,7 +269,7 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
         info.callees -= data
     depths = _Depths(infos, functions, ARCHES[arch].red_zone, extra_allowance,
                      indirect_allowance, module_name,
-                     sorted(destructors(asm, functions)))
+                     sorted(destructors(asm, functions, ir_text)))
     out = {}
     for root in roots:
         d, path, ext = depths.of(root, [])
@@ -296,24 +298,28 @@ class _Depths:
         key = (name, in_dtor)
         if key not in self.memo:
             info = self.infos.get(name)
-            self.memo[key] = self.external(name, in_dtor) if info is None \
+            self.memo[key] = self.external(name, in_dtor, chain) if info is None \
                 else self.defined(info, chain, in_dtor)
         return self.memo[key]
 
-    def external(self, name, in_dtor=False):
-        """A function outside the module: its allowance."""
+    def external(self, name, in_dtor=False, chain=()):
+        """A function outside the module: its measured allowance, or a
+        ``bounded-stack`` error (an unknown callee gets no guessed one)."""
         if name in self.functions:
             raise RuntimeError("function %s missing from the assembly of %s"
                                % (name, self.module_name))
-        if _INTERPRETER.match(name):
+        if _INTERPRETER.match(name) or name in RUNS_PYTHON:
             raise SecretPolicyError(
                 'no-interpreter-calls',
                 "the secret call tree calls %s, which runs arbitrary Python "
-                "code on the kernel's stack (print, objmode, Python objects "
-                "or exceptions with runtime arguments)" % name,
-                "keep print() and Python objects out of secret kernels; "
-                "return values and print them outside")
-        allowance = external_allowance(name, self.extra)
+                "code on the kernel's stack (print, objmode, Python objects, "
+                "exceptions with runtime arguments, or numba's random state, "
+                "seeded with os.urandom() through the interpreter)" % name,
+                "keep print(), np.random and Python objects out of secret "
+                "kernels; return values and print them outside")
+        allowance = known_allowance(name, self.extra)
+        if allowance is None:
+            raise unknown_callee(name, [readable(n) for n in chain])
         if name == CALL_DTOR and not in_dtor:
             return with_destructors(
                 allowance, [self.of(d, [name], True) for d in self.dtors])

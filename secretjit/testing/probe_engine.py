@@ -59,6 +59,10 @@ _SVE_VL = None
 
 # -- machine-code probes, built once in an engine of their own ---------------
 
+# Integer (pointer) arguments c_call_depth passes: numba's C helpers take up to 8.
+C_CALL_INTS = 8
+
+
 class _ProbeEngine:
     """A tiny plain JIT engine holding the probe functions."""
 
@@ -88,8 +92,8 @@ class _ProbeEngine:
             ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64)(
                 self.engine.get_function_address('secretjit_probe_stack'))
         self.depth = ctypes.CFUNCTYPE(
-            None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-            ctypes.c_int64, ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
+            None, ctypes.c_void_p, *[ctypes.c_int64] * C_CALL_INTS,
+            ctypes.c_double, ctypes.c_double, ctypes.c_void_p,
             ctypes.c_int64, ctypes.c_uint64)(
                 self.engine.get_function_address('secretjit_probe_c_call'))
         self.regs = ctypes.CFUNCTYPE(
@@ -122,21 +126,22 @@ class _ProbeEngine:
 
     @staticmethod
     def _c_call_probe(mod, arch):
-        # void probe(ptr fn, i64 a0, i64 a1, i64 a2, double d0, double d1,
-        #            ptr dump, i64 n, i64 poison): like the stack probe, for
-        # a C function taking up to three integers and two doubles.
+        # void probe(ptr fn, i64 a0..a7, double d0, double d1, ptr dump,
+        #            i64 n, i64 poison): like the stack probe, for a C
+        # function taking up to eight integers (pointers) and two doubles.
         f64 = ir.DoubleType()
-        fnty = ir.FunctionType(ir.VoidType(), [_ptr, _i64, _i64, _i64, f64, f64,
-                                               _ptr, _i64, _i64])
+        fnty = ir.FunctionType(ir.VoidType(), [_ptr] + [_i64] * C_CALL_INTS
+                               + [f64, f64, _ptr, _i64, _i64])
         fn = ir.Function(mod, fnty, 'secretjit_probe_c_call')
         fn.attributes.add('noinline')
-        target, a0, a1, a2, d0, d1, dump, n, poison = fn.args
+        target, ints = fn.args[0], list(fn.args[1:1 + C_CALL_INTS])
+        d0, d1, dump, n, poison = fn.args[1 + C_CALL_INTS:]
         b = ir.IRBuilder(fn.append_basic_block('entry'))
         fill_asm, copy_asm = _STACK_ASM[arch]
         fill = ir.FunctionType(ir.VoidType(), [_i64, _i64])
         b.asm(fill, *fill_asm, [n, poison], True)
-        cty = ir.FunctionType(_i64, [_i64, _i64, _i64, f64, f64])
-        b.call(b.bitcast(target, cty.as_pointer()), [a0, a1, a2, d0, d1])
+        cty = ir.FunctionType(_i64, [_i64] * C_CALL_INTS + [f64, f64])
+        b.call(b.bitcast(target, cty.as_pointer()), ints + [d0, d1])
         copy = ir.FunctionType(ir.VoidType(), [_i64, _ptr])
         b.asm(copy, *copy_asm, [n, dump], True)
         b.ret_void()

@@ -35,7 +35,7 @@ from .. import contract
 from ..codegen import host_arch
 from .intrinsics import fill_registers, stack_scratch
 from .probe_engine import (A64_P_OFFSET, A64_SPILL_SIZE, A64_V_OFFSET,  # noqa: F401
-                           A64_Z_OFFSET, CANARY, POISON, STACK_WINDOW,
+                           A64_Z_OFFSET, C_CALL_INTS, CANARY, POISON, STACK_WINDOW,
                            XSAVE_OFFSET, XSAVE_SIZE, _features, _probes,
                            sve_vector_length)
 
@@ -92,7 +92,7 @@ def c_call_depth(address, ints=(), floats=(), window=STACK_WINDOW):
     address is included.  Used to calibrate the allowances of external
     callees in :mod:`secretjit.stack_bound`.
     """
-    ints = list(ints) + [0] * (3 - len(ints))
+    ints = list(ints) + [0] * (C_CALL_INTS - len(ints))
     floats = list(floats) + [0.0] * (2 - len(floats))
     dump = ctypes.create_string_buffer(window)
     _probes().depth(address, *ints, *floats, ctypes.addressof(dump), window,
