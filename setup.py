@@ -7,7 +7,7 @@ AOT library.  Everything else is in pyproject.toml.
 from setuptools import Extension, setup
 
 SOURCES = ['secretjit/csrc/common.c', 'secretjit/csrc/arena.c',
-           'secretjit/csrc/secretstack.c']
+           'secretjit/csrc/secretstack.c', 'secretjit/csrc/slab.c']
 
 setup(ext_modules=[Extension(
     'secretjit._secretmem', sources=SOURCES, depends=['secretjit/csrc/secretmem.h'],
