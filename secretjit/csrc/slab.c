@@ -29,8 +29,9 @@
  * class's current slab.  Any thread may free any block: the slot goes to the
  * freeing thread's stack.  An exiting thread's stacks go to the depot
  * (pthread key destructor); in a forked child, so do those of the parent's
- * other threads.  A double free is caught by the slot's state byte (an
- * atomic exchange), so a slot can never be cached twice.
+ * other threads.  A double free is caught by the slot's state byte (a plain
+ * load and store, not an atomic exchange: two threads freeing the same block
+ * at the same instant, a data race in the program, could cache it twice).
  */
 #define _GNU_SOURCE
 #include <string.h>
