@@ -7,9 +7,10 @@ AOT library.  Everything else is in pyproject.toml.
 from setuptools import Extension, setup
 
 SOURCES = ['secretjit/csrc/common.c', 'secretjit/csrc/arena.c',
-           'secretjit/csrc/secretstack.c']
+           'secretjit/csrc/secretstack.c', 'secretjit/csrc/slab.c',
+           'secretjit/csrc/slab_threads.c']
 
 setup(ext_modules=[Extension(
-    'secretjit._secretmem', sources=SOURCES, depends=['secretjit/csrc/secretmem.h'],
+    'secretjit._secretmem', sources=SOURCES, depends=['secretjit/csrc/secretmem.h', 'secretjit/csrc/slab.h'],
     extra_compile_args=['-O2', '-fvisibility=hidden', '-std=gnu11', '-Wall'],
 )])

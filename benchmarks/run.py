@@ -266,6 +266,9 @@ def check_targets(data):
             t = r['secret_ns'] / r['reference_ns']
             out.append(('x25519 time <= %.0fx OpenSSL' % TARGETS['x25519_time'],
                         '%.2fx' % t, t <= TARGETS['x25519_time']))
+    if data.get('alloc'):
+        import alloc
+        out += alloc.check_targets(data['alloc'])
     return out
 
 
@@ -323,6 +326,9 @@ def markdown(data, command):
     if data.get('api'):
         import api
         lines += ['', api.markdown(data['api'], command).rstrip()]
+    if data.get('alloc'):
+        import alloc
+        lines += ['', alloc.markdown(data['alloc'], command).rstrip()]
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
@@ -380,6 +386,8 @@ def main(argv=None):
     data['hardened'] = hardened.collect(args.quick)
     import api                            # the Python API rows (issue 16)
     data['api'] = api.collect(args.quick)
+    import alloc                          # allocation-heavy kernels (issue 15)
+    data['alloc'] = alloc.collect(args.quick)
     data['seconds'] = time.time() - t0
     out = args.out or (None if args.quick else HERE)
     command = 'python benchmarks/run.py' + (' --quick' if args.quick else '')

@@ -111,11 +111,13 @@ def _define_raw_blocks(d):
     """secretjit_alloc/free/realloc: raw blocks from the secret arena.
 
     The arena (``secretjit/csrc/arena.c``) wipes every block when it is
-    freed, keeps it out of core dumps and swap, and puts a guard page after it.
+    freed and keeps it out of core dumps and swap; blocks of at most 2 KiB
+    are slots of slabs (``slab.c``, a guard page after each slab), larger
+    ones spans with a guard page each.
     """
-    arena_alloc = _fn(d.mod, 'secretjit_arena_alloc', ptr, [i64])
-    arena_free = _fn(d.mod, 'secretjit_arena_free', ir.VoidType(), [ptr])
-    arena_realloc = _fn(d.mod, 'secretjit_arena_realloc', ptr, [ptr, i64])
+    arena_alloc = _fn(d.mod, 'secretjit_slab_alloc', ptr, [i64])
+    arena_free = _fn(d.mod, 'secretjit_slab_free', ir.VoidType(), [ptr])
+    arena_realloc = _fn(d.mod, 'secretjit_slab_realloc', ptr, [ptr, i64])
     d.alloc, b = d.entry('secretjit_alloc', ptr, [i64])
     size, = d.alloc.args
     # numba may ask for 0 bytes (NRT_Allocate); the arena wants at least 1.
@@ -338,7 +340,9 @@ def _define_allocate_free(d):
 
 
 ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
-                   'secretjit_arena_realloc', 'secretjit_secret_call')
+                   'secretjit_arena_realloc', 'secretjit_secret_call',
+                   'secretjit_slab_alloc', 'secretjit_slab_free',
+                   'secretjit_slab_realloc')
 
 
 def register_symbols():

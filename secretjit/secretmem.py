@@ -43,6 +43,7 @@ _FIELDS = [
     ('wipeonfork_errno', ctypes.c_int), ('rseq', ctypes.c_int),
     ('signal_scrubs', ctypes.c_uint64), ('nested_calls', ctypes.c_uint64),
     ('signal_reserve', ctypes.c_size_t), ('locked_cached', ctypes.c_size_t),
+    ('slab_bytes', ctypes.c_size_t), ('slab_in_use', ctypes.c_size_t),
 ]
 
 

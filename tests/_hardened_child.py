@@ -70,7 +70,8 @@ def _in_arena(addr):
 
 
 def guard(mode):
-    """Write 2 KiB past the end of a 64-byte buffer (bounds checking off).
+    """Write 2 KiB past the end of a 4 KiB buffer (bounds checking off; a
+    buffer over 2 KiB is an arena span with its own guard page).
 
     The secret buffer is one whose guard page has another span right after
     it (hk.guarded), so the fault comes from the guard page, not from the
@@ -80,15 +81,15 @@ def guard(mode):
     writes = hk.both(hk.write_at, boundscheck=False)
     i = 0 if mode == 'secret' else 1
     fill, write = fills[i], writes[i]
-    arrays = [fill(64, 1) for _ in range(16)]
-    targets = hk.guarded(arrays, 64) if mode == 'secret' else arrays
+    arrays = [fill(4096, 1) for _ in range(16)]
+    targets = hk.guarded(arrays, 4096) if mode == 'secret' else arrays
     if not targets:
         emit(state='no buffer with a guard page between two spans')
         return
     a = targets[0]
     write(a, 10, 2)                                       # compile, in bounds
     emit(state='writing', addr=a.ctypes.data)
-    write(a, 64 + 2048, 1)
+    write(a, 4096 + 2048, 1)
     emit(state='survived', first=int(a[0]))
     os._exit(0)                                           # do not walk a corrupted heap
 

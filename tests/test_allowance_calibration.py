@@ -100,6 +100,33 @@ def test_secret_arena_fits_its_allowance():
         'secretjit_arena_realloc')), worst
 
 
+def test_slab_front_end_fits_its_allowance():
+    """slab.c's paths: a new thread's bins, refills, fresh slabs (through the
+    arena's carving), bins spilling to the depot, realloc to a span."""
+    from secretjit import secretmem
+    names = ('secretjit_slab_alloc', 'secretjit_slab_free',
+             'secretjit_slab_realloc')
+    alloc, free, realloc = (secretmem.address(n) for n in names)
+    lib = secretmem.lib()
+    lib.secretjit_slab_alloc.restype = ctypes.c_void_p
+    lib.secretjit_slab_alloc.argtypes = [ctypes.c_size_t]
+    slabs = secretmem.memory_status()['slab_bytes']
+    depths, blocks = [], []
+    for size in (2048, 1000, 16):       # 2048: 32 slots a slab, so 80 need new ones
+        for _ in range(80):
+            depths.append(probes.c_call_depth(alloc, [size]))
+            blocks.append(lib.secretjit_slab_alloc(size))
+    assert secretmem.memory_status()['slab_bytes'] > slabs     # slow paths ran
+    for b in blocks:                    # 240 frees: bins overflow to the depot
+        depths.append(probes.c_call_depth(free, [b]))
+    for size in (100, 5000):
+        depths.append(probes.c_call_depth(
+            realloc, [lib.secretjit_slab_alloc(size), 9000]))
+    worst = max(depths)
+    print('worst', worst)
+    assert 0 < worst <= min(external_allowance(n) for n in names), worst
+
+
 def test_runtime_and_nrt_destructor_fit_their_bounds():
     ctx = secret_target.target_context
     codegen = ctx.codegen()

@@ -44,7 +44,8 @@ def libpath(tmp_path_factory):
     if cc is None:
         pytest.skip('no C compiler to build the secret memory library')
     out = tmp_path_factory.mktemp('secretmem')
-    sources = [str(CSRC / name) for name in ('common.c', 'arena.c', 'secretstack.c')]
+    sources = [str(CSRC / name) for name in ('common.c', 'arena.c', 'slab.c',
+                                              'slab_threads.c', 'secretstack.c')]
     so = out / 'libsecretmem.so'
     subprocess.run([cc, '-O2', '-g', '-shared', '-fPIC', '-std=gnu11', '-Wall',
                     '-fvisibility=hidden', '-o', str(so), *sources], check=True)

@@ -40,4 +40,8 @@ def test_quick_benchmark_writes_results(tmp_path):
     for r in api_rows:
         assert r['api_ns'] > 0 and r['kernel_ns'] > 0
         assert abs(r['overhead_ns'] - (r['api_ns'] - r['kernel_ns'])) < 1e-6
+    # the allocation-heavy rows (issue 15), each with its target
+    assert '## Allocation-heavy kernels (issue 15)' in table
+    assert {r['group'] for r in data['alloc']['rows']} == {'alloc', 'temp64'}
+    assert all(r['njit_ns'] > 0 and r['secret_ns'] > 0 for r in data['alloc']['rows'])
     assert 'avx2' in data['machine']['cpu_flags'] or 'asimd' in data['machine']['cpu_flags']

@@ -9,8 +9,9 @@ Every test runs the same kernel under plain ``njit`` as its control:
 - fork: the child reads zeros in a buffer a secret kernel returned (the njit
   buffer keeps its bytes) and runs secret kernels itself;
 - RSS and arena counters stay flat over 10^6 allocating calls;
-- a write 2 KiB past a 64-byte secret buffer dies with SIGSEGV on the guard
-  page; the same write from njit goes unnoticed;
+- a write 2 KiB past a 4 KiB secret buffer dies with SIGSEGV on the guard
+  page; the same write from njit goes unnoticed (buffers of at most 2 KiB are
+  slab slots, with a guard page after the slab: tests/test_slab.py);
 - 8 threads calling ``nogil`` kernels and freeing each other's arrays get
   the reference results;
 - SECRETJIT_ARENA_SIZE=1M: a 4 MiB allocation raises MemoryError naming
@@ -85,11 +86,11 @@ def kernel_prints_wf():
 
 def test_arena_and_secret_stack_mappings_are_dontdump_wipeonfork_locked():
     secret, plain = hk.both(hk.alloc_fill)
-    live = [secret(64, 1) for _ in range(16)]
-    inner = hk.guarded(live, 64)
+    live = [secret(4096, 1) for _ in range(16)]    # > 2 KiB: a span, not a slab slot
+    inner = hk.guarded(live, 4096)
     assert inner, 'no secret buffer has a one-page guard between it and the next span'
     a = inner[0]
-    b = plain(64, 1)
+    b = plain(4096, 1)
     st = secretjit.memory_status()
     assert st['mlock_errno'] == 0 and st['dontdump_errno'] == 0 \
         and st['wipeonfork_errno'] == 0, st
@@ -108,7 +109,7 @@ def test_arena_and_secret_stack_mappings_are_dontdump_wipeonfork_locked():
         assert m['perms'].startswith('rw'), m
     # PROT_NONE guard page after the buffer (hk.guarded: one page, then the
     # next span) and below the stack
-    assert vma(addr + 64 + 2048, maps)['perms'] == '---p'
+    assert vma(addr + 4096 + 2048, maps)['perms'] == '---p'
     g = vma(lo - 1, maps)
     assert g['perms'] == '---p' and 'dd' in g['flags'], g
     assert st['locked_bytes'] >= st['stack_size']

@@ -34,6 +34,7 @@ C_RUNTIME_SYMBOLS = frozenset([
     'NRT_MemInfo_call_dtor', 'secretjit_libc_getrandom',
     'secretjit_libc_errno_location', 'secretjit_arena_alloc',
     'secretjit_arena_free', 'secretjit_arena_realloc', 'secretjit_arena_owns',
+    'secretjit_slab_alloc', 'secretjit_slab_free', 'secretjit_slab_realloc',
     'secretjit_secret_call', 'secretjit_stack_range', 'secretjit_aot_scrub',
     'secretjit_aot_clear_vregs'])
 # Each export zeroes the registers the CPU has beyond what baseline-CPU code

@@ -17,7 +17,8 @@ from ..pipeline import host_arch
 CSRC = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc')
 # The C runtime of every library: whichever of these exist (arena.c and
 # secretstack.c hold the secret heap and stack), plus the NRT pieces.
-RUNTIME_SOURCES = ('common.c', 'arena.c', 'secretstack.c', 'nrt_aot.c')
+RUNTIME_SOURCES = ('common.c', 'arena.c', 'slab.c', 'slab_threads.c',
+                   'secretstack.c', 'nrt_aot.c')
 CFLAGS = ['-O2', '-fPIC', '-fvisibility=hidden', '-std=gnu11', '-Wall']
 
 def toolchain(target):
@@ -104,7 +105,7 @@ def link_library(obj_path, exports, target, outpath, tmp, secret=True):
     extra = [] if secret else ['-DSECRETJIT_AOT_CONTROL']
     for src in RUNTIME_SOURCES:
         path = os.path.join(CSRC, src)
-        if not secret and src == 'arena.c':
+        if not secret and src in ('arena.c', 'slab.c', 'slab_threads.c'):
             continue
         o = os.path.join(tmp, src[:-2] + '.o')
         _run(cc + CFLAGS + extra + ['-I', CSRC, '-c', path, '-o', o],

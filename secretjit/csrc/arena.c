@@ -296,7 +296,7 @@ static inline void count_in_use(struct tcache *t, size_t bytes)
 
 /* -- setup ------------------------------------------------------------------ */
 
-static void *map_meta(size_t bytes)
+void *secretjit__map_meta(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -329,8 +329,8 @@ static void init(void)
             break;
     }
     if (p != MAP_FAILED) {
-        spans = map_meta(pages * sizeof *spans);
-        pagehead = map_meta(pages * sizeof *pagehead);
+        spans = secretjit__map_meta(pages * sizeof *spans);
+        pagehead = secretjit__map_meta(pages * sizeof *pagehead);
         if (spans == NULL || pagehead == NULL) {
             munmap(p, pages << pshift);
             p = MAP_FAILED;
@@ -358,6 +358,12 @@ static inline void ensure_init(void)
 {
     if (__builtin_expect(!__atomic_load_n(&ready, __ATOMIC_ACQUIRE), 0))
         pthread_once(&once, init);
+}
+
+/* Bumped when a forked child could not re-lock the carved range at once. */
+unsigned secretjit__arena_lock_gen(void)
+{
+    return __atomic_load_n(&lock_gen, __ATOMIC_RELAXED);
 }
 
 /* -- spans ------------------------------------------------------------------ */

@@ -375,6 +375,7 @@ void secretjit_memstats(struct secretjit_memstats *out)
 {
     memset(out, 0, sizeof *out);
     secretjit__arena_stats(out);
+    secretjit__slab_stats(out);
     secretjit__stack_stats(out);
     out->locked_bytes = __atomic_load_n(&locked_bytes, __ATOMIC_RELAXED);
     out->mlock_errno = __atomic_load_n(&mlock_errno, __ATOMIC_RELAXED);

@@ -207,4 +207,8 @@ void secretjit_arena_free(void *p) { free(p); }
 void *secretjit_arena_realloc(void *p, size_t size) { return realloc(p, size); }
 int secretjit_arena_owns(const void *p) { (void)p; return 0; }
 void secretjit__arena_stats(struct secretjit_memstats *out) { (void)out; }
+void *secretjit_slab_alloc(size_t size) { return malloc(size); }
+void secretjit_slab_free(void *p) { free(p); }
+void *secretjit_slab_realloc(void *p, size_t size) { return realloc(p, size); }
+void secretjit__slab_stats(struct secretjit_memstats *out) { (void)out; }
 #endif

@@ -46,6 +46,19 @@ SECRETJIT_EXPORT void *secretjit_arena_realloc(void *p, size_t size);
 /* Whether p points into the arena's address range. */
 SECRETJIT_EXPORT int secretjit_arena_owns(const void *p);
 
+/* -- small blocks (slab.c) -------------------------------------------------- */
+
+/* The allocator of secret kernels (secretjit/arena_nrt.py): a block of at
+ * most 2048 bytes is a slot of a size class (16, 32, ... 2048 bytes, 16-byte
+ * aligned, zero-filled) in a slab, which is one SLAB_BYTES arena block
+ * (locked, undumped, zero in forked children, a guard page after the slab,
+ * not after each slot); larger blocks are arena spans (secretjit_arena_*).
+ * Free wipes the whole slot; any thread may free any block; a bad or double
+ * free warns once and is ignored.  realloc: as secretjit_arena_realloc. */
+SECRETJIT_EXPORT void *secretjit_slab_alloc(size_t size);
+SECRETJIT_EXPORT void secretjit_slab_free(void *p);
+SECRETJIT_EXPORT void *secretjit_slab_realloc(void *p, size_t size);
+
 /* -- secret stack (secretstack.c) ----------------------------------------- */
 
 /* Run fn(arg) on this thread's secret stack, then zero the `scrub` bytes
@@ -87,7 +100,9 @@ struct secretjit_memstats {
     uintptr_t arena_end;
     size_t arena_limit;         /* SECRETJIT_ARENA_SIZE, rounded to pages */
     size_t arena_carved;        /* bytes of spans (with guards) ever carved */
-    size_t arena_in_use;        /* bytes of spans currently handed out */
+    size_t arena_in_use;        /* bytes of spans (with guards) currently
+                                 * handed out, the slabs not counted, plus
+                                 * slab_in_use */
     size_t locked_bytes;        /* bytes mlock'ed successfully (arena+stacks) */
     uint64_t arena_failures;    /* allocations that returned NULL */
     size_t stack_size;          /* SECRETJIT_STACK_SIZE, rounded to pages */
@@ -107,6 +122,8 @@ struct secretjit_memstats {
                                  * was in use: run and scrubbed in place */
     size_t signal_reserve;      /* secretjit_signal_reserve() */
     size_t locked_cached;       /* bytes of freed arena spans kept locked */
+    size_t slab_bytes;          /* bytes of arena spans held as slabs */
+    size_t slab_in_use;         /* bytes of slab slots handed out */
 };
 SECRETJIT_EXPORT void secretjit_memstats(struct secretjit_memstats *out);
 /* 1 (and the message, NUL-terminated, in buf) when a setting was rejected
@@ -139,5 +156,10 @@ void secretjit__wipe(void *p, size_t n);
 /* Each file fills its own fields of the stats. */
 void secretjit__arena_stats(struct secretjit_memstats *out);
 void secretjit__stack_stats(struct secretjit_memstats *out);
+void secretjit__slab_stats(struct secretjit_memstats *out);
+/* Private zeroed memory for metadata (MAP_NORESERVE), or NULL (arena.c). */
+void *secretjit__map_meta(size_t bytes);
+/* The arena's lock generation: changes when a forked child must re-lock. */
+unsigned secretjit__arena_lock_gen(void);
 
 #endif
