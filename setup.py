@@ -6,7 +6,7 @@ AOT library.  Everything else is in pyproject.toml.
 """
 from setuptools import Extension, setup
 
-SOURCES = ['secretjit/csrc/common.c', 'secretjit/csrc/arena.c',
+SOURCES = ['secretjit/csrc/common.c', 'secretjit/csrc/backing.c', 'secretjit/csrc/arena.c',
            'secretjit/csrc/secretstack.c']
 
 setup(ext_modules=[Extension(

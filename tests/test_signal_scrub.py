@@ -84,7 +84,7 @@ def test_deep_destructor_chain_below_the_bound_is_zeroed(results, depth):
 
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, 'secretjit', 'csrc')
-SOURCES = [os.path.join(CSRC, f) for f in ('common.c', 'arena.c', 'secretstack.c')]
+SOURCES = [os.path.join(CSRC, f) for f in ('common.c', 'backing.c', 'arena.c', 'secretstack.c')]
 
 
 @pytest.mark.parametrize('target', ['native', 'aarch64'])

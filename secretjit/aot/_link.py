@@ -17,7 +17,7 @@ from ..pipeline import host_arch
 CSRC = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc')
 # The C runtime of every library: whichever of these exist (arena.c and
 # secretstack.c hold the secret heap and stack), plus the NRT pieces.
-RUNTIME_SOURCES = ('common.c', 'arena.c', 'secretstack.c', 'nrt_aot.c')
+RUNTIME_SOURCES = ('common.c', 'backing.c', 'arena.c', 'secretstack.c', 'nrt_aot.c')
 CFLAGS = ['-O2', '-fPIC', '-fvisibility=hidden', '-std=gnu11', '-Wall']
 
 def toolchain(target):
