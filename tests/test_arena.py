@@ -322,7 +322,11 @@ def test_smaps_shows_dontdump_wipeonfork_and_locked(lib):
             # whatever is resident is locked
             assert v['Rss'] == v['Locked'], (hex(v['start']), v)
             locked += v['Locked'] * 1024
-    assert st.locked_bytes >= locked
+    if fork_flag == 'wf':
+        assert st.locked_bytes >= locked
+    # memfd_secret: pages of spans freed earlier stay resident (and locked by
+    # the kernel: MADV_DONTNEED is refused), so they count in Locked but no
+    # longer in locked_bytes
     for p in blocks:
         lib.secretjit_arena_free(p)
 

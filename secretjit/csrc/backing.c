@@ -250,9 +250,8 @@ static void memfd_failed(size_t len, int err)
     a[at] = '\0';
     if (err == EAGAIN && getrlimit(RLIMIT_MEMLOCK, &rl) == 0)
         set_reason(a, err, ": the kernel charges the whole mapping to "
-                   "RLIMIT_MEMLOCK when it is mapped; raise it (ulimit -l), "
-                   "lower SECRETJIT_ARENA_SIZE, or use SECRETJIT_SECRET_MEMORY="
-                   "mlock, which locks on fault", 1);
+                   "RLIMIT_MEMLOCK when it is mapped (raise the limit with "
+                   "ulimit -l, or lower SECRETJIT_ARENA_SIZE)", 1);
     else if (err == EMFILE)
         set_reason(a, err, ": more memfd_secret mappings than secretjit "
                    "tracks (1024)", 1);
