@@ -35,7 +35,7 @@ import _corescan  # noqa: E402
 from _child import run_python  # noqa: E402
 from test_arena import _drop_ipc_lock_wrapper  # noqa: E402
 
-THREADS, CALLS, WINDOW, PASSES = 4, 200, 256, 12
+THREADS, CALLS, WINDOW, PASSES = 4, 50, 64, 8
 MODES = ('memfd', 'mlock')
 
 
@@ -59,42 +59,14 @@ def _ptrace_scope():
 
 # -- sibling read and gcore, while 4 threads call ------------------------------
 
-@pytest.fixture(scope='module')
-def running():
-    """Both children (memfd and mlock), started at once; each yields its report
-    once its threads are calling in a loop."""
-    if os.geteuid() != 0 and _ptrace_scope() > 1:
-        pytest.skip('reading another process needs root or kernel.yama.ptrace_scope <= 1 '
-                    '(it is %d)' % _ptrace_scope())
-    kids = {}
-    for mode in MODES:
-        seed = os.urandom(32)
-        env = dict(os.environ, SECRETJIT_SECRET_MEMORY=mode)
-        err = tempfile.TemporaryFile('w+')
-        child = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, '_core_child.py'), 'secret', str(THREADS),
-             str(CALLS), str(WINDOW), seed.hex()], env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        kids[mode] = child, seed, err
-    out = {}
-    try:
-        for mode, (child, seed, err) in kids.items():
-            line = child.stdout.readline()
-            if not line:
-                err.seek(0)
-                raise RuntimeError('%s child failed: %s' % (mode, err.read()[-3000:]))
-            info = json.loads(line)
-            child.stdin.write('run\n')
-            child.stdin.flush()
-            assert json.loads(child.stdout.readline())['state'] == 'during'
-            out[mode] = child, seed, info
-        yield out
-    finally:
-        for child, _, err in kids.values():
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-            err.close()
+def _spawn(mode, seed):
+    env = dict(os.environ, SECRETJIT_SECRET_MEMORY=mode)
+    err = tempfile.TemporaryFile('w+')
+    child = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, '_core_child.py'), 'secret', str(THREADS),
+         str(CALLS), str(WINDOW), seed.hex()], env=env, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    return child, err
 
 
 def _secret_ranges(info):
@@ -102,23 +74,63 @@ def _secret_ranges(info):
     return [[st['arena_start'], st['arena_end']]] + [list(s) for s in info['stacks'] if s]
 
 
-@pytest.fixture(scope='module')
-def sibling_reads(running):
-    out = {}
-    for mode, (child, seed, info) in running.items():
-        r = run_python(os.path.join(HERE, '_sibling_reader.py'), info['pid'], seed.hex(),
-                       THREADS, WINDOW, PASSES, json.dumps(_secret_ranges(info)), timeout=300)
-        assert r.returncode == 0, r.stderr
-        out[mode] = json.loads(r.stdout)
+def _read_and_dump(child, err, seed):
+    """Let the threads loop, read the child from a sibling, gcore it, stop it."""
+    line = child.stdout.readline()
+    if not line:
+        err.seek(0)
+        raise RuntimeError('child failed: %s' % err.read()[-3000:])
+    info = json.loads(line)
+    child.stdin.write('run\n')
+    child.stdin.flush()
+    assert json.loads(child.stdout.readline())['state'] == 'during'
+    r = run_python(os.path.join(HERE, '_sibling_reader.py'), info['pid'], seed.hex(),
+                   THREADS, WINDOW, PASSES, json.dumps(_secret_ranges(info)), timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = {'info': info, 'read': json.loads(r.stdout), 'core': None}
+    if shutil.which('gdb'):
+        keys = [_corescan.derive(seed, t, c) for t in range(THREADS) for c in range(WINDOW)]
+        index = _corescan.KeyIndex(keys + [_corescan.derive(seed, 0xFFFF, 0)])
+        tmp = _corescan.tempdir()
+        try:
+            scan = _corescan.scan_core(_corescan.gcore(info['pid'], tmp), index)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        out['core'] = {'planted': len(keys) in scan['memory'],
+                       'keys': len(set(scan['memory']) - {len(keys)}),
+                       'alive': child.poll() is None}
+    child.stdin.write('stop\n')
+    child.stdin.flush()
+    child.communicate(timeout=120)
     return out
 
 
+@pytest.fixture(scope='module')
+def observed():
+    """Both children (memfd and mlock) compile at once; then one at a time
+    runs its threads while the sibling reads it and gcore dumps it."""
+    if os.geteuid() != 0 and _ptrace_scope() > 1:
+        pytest.skip('reading another process needs root or kernel.yama.ptrace_scope <= 1 '
+                    '(it is %d)' % _ptrace_scope())
+    kids = {mode: (os.urandom(32),) for mode in MODES}
+    kids = {mode: (seed,) + _spawn(mode, seed) for mode, (seed,) in kids.items()}
+    try:
+        return {mode: _read_and_dump(child, err, seed)
+                for mode, (seed, child, err) in kids.items()}
+    finally:
+        for _, child, err in kids.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            err.close()
+
+
 @pytest.mark.parametrize('mode', MODES)
-def test_sibling_reads_no_key_from_memfd_secret_memory(mode, running, sibling_reads):
-    info = running[mode][2]
+def test_sibling_reads_no_key_from_memfd_secret_memory(mode, observed):
+    info, read = observed[mode]['info'], observed[mode]['read']
     want = 'memfd_secret' if mode == 'memfd' else 'mlock'
     assert info['status']['backing'] == want, info['status']
-    for how, res in sibling_reads[mode].items():
+    for how, res in read.items():
         assert res['planted'], '%s: the reader cannot see the planted key: %s' % (how, res)
         assert res['other_keys'] == 0, '%s: a derived key outside secret memory: %s' % (how, res)
         if mode == 'memfd':
@@ -127,25 +139,16 @@ def test_sibling_reads_no_key_from_memfd_secret_memory(mode, running, sibling_re
         else:   # the control: the same reader finds keys on the mlock path
             assert res['secret_keys'] > 0, 'control failed (%s): %s' % (how, res)
             assert res['unread_secret'] == 0, res
-    print(mode, json.dumps(sibling_reads[mode]))
+    print(mode, json.dumps(read))
 
 
 @pytest.mark.skipif(shutil.which('gdb') is None, reason='gdb (for gcore) is not installed')
 @pytest.mark.parametrize('mode', MODES)
-def test_gcore_during_calls_holds_no_key_in_either_mode(mode, running, sibling_reads):
-    child, seed, info = running[mode]
-    keys = [_corescan.derive(seed, t, c) for t in range(THREADS) for c in range(WINDOW)]
-    planted = len(keys)
-    index = _corescan.KeyIndex(keys + [_corescan.derive(seed, 0xFFFF, 0)])
-    tmp = _corescan.tempdir()
-    try:
-        scan = _corescan.scan_core(_corescan.gcore(info['pid'], tmp), index)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    assert planted in scan['memory'], 'the scan cannot see the planted key'
-    leaked = set(scan['memory']) - {planted}
-    assert not leaked, '%d derived keys in the core (%s)' % (len(leaked), mode)
-    assert child.poll() is None, 'the child died during the dump'
+def test_gcore_during_calls_holds_no_key_in_either_mode(mode, observed):
+    core = observed[mode]['core']
+    assert core['planted'], 'the scan cannot see the planted key'
+    assert core['keys'] == 0, '%d derived keys in the core (%s)' % (core['keys'], mode)
+    assert core['alive'], 'the child died during the dump'
 
 
 # -- fork, RLIMIT_MEMLOCK, seccomp, the setting ---------------------------------
