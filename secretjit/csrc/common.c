@@ -1,5 +1,7 @@
 /* Settings, page hardening and status shared by the arena and the secret
- * stack.  See secretmem.h. */
+ * stack.  Where the pages come from (memfd_secret or mlock'ed anonymous
+ * memory), with the fork and RLIMIT_MEMLOCK design, is backing.c.  See
+ * secretmem.h. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
