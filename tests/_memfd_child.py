@@ -89,7 +89,7 @@ def raw_fork_reads(buf):
     return got
 
 
-def fork_child_report(secretjit, aead, buf, key, ref):
+def fork_child_report(secretjit, aead, buf, ref):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -157,7 +157,7 @@ def main():
         pass
     out['thread_seal'] = done[0]
     out['memfd_maps'] = len(secretmem_maps())
-    out['fork'] = fork_child_report(secretjit, aead, buf, key, ref)
+    out['fork'] = fork_child_report(secretjit, aead, buf, ref)
     out['raw_fork_sees_pattern'] = raw_fork_reads(buf) == PATTERN
     out['parent_pattern'] = raw(buf).raw == PATTERN
     out['parent_seal'] = seal_ok(aead, key, ref, 2)

@@ -18,8 +18,9 @@ one scan cannot plant key words that a later scan would count.
 Memory outside the arena is read through ``/proc/self/mem`` into one fixed
 scratch mapping that the scan skips and zeroes after each chunk; arena
 pages and memfd_secret mappings (``/secretmem``: the secret stacks with that
-backing, which ``/proc/self/mem`` reads as EIO) are scanned in place, so the scan itself never copies a key that
-lives only in the arena into ordinary memory.
+backing, which ``/proc/self/mem`` reads as EIO) are scanned in place, so the
+scan itself never copies a key that lives only in the arena into ordinary
+memory.
 """
 
 import ctypes

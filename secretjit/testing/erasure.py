@@ -293,7 +293,12 @@ def _scan_regions(regions, wanted, mask, skip, arena):
                 try:
                     n = os.preadv(fd, [mv[:end - start]], start)
                 except OSError:
-                    continue
+                    if not arena[0] <= start < arena[1]:
+                        continue
+                    # memfd_secret backing: /proc/self/mem reads the arena
+                    # as EIO; this process reads it directly (rw pages)
+                    n = end - start
+                    ctypes.memmove(buf.ctypes.data, start, n)
                 words = buf[:n // 8]
                 mask.inplace(words)
                 idx = _hits(words, wanted)
