@@ -11,7 +11,9 @@ medians), for the calls whose cost the arena and the secret stack change:
 - a new thread's first call: creating the thread's secret stack (mmap,
   mlock, madvise, guard page) vs a plain call on a new thread;
 - 8 threads x ``nogil`` calls: aggregate throughput of the 64-byte temporary
-  and the 1 KiB seal (per-thread span caches vs glibc's arenas).
+  and the 1 KiB seal (per-thread span caches vs glibc's arenas);
+- memfd_secret vs mlock'ed pages (benchmarks/backing.py): a new thread's first
+  call, fresh secret memory, a steady-state seal.
 
     python benchmarks/hardened.py            # Markdown table on stdout
     python benchmarks/hardened.py --quick    # fewer rounds
@@ -194,6 +196,11 @@ def markdown(data, command=None):
                   st['arena_carved'], st['arena_in_use'], st['locked_bytes'],
                   st['stacks_created'], st['stack_size'], st['stack_fallbacks'],
                   st['arena_failures'])]
+    if data.get('backing'):
+        import backing
+        lines += ['', 'Backing (`SECRETJIT_SECRET_MEMORY`, benchmarks/backing.py: one child '
+                  'per backing and round, alternating; medians; this run: `%s`):' % (
+                      st.get('backing')), ''] + backing.markdown_rows(data['backing'])
     return '\n'.join(lines)
 
 
@@ -207,6 +214,8 @@ def collect(quick=False):
     data['per_call'].append(first_call_on_new_thread(rounds))
     data['threads'] = threaded(max(3, rounds // 3))
     data['status'] = secretjit.memory_status()
+    import backing      # memfd_secret vs mlock pages: one child per backing
+    data['backing'] = backing.compare(3 if quick else 5)
     return data
 
 

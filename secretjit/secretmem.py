@@ -17,6 +17,12 @@ Settings (environment, read once when the library first needs them):
     A kernel whose call tree may need more than this minus
     :func:`signal_reserve` fails to compile (``bounded-stack``).
 
+``SECRETJIT_SECRET_MEMORY``
+    ``auto`` (default: ``memfd_secret(2)`` pages when the kernel offers them,
+    else mlock'ed anonymous memory), ``memfd`` (``memfd_secret`` or
+    :func:`lib` raises ``OSError``), ``mlock``; another value makes :func:`lib`
+    raise ``ValueError``.  ``memory_status()['backing']`` says which is in force.
+
 Sizes are whole numbers of bytes with an optional suffix ``K``, ``M``, ``G``
 or ``T``; a negative, overflowing, malformed or out-of-range value makes
 :func:`lib` raise ``ValueError`` naming the setting and the accepted range.
@@ -85,8 +91,25 @@ def lib():
         buf = ctypes.create_string_buffer(512)
         if handle.secretjit_settings_error(buf, len(buf)):
             raise ValueError('secretjit: ' + buf.value.decode(errors='replace'))
+        handle.secretjit_backing.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        handle.secretjit_backing.restype = ctypes.c_int
+        backing, reason = _backing(handle)
+        if backing is None:
+            raise OSError('secretjit: %s.  Fix: use SECRETJIT_SECRET_MEMORY=auto '
+                          '(memfd_secret where it works, else mlock) or mlock'
+                          % reason)
         _LIB = handle
     return _LIB
+
+
+_BACKINGS = {1: 'memfd_secret', 2: 'mlock', 3: 'mixed'}
+
+
+def _backing(handle):
+    """(backing name or None when the required memfd_secret failed, reason)."""
+    buf = ctypes.create_string_buffer(512)
+    code = handle.secretjit_backing(buf, len(buf))
+    return _BACKINGS.get(code), buf.value.decode(errors='replace')
 
 
 def address(name):
@@ -112,10 +135,21 @@ def memory_status():
     freed arena spans kept locked for reuse) and ``rseq`` (1 when the calling
     thread's calls learn from rseq whether they were interrupted, and check
     the whole signal window only then; 0: after every call).
+
+    ``backing`` says where the secret pages come from (``SECRETJIT_SECRET_MEMORY``):
+    ``'memfd_secret'`` (out of the kernel's direct map: unreadable through
+    ``/proc/<pid>/mem``, ptrace and ``process_vm_readv``), ``'mlock'`` (mlock'ed
+    anonymous memory), ``'mixed'`` (some mappings fell back to mlock, e.g. on
+    RLIMIT_MEMLOCK), or ``'failed'`` (``memfd`` was required and a mapping
+    could not have it); ``backing_reason`` says why.
     """
     st = MemStats()
-    lib().secretjit_memstats(ctypes.byref(st))
-    return {name: getattr(st, name) for name, _ in _FIELDS}
+    handle = lib()
+    handle.secretjit_memstats(ctypes.byref(st))
+    out = {name: getattr(st, name) for name, _ in _FIELDS}
+    backing, out['backing_reason'] = _backing(handle)
+    out['backing'] = backing or 'failed'
+    return out
 
 
 def stack_range():

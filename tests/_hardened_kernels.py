@@ -134,7 +134,8 @@ def guarded(arrays, nbytes):
             nxt = vma(g['end'], maps)
         except AssertionError:
             continue
-        if g['perms'] == '---p' and g['end'] - g['start'] == PAGE \
+        # '---s': a guard page of memfd_secret memory (a shared mapping)
+        if g['perms'] in ('---p', '---s') and g['end'] - g['start'] == PAGE \
                 and nxt['perms'].startswith('rw'):
             out.append(a)
     return out

@@ -5,9 +5,12 @@ box, then reads masked search patterns from stdin and counts how many 8-byte
 words of its own writable memory (heap, anonymous mappings, stacks) equal a
 pattern.  The patterns arrive XORed with a mask, and memory words are XORed
 with the same mask before comparing, so this process never holds a plain
-copy of a secret the kernel did not leave behind itself.
+copy of a secret the kernel did not leave behind itself.  memfd_secret
+mappings (the secret arena and stacks under that backing), which
+``/proc/self/mem`` reads as EIO, are read in place.
 """
 
+import ctypes
 import os
 import sys
 
@@ -25,7 +28,12 @@ from _maps import writable_regions  # noqa: E402
 def scan(masked, mask):
     hits = 0
     with open('/proc/self/mem', 'rb', buffering=0) as mem:
-        for start, end in list(writable_regions()):
+        for start, end, memfd in list(writable_regions()):
+            if memfd:                       # read in place (no copy)
+                words = np.ctypeslib.as_array(
+                    (ctypes.c_uint64 * ((end - start) // 8)).from_address(start))
+                hits += int(np.isin(words ^ mask, masked).sum())
+                continue
             try:
                 buf = os.pread(mem.fileno(), end - start, start)
             except OSError:

@@ -17,8 +17,10 @@ one scan cannot plant key words that a later scan would count.
 
 Memory outside the arena is read through ``/proc/self/mem`` into one fixed
 scratch mapping that the scan skips and zeroes after each chunk; arena
-pages are scanned in place, so the scan itself never copies a key that
-lives only in the arena into ordinary memory.
+pages and memfd_secret mappings (``/secretmem``: the secret stacks with that
+backing, which ``/proc/self/mem`` reads as EIO) are scanned in place, so the
+scan itself never copies a key that lives only in the arena into ordinary
+memory.
 """
 
 import ctypes
@@ -55,13 +57,18 @@ class Scanner:
         inside = outside = 0
         a_lo, a_hi = self.arena
         with open('/proc/self/mem', 'rb', buffering=0) as mem:
-            for start, end in list(writable_regions()):
+            for start, end, memfd in list(writable_regions()):
                 if start < self.lo + CHUNK and end > self.lo:
                     continue                       # the scratch buffer itself
-                if start >= a_lo and end <= a_hi:  # arena span: in place
+                arena = start >= a_lo and end <= a_hi
+                if arena or memfd:                 # secret memory: in place
                     n = (end - start) // 8
-                    inside += self._count(np.ctypeslib.as_array(
+                    hits = self._count(np.ctypeslib.as_array(
                         (ctypes.c_uint64 * n).from_address(start)))
+                    if arena:
+                        inside += hits
+                    else:
+                        outside += hits            # a memfd_secret stack
                     continue
                 for lo in range(start, end, CHUNK):
                     size = min(CHUNK, end - lo)

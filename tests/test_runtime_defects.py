@@ -271,7 +271,7 @@ def test_d5_lock_failing_at_max_map_count_is_reported_and_retried(libpath):
         ctypes.memset(q, 6, n)
         again = secretmem.mapping_flags(q, q + n)[1]
         print(first, err, again, stats(L).locked_bytes)
-    ''', timeout=120))
+    ''', timeout=120, env={'SECRETJIT_SECRET_MEMORY': 'mlock'}))   # the mlock path
     first, err, again, counted = map(int, r.stdout.split())
     assert first == 0 and err == errno.ENOMEM, r.stdout
     warnings = [l for l in r.stderr.splitlines() if 'secretjit' in l]

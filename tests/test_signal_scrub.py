@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+from secretjit import _csrc
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -82,10 +84,8 @@ def test_deep_destructor_chain_below_the_bound_is_zeroed(results, depth):
 
 # -- the same at the C level, natively and for AArch64 under qemu --------------
 
-ROOT = os.path.dirname(HERE)
-CSRC = os.path.join(ROOT, 'secretjit', 'csrc')
-SOURCES = [os.path.join(CSRC, f) for f in ('common.c', 'arena.c', 'slab.c',
-                                           'slab_threads.c', 'secretstack.c')]
+CSRC = _csrc.CSRC
+SOURCES = _csrc.paths()
 
 
 @pytest.mark.parametrize('target', ['native', 'aarch64'])

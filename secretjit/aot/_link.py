@@ -12,13 +12,10 @@ import shutil
 import subprocess
 
 from . import AotError, STATUS, TARGETS, resolve_target
+from .. import _csrc
+from .._csrc import CSRC
 from ..pipeline import host_arch
 
-CSRC = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'csrc')
-# The C runtime of every library: whichever of these exist (arena.c and
-# secretstack.c hold the secret heap and stack), plus the NRT pieces.
-RUNTIME_SOURCES = ('common.c', 'arena.c', 'slab.c', 'slab_threads.c',
-                   'secretstack.c', 'nrt_aot.c')
 CFLAGS = ['-O2', '-fPIC', '-fvisibility=hidden', '-std=gnu11', '-Wall']
 
 def toolchain(target):
@@ -103,9 +100,9 @@ def link_library(obj_path, exports, target, outpath, tmp, secret=True):
     objs = [obj_path]
     # Control builds (tests only) swap the arena for malloc without wiping.
     extra = [] if secret else ['-DSECRETJIT_AOT_CONTROL']
-    for src in RUNTIME_SOURCES:
+    for src in _csrc.RUNTIME + _csrc.AOT_ONLY:
         path = os.path.join(CSRC, src)
-        if not secret and src in ('arena.c', 'slab.c', 'slab_threads.c'):
+        if not secret and src in _csrc.SECRET_ONLY:
             continue
         o = os.path.join(tmp, src[:-2] + '.o')
         _run(cc + CFLAGS + extra + ['-I', CSRC, '-c', path, '-o', o],

@@ -323,8 +323,7 @@ static void init(void)
 
     /* A smaller arena beats none when the address space is limited. */
     for (; pages >= 2; pages /= 2) {
-        p = mmap(NULL, pages << pshift, PROT_NONE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        p = secretjit__map_secret(pages << pshift, PROT_NONE, MAP_NORESERVE);
         if (p != MAP_FAILED)
             break;
     }
@@ -332,7 +331,7 @@ static void init(void)
         spans = secretjit__map_meta(pages * sizeof *spans);
         pagehead = secretjit__map_meta(pages * sizeof *pagehead);
         if (spans == NULL || pagehead == NULL) {
-            munmap(p, pages << pshift);
+            secretjit__unmap_secret(p, pages << pshift);
             p = MAP_FAILED;
         }
     }
@@ -345,7 +344,6 @@ static void init(void)
             fprintf(stderr, "secretjit: warning: SECRETJIT_ARENA_SIZE=%zu "
                     "could not be reserved; the secret arena has %zu bytes\n",
                     want, pages << pshift);
-        secretjit__exclude(p, pages << pshift);
         npages = pages;
         __atomic_store_n(&base, (char *)p, __ATOMIC_RELEASE);
     }

@@ -1,5 +1,7 @@
 /* Settings, page hardening and status shared by the arena and the secret
- * stack.  See secretmem.h. */
+ * stack.  Where the pages come from (memfd_secret or mlock'ed anonymous
+ * memory), with the fork and RLIMIT_MEMLOCK design, is backing.c.  See
+ * secretmem.h. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -79,10 +81,17 @@ size_t secretjit__env_size(const char *name, size_t dflt, size_t lo, size_t hi)
     human(msg, sizeof msg, &at, dflt);
     put(msg, sizeof msg, &at, ")");
     msg[at] = '\0';
-    if (settings_error[0] == '\0')
-        memcpy(settings_error, msg, at + 1);
-    fprintf(stderr, "secretjit: error: %s; using the default\n", msg);
+    secretjit__settings_reject(msg, "using the default");
     return dflt;
+}
+
+void secretjit__settings_reject(const char *msg, const char *instead)
+{
+    if (settings_error[0] == '\0') {
+        strncpy(settings_error, msg, sizeof settings_error - 1);
+        settings_error[sizeof settings_error - 1] = '\0';
+    }
+    fprintf(stderr, "secretjit: error: %s; %s\n", msg, instead);
 }
 
 int secretjit_settings_error(char *buf, size_t len)
@@ -141,6 +150,17 @@ static void human(char *buf, size_t cap, size_t *at, unsigned long long n)
             return;
         }
     }
+    put_num(buf, cap, at, n);
+}
+
+void secretjit__append(char *buf, size_t cap, size_t *at, const char *s)
+{
+    put(buf, cap, at, s);
+}
+
+void secretjit__append_num(char *buf, size_t cap, size_t *at,
+                           unsigned long long n)
+{
     put_num(buf, cap, at, n);
 }
 
@@ -324,6 +344,10 @@ int secretjit__lock_onfault(void *p, size_t len)
 {
 #ifdef MLOCK_ONFAULT
     int expected = 0, err;
+    if (secretjit__is_memfd(p, len)) {
+        __atomic_add_fetch(&locked_bytes, len, __ATOMIC_RELAXED);
+        return 0;               /* locked by the kernel (backing.c) */
+    }
     if (mlock2(p, len, MLOCK_ONFAULT) == 0) {
         __atomic_add_fetch(&locked_bytes, len, __ATOMIC_RELAXED);
         return 0;
@@ -342,7 +366,7 @@ int secretjit__lock_onfault(void *p, size_t len)
 int secretjit__lock(void *p, size_t len)
 {
     int expected = 0, err;
-    if (mlock(p, len) == 0) {
+    if (secretjit__is_memfd(p, len) || mlock(p, len) == 0) {
         __atomic_add_fetch(&locked_bytes, len, __ATOMIC_RELAXED);
         return 0;
     }
@@ -389,5 +413,6 @@ void secretjit_memstats(struct secretjit_memstats *out)
 __attribute__((constructor)) static void secretjit__init(void)
 {
     struct secretjit_memstats st;
+    secretjit__backing_init();          /* first: its fork handler runs first */
     secretjit_memstats(&st);
 }

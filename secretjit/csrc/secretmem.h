@@ -130,7 +130,35 @@ SECRETJIT_EXPORT void secretjit_memstats(struct secretjit_memstats *out);
  * when the library was loaded, else 0. */
 SECRETJIT_EXPORT int secretjit_settings_error(char *buf, size_t len);
 
-/* -- internal, shared by the three files (common.c) ------------------------ */
+/* Which pages back the arena and the secret stacks (backing.c):
+ * SECRETJIT_BACKING_MEMFD (memfd_secret), _MLOCK (mlock'ed anonymous
+ * memory), _MIXED (some mappings fell back to mlock), or -1 when
+ * SECRETJIT_SECRET_MEMORY=memfd could not be honoured; the reason,
+ * NUL-terminated, in buf. */
+#define SECRETJIT_BACKING_MEMFD 1
+#define SECRETJIT_BACKING_MLOCK 2
+#define SECRETJIT_BACKING_MIXED 3
+SECRETJIT_EXPORT int secretjit_backing(char *buf, size_t len);
+
+/* -- internal, shared by the runtime's files -------------------------------- */
+
+/* Pages for secret data (backing.c): len bytes (page multiple) with the
+ * given protection and extra MAP_ flags (MAP_NORESERVE, MAP_STACK), from
+ * memfd_secret or private anonymous memory (then MADV_DONTDUMP and
+ * MADV_WIPEONFORK), as SECRETJIT_SECRET_MEMORY says.  MAP_FAILED (errno) on
+ * failure.  Not locked: use secretjit__lock*. */
+void *secretjit__map_secret(size_t len, int prot, int flags);
+void secretjit__unmap_secret(void *p, size_t len);
+/* 1 when [p, p+len) is memfd_secret memory (locked by the kernel). */
+int secretjit__is_memfd(const void *p, size_t len);
+void secretjit__backing_init(void);     /* read the setting, probe the kernel */
+/* Record a rejected setting for secretjit_settings_error and say on stderr
+ * what is done instead. */
+void secretjit__settings_reject(const char *msg, const char *instead);
+/* Append s (or the decimal n) to buf at *at, without stdio. */
+void secretjit__append(char *buf, size_t cap, size_t *at, const char *s);
+void secretjit__append_num(char *buf, size_t cap, size_t *at,
+                           unsigned long long n);
 
 /* A size from the environment ("65536", "64K", "256M", "1G"); dflt when
  * unset; a malformed value or one outside [lo, hi] is reported on stderr

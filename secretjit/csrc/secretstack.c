@@ -248,7 +248,7 @@ static void unmap(struct secret_stack *s)
 {
     /* Nothing is left to wipe (every call zeroes what it wrote), and
      * unmapped pages reach no one: the kernel zeroes them for reuse. */
-    munmap(s->map, s->map_len);
+    secretjit__unmap_secret(s->map, s->map_len);
     if (s->locked)
         secretjit__unlocked(s->hi - s->lo);
     s->map = s->lo = s->hi = NULL;
@@ -344,19 +344,18 @@ static int setup(struct secret_stack *s)
     if (!key_ok)
         return -1;
     len = stack_size + page_size;
-    m = mmap(NULL, len, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    m = secretjit__map_secret(len, PROT_READ | PROT_WRITE,
+                              MAP_NORESERVE | MAP_STACK);
     if (m == MAP_FAILED)
         return -1;
     if (mprotect(m, page_size, PROT_NONE) != 0) {       /* the guard page */
-        munmap(m, len);
+        secretjit__unmap_secret(m, len);
         return -1;
     }
     if (pthread_setspecific(exit_key, s) != 0) {
-        munmap(m, len);
+        secretjit__unmap_secret(m, len);
         return -1;
     }
-    secretjit__exclude(m, len);
     s->map = m;
     s->map_len = len;
     s->lo = m + page_size;

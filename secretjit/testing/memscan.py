@@ -1,11 +1,14 @@
 """Masked scans of memory ranges: the heap detector's freed blocks and the secret arena.
 
-Memory is read through ``/proc/self/mem`` into one preallocated buffer,
+Memory is read through ``/proc/self/mem`` into one preallocated buffer
+(the secret arena under memfd_secret backing, which ``/proc/self/mem``
+reads as EIO, is copied into it directly: its pages are mapped read-write),
 masked in place (:class:`~secretjit.testing.words._Mask`) and compared with
 the masked secret words; the buffer is zeroed after the scan.  Nothing is
 allocated per word, so a scan leaves no plain copy of what it read.
 """
 
+import ctypes
 import os
 
 import numpy as np
@@ -42,6 +45,8 @@ def scan_regions(regions, wanted, mask, skip=()):
     buf = _scan_buffer
     skip = list(skip) + [(buf.ctypes.data, buf.ctypes.data + buf.nbytes)]
     mv = memoryview(buf).cast('B')
+    st = secretmem.memory_status()
+    arena = (st['arena_start'], st['arena_end'])
     out = []
     fd = os.open('/proc/self/mem', os.O_RDONLY)
     try:
@@ -51,7 +56,10 @@ def scan_regions(regions, wanted, mask, skip=()):
                 try:
                     n = os.preadv(fd, [mv[:end - start]], start)
                 except OSError:
-                    continue
+                    if not arena[0] <= start < arena[1]:
+                        continue
+                    n = end - start         # memfd_secret: EIO through /proc
+                    ctypes.memmove(buf.ctypes.data, start, n)
                 words = buf[:n // 8]
                 mask.inplace(words)
                 idx = _hits(words, wanted)

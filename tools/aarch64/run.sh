@@ -48,10 +48,11 @@ mv -f "$SITE_TMP" "$ROOT/project/sitecustomize.py"    # atomic for concurrent ru
 # secretjit's C runtime (secret arena and stack) for AArch64, built with the
 # cross compiler next to the host's build: the two differ in EXT_SUFFIX.
 LIB="$REPO/secretjit/_secretmem.cpython-311-aarch64-linux-gnu.so"
-SRC=("$REPO"/secretjit/csrc/common.c "$REPO"/secretjit/csrc/arena.c
-     "$REPO"/secretjit/csrc/slab.c "$REPO"/secretjit/csrc/slab_threads.c
-     "$REPO"/secretjit/csrc/secretstack.c)
-if [ ! -f "$LIB" ] || [ -n "$(find "${SRC[@]}" "$REPO/secretjit/csrc/secretmem.h" "$REPO/secretjit/csrc/slab.h" -newer "$LIB")" ]; then
+# shellcheck disable=SC2207
+SRC=($(python3 "$REPO/secretjit/_csrc.py" sources))
+# shellcheck disable=SC2207
+HDR=($(python3 "$REPO/secretjit/_csrc.py" headers))
+if [ ! -f "$LIB" ] || [ -n "$(find "${SRC[@]}" "${HDR[@]}" -newer "$LIB")" ]; then
     if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
         echo "run.sh: aarch64-linux-gnu-gcc not found: apt-get install gcc-aarch64-linux-gnu" >&2
         exit 2
