@@ -32,6 +32,7 @@ from numba.core.errors import NumbaDebugInfoWarning
 
 from . import passes
 from .errors import ConstantTimeWarning, SecretPolicyError
+from .optnames import name_tuple
 
 MODES = ('error', 'warn', 'off')
 
@@ -60,18 +61,8 @@ def pop_options(kws):
                          % (mode, ', '.join(repr(m) for m in MODES)))
     if secret is None:
         return None
-    if isinstance(secret, str):
-        secret = (secret,)
-    try:
-        secret = tuple(secret)
-    except TypeError:
-        raise TypeError("secret_jit(secret=%r): expected a tuple of parameter "
-                        "names, e.g. secret=('key', 'msg')" % (secret,)) from None
-    for name in secret:
-        if not isinstance(name, str):
-            raise TypeError("secret_jit(secret=...): parameter names are "
-                            "strings, got %r" % (name,))
-    return Policy(secret, mode)
+    return Policy(name_tuple(secret, 'secret_jit', 'secret', 'parameter names',
+                             "secret=('key', 'msg')"), mode)
 
 
 def _configure(disp, policy):
