@@ -26,23 +26,35 @@ from .textir import Module
 __all__ = ['FIX_HINTS', 'WARNING_KINDS', 'Finding', 'find_ct_violations']
 
 
-def find_ct_violations(text, kernels):
+def find_ct_violations(text, kernels, signatures=None):
     """Constant-time findings for ``kernels`` (LLVM name -> secret params).
 
-    ``text`` is the optimized module.  Returns ``(findings, report)``:
+    ``text`` is the optimized module (text or a parsed :class:`Module`,
+    which the check only reads); ``signatures`` (optional) module texts
+    holding the kernels as numba emitted them, whose complete parameter
+    lists say which parameters are secret where -O3 changed the kernel's
+    (see :func:`passes.ct_taint.secret_seeds`).  Returns ``(findings, report)``:
     a list of :class:`Finding` in module order and a report counting
     the functions checked and findings by kind.
     """
-    mod = Module.parse(text)
+    mod = _parsed(text)
     report = PassReport('constant_time')
     for k in kernels:
         if k not in mod.functions:
             raise ValueError("constant-time check: kernel %s is not defined "
                              "in the module" % k)
-    taint = Taint(mod, {k: tuple(v) for k, v in kernels.items()})
+    full = {}
+    for other in signatures or ():
+        funcs = _parsed(other).functions
+        full.update({k: funcs[k] for k in kernels if k in funcs})
+    taint = Taint(mod, {k: tuple(v) for k, v in kernels.items()}, full)
     taint.run()
     found = findings(taint, locator(mod.lines))
     report.count('functions_checked', len(taint.reach))
     for f in found:
         report.count(f.kind)
     return found, report
+
+
+def _parsed(text):
+    return text if isinstance(text, Module) else Module.parse(text)

@@ -154,7 +154,7 @@ def classify(taint, fn, inst):
 def classify_call(taint, fn, inst):
     """[(kind, detail)] of a call: what leaves the checked call tree."""
     callee, asm, args = call_parts(inst.text)
-    if asm is not None or (callee in taint.mod.functions):
+    if asm is not None or taint.inside(callee):
         return []
     name = callee or '<function pointer>'
     if SQRT.match(name):

@@ -22,7 +22,7 @@ values reach is :mod:`passes.ct_findings`'s; golden cases:
 
 import re
 
-from .ct_ir import (COPY, SET, call_parts, load_address, loads_pointer,
+from .ct_ir import (BOOKKEEPING, COPY, SET, call_parts, load_address, loads_pointer,
                     params, parse_body, pointer_sources, store_operands)
 from .declassify import DECLASSIFY_ASM
 from .textir import unquote
@@ -92,9 +92,8 @@ class Regions:
         return True
 
 
-def secret_seeds(fn, names):
-    """(tainted values, tainted-memory pointers) of secret parameters."""
-    plist = params(fn)
+def _seeds(plist, names):
+    """(tainted values, tainted-memory pointers) among parameters ``plist``."""
     values, memory = set(), set()
     for name in names:
         prefix = '%arg.' + name
@@ -123,12 +122,35 @@ def secret_seeds(fn, names):
     return values, memory
 
 
+def secret_seeds(fn, names, full=None):
+    """(tainted values, tainted-memory pointers) of ``fn``'s secret parameters.
+
+    ``full`` is the same function before interprocedural optimization
+    (an AOT kernel is internal, and -O3 deletes the parameters it does not
+    use: ``%arg.key.5.0``, which tells an array's data pointer ``.4`` from
+    a tuple's fifth item, may be gone).  What ``full``'s parameters say is
+    secret, where ``fn`` still has it, is; a parameter ``fn`` gained from a
+    secret pointer (argument promotion, ``%arg.key.4.0.val``) is a secret
+    value.
+    """
+    if full is None:
+        return _seeds(params(fn), names)
+    values, memory = _seeds(params(full), names)
+    have = params(fn)
+    new = [p for p in have if p not in params(full)]
+    promoted = {p for p in new for m in memory
+                if unquote(p[1:]).startswith(unquote(m[1:]) + '.')}
+    return ({p for p in have if p in values} | promoted,
+            {p for p in have if p in memory})
+
+
 class Taint:
     """Tainted values and regions of ``kernels`` ({name: secret params})."""
 
-    def __init__(self, module, kernels):
+    def __init__(self, module, kernels, full=None):
         self.mod = module
         self.kernels = kernels
+        self.full = full or {}        # kernel -> Function before -O3
         self.bodies = {}
         self.val = set()              # (fn, "%x") tainted values
         self.ret = set()              # functions whose return value is tainted
@@ -150,10 +172,20 @@ class Taint:
             for inst in self.body(name):
                 if inst.op == 'call':
                     callee, _, _ = call_parts(inst.text)
-                    if callee in self.mod.functions:
+                    if self.inside(callee):
                         todo.append(callee)
         self.reach = seen
         return seen
+
+    def inside(self, callee):
+        """Whether a call to ``callee`` is checked as part of the call tree.
+
+        Not the runtime's bookkeeping entry points, even where the module
+        defines them (an AOT library links the secret arena's NRT): their
+        timing depends on sizes and reference counts, not on contents.
+        """
+        return callee is not None and callee in self.mod.functions and \
+            not BOOKKEEPING.match(callee)
 
     # -- values and regions --------------------------------------------
     def vt(self, fn, v):
@@ -174,7 +206,8 @@ class Taint:
         for k, names in self.kernels.items():
             if k not in self.mod.functions:
                 continue
-            values, memory = secret_seeds(self.mod.functions[k], names)
+            values, memory = secret_seeds(self.mod.functions[k], names,
+                                          self.full.get(k))
             for v in values:
                 self.mark(k, v)
             for p in memory:
@@ -249,7 +282,7 @@ class Taint:
             if tainted_args and r:
                 self.mark(fn, r)
             return
-        if callee is not None and callee in self.mod.functions:
+        if self.inside(callee):
             for a, p in zip(args, params(self.mod.functions[callee])):
                 if a.startswith('%') and self.vt(fn, a):
                     self.mark(callee, p)

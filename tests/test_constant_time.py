@@ -18,23 +18,7 @@ from secretjit import (ConstantTimeWarning, SecretPolicyError, declassify,
                        secret_jit)
 
 SOURCE = inspect.getsourcefile(ck)
-
-
-def _marked_lines():
-    """{function name: [(kind, line)]} from the ``# CT: kind`` markers."""
-    lines = open(SOURCE).read().splitlines()
-    marks, current = {}, None
-    for no, text in enumerate(lines, 1):
-        m = re.match(r'def (\w+)\(', text)
-        if m:
-            current = m.group(1)
-        m = re.search(r'# CT: ([\w-]+)', text)
-        if m:
-            marks.setdefault(current, []).append((m.group(1), no))
-    return marks
-
-
-MARKS = _marked_lines()
+MARKS = ck.marked_lines()
 # The helper's violation is marked in the helper.
 MARKS['violation_in_helper'] = MARKS.pop('_leaky_helper')
 
