@@ -7,7 +7,9 @@ secret code, so the comparison runs fresh processes alternately with
 ``secret_jit`` and ``njit`` builds of the benchmark cases
 (``cases.cases(quick=True)``: 64 B and 16 KiB inputs, X25519 per call)
 interleaved with ``run.interleaved``; reported are the medians over the
-processes of each variant and the hardened/unhardened ratio.
+processes of each variant and the hardened/unhardened ratio, and the same
+ratio of the in-process secret/njit ratios (njit, which the hardening does
+not touch, timed in the same process, cancels the load of the moment).
 
     python benchmarks/ct_hardening.py                 # Markdown table on stdout
     python benchmarks/ct_hardening.py --processes 4   # processes per variant
@@ -60,15 +62,19 @@ def main():
                                  text=True, check=True)
             runs[flag].append(json.loads(res.stdout))
     print('| kernel | size | secret_jit, hardening off | secret_jit, hardening on '
-          '| on/off | njit |')
-    print('|---|---|---:|---:|---:|---:|')
+          '| on/off | njit | secret/njit off | secret/njit on | on/off per njit |')
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for key in runs['1'][0]:
         on = statistics.median(r[key]['secret'] for r in runs['1'])
         off = statistics.median(r[key]['secret'] for r in runs['0'])
         nj = statistics.median([r[key]['njit'] for r in runs['1'] + runs['0']])
+        # secret/njit within each process: the load of the moment cancels
+        ron = statistics.median(r[key]['secret'] / r[key]['njit'] for r in runs['1'])
+        roff = statistics.median(r[key]['secret'] / r[key]['njit'] for r in runs['0'])
         kernel, size = key.split('|')
-        print('| %s | %s | %s | %s | %.3f | %s |' % (
-            kernel, size, _fmt(off), _fmt(on), on / off, _fmt(nj)))
+        print('| %s | %s | %s | %s | %.3f | %s | %.3f | %.3f | %.3f |' % (
+            kernel, size, _fmt(off), _fmt(on), on / off, _fmt(nj), roff, ron,
+            ron / roff))
 
 
 def _fmt(seconds):

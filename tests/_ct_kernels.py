@@ -127,6 +127,17 @@ def violation_in_helper(key):
     return s
 
 
+# Not checked (no secret=): the select x86's cmov converter makes a branch
+# of without the hardened backend (tests/test_constant_time.py, the AOT tests).
+def select_loop(a, b, s):
+    acc = np.uint64(0)
+    for i in range(a.size):
+        va = a[i]
+        vb = b[i]
+        acc += va if (va >> s) & np.uint64(1) else vb
+    return acc
+
+
 SECRET = {
     'or_accumulated_compare': ('key',),
     'mask_select': ('a', 'b', 'bits'),

@@ -109,6 +109,7 @@ def test_aot_error_mode_fails_with_the_python_line(tmp_path):
         _build(tmp_path, [dict(target='aarch64-linux-gnu')], 'error',
                exports=['ct_inherited_early_exit'])
     assert err.value.rule == 'constant-time'
+    assert isinstance(err.value, aot.AotError)      # a failed build as well
     line = dict(ck.marked_lines()['early_exit_compare'])['branch']
     assert '%s:%d: branch in _ct_kernels.early_exit_compare' % (CK, line) in str(err.value)
 

@@ -219,7 +219,8 @@ def export(c_name, signature, *, secret=None, constant_time=None):
     time"); a ``secret_jit`` dispatcher's own apply when not given.  The
     build checks such an export on the target's optimized code and object
     (:mod:`secretjit.aot.ct`): a finding fails it with
-    ``SecretPolicyError('constant-time')``.
+    :class:`~secretjit.aot.ct.AotPolicyError` (a ``SecretPolicyError`` with
+    rule ``constant-time`` and an ``AotError``).
     """
     module = sys._getframe(1).f_globals.get('__name__', '__main__')
 
@@ -336,8 +337,8 @@ def _worker_result(path, returncode, stdout, stderr):
         msg = stderr.strip()
         last = _build.error_line(msg)
         if last[0] == 'SecretPolicyError':
-            from secretjit.errors import SecretPolicyError
-            raise SecretPolicyError(*last[1])
+            from .ct import AotPolicyError
+            raise AotPolicyError(*last[1])
         kind = _build.ERROR_KINDS.get(last[0], AotError)
         if not last[1] or last[1].startswith('internal error'):
             raise AotError('AOT build of %s failed:\n%s' % (path, msg))

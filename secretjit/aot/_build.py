@@ -335,7 +335,7 @@ if __name__ == '__main__':
             sys.stderr.write('%sSecretPolicyError %s\n' % (ERROR_MARK, json.dumps(
                 [exc.rule, exc.problem, exc.fix])))
             sys.exit(1)
-        if isinstance(exc, NumbaError):    # incl. SecretPolicyError
+        if isinstance(exc, NumbaError):
             sys.stderr.write('%sAotError %s\n' % (ERROR_MARK, json.dumps(
                 'an export does not compile: %s: %s'
                 % (type(exc).__name__, exc))))

@@ -18,6 +18,17 @@ import contextlib
 from .. import passes
 from ..constant_time import Policy, pop_options, report_findings
 from ..ct_backend import harden_features, hardened_backend, machine_divisions
+from ..errors import SecretPolicyError
+from . import AotError
+
+
+class AotPolicyError(SecretPolicyError, AotError):
+    """A policy violation an AOT build met compiling an export.
+
+    Both a :class:`~secretjit.errors.SecretPolicyError` (``rule``,
+    ``problem``, ``fix``: ``constant-time``, ``static-exceptions``, ...) and
+    an :class:`~secretjit.aot.AotError` (a failed build).
+    """
 
 
 def export_policy(func, pyfunc, secret, constant_time, c_name):
@@ -121,5 +132,5 @@ def backend(arch, secret):
         yield
 
 
-__all__ = ['Findings', 'Policy', 'backend', 'check_object', 'checker', 'export_policy',
+__all__ = ['AotPolicyError', 'Findings', 'Policy', 'backend', 'check_object', 'checker', 'export_policy',
            'kernel_policies', 'target_features']

@@ -54,15 +54,9 @@ def mod_by_constant(key):
 
 
 # Unchecked (no secret=): what the hardened backend changes, against the
-# control build (secret=False), which compiles without the hardening.
-@export('ct_select_loop', 'uint64(uint64[::1], uint64[::1], uint64)')
-def select_loop(a, b, s):
-    acc = np.uint64(0)
-    for i in range(a.size):
-        va = a[i]
-        vb = b[i]
-        acc += va if (va >> s) & np.uint64(1) else vb
-    return acc
+# same build with SECRETJIT_CT_HARDENING=0.
+export('ct_select_loop', 'uint64(uint64[::1], uint64[::1], uint64)')(
+    ck.select_loop)
 
 
 @export('ct_signed_division', 'int64(int64, int64)')
