@@ -13,6 +13,11 @@ not touch, timed in the same process, cancels the load of the moment).
 
     python benchmarks/ct_hardening.py                 # Markdown table on stdout
     python benchmarks/ct_hardening.py --processes 4   # processes per variant
+    python benchmarks/ct_hardening.py --code          # same machine code?
+
+``--code`` compiles the same kernels once per variant and compares their
+instructions (a hash of ``inspect_asm`` without directives): where they are
+identical the hardening costs nothing, whatever the timings say.
 """
 
 import argparse
@@ -45,22 +50,61 @@ def child(rounds):
     json.dump(out, sys.stdout)
 
 
+def code_child():
+    import hashlib
+
+    from secretjit import secret_jit
+    import cases as case_table
+    out = {}
+    for case in case_table.cases(quick=True):
+        if case.kernel == 'trivial x+1' or case.kernel in out:
+            continue
+        kernel = secret_jit(case.py_func)
+        kernel(*case.args)
+        asm = kernel.inspect_asm(kernel.signatures[0]).splitlines()
+        ins = '\n'.join(ln for ln in asm if ln.startswith('\t')
+                        and not ln.strip().startswith('.'))
+        out[case.kernel] = [hashlib.sha256(ins.encode()).hexdigest()[:12],
+                            ins.count('\n') + 1]
+    json.dump(out, sys.stdout)
+
+
+def _run_child(flag, *argv):
+    env = dict(os.environ, SECRETJIT_CT_HARDENING=flag, NUMBA_CACHE_DIR='/nonexistent')
+    res = subprocess.run([sys.executable, __file__, *argv], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(res.stdout)
+
+
+def compare_code():
+    on, off = _run_child('1', '--code-child'), _run_child('0', '--code-child')
+    print('| kernel | instructions, hardening on | off | same code |')
+    print('|---|---|---|---|')
+    for kernel in on:
+        print('| %s | %s (%d) | %s (%d) | %s |' % (
+            kernel, on[kernel][0], on[kernel][1], off[kernel][0], off[kernel][1],
+            'yes' if on[kernel][0] == off[kernel][0] else 'no'))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--processes', type=int, default=2)
     ap.add_argument('--rounds', type=int, default=7)
     ap.add_argument('--child', action='store_true')
+    ap.add_argument('--code', action='store_true',
+                    help='compare the machine code of the two variants instead')
+    ap.add_argument('--code-child', action='store_true')
     args = ap.parse_args()
     if args.child:
         return child(args.rounds)
+    if args.code_child:
+        return code_child()
+    if args.code:
+        return compare_code()
     runs = {'1': [], '0': []}
     for _ in range(args.processes):
         for flag in ('1', '0'):
-            env = dict(os.environ, SECRETJIT_CT_HARDENING=flag, NUMBA_CACHE_DIR='/nonexistent')
-            res = subprocess.run([sys.executable, __file__, '--child', '--rounds',
-                                  str(args.rounds)], env=env, capture_output=True,
-                                 text=True, check=True)
-            runs[flag].append(json.loads(res.stdout))
+            runs[flag].append(_run_child(flag, '--child', '--rounds', str(args.rounds)))
     print('| kernel | size | secret_jit, hardening off | secret_jit, hardening on '
           '| on/off | njit | secret/njit off | secret/njit on | on/off per njit |')
     print('|---|---|---:|---:|---:|---:|---:|---:|---:|')
