@@ -13,9 +13,9 @@ from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
                        insert_boundaries, thunk_name)
 from .atomics import neutral_atomics
 from .c_wrapper import WrapperSpec, c_abi_wrappers
-from .constant_time import (DECLASSIFY_ASM, Finding, find_ct_violations,
-                            line_tables_for_dwarf, lower_declassify,
-                            strip_debug_info)
+from .constant_time import Finding, find_ct_violations
+from .debug_info import line_tables_for_dwarf, strip_debug_info
+from .declassify import DECLASSIFY_ASM, lower_declassify
 from .internalize import internalize_linkonce
 from .linkage import internalize_all_but
 from .outline_scrub import SCRUB_FN, outline_scrub

@@ -13,10 +13,11 @@
   (numba's ``debug`` in "directives only" mode: no variables, no
   ``noinline``, no bounds checks), which is where the check's Python lines
   come from.
-- :func:`hardened_backend` and :func:`harden_features`: LLVM settings that
-  keep the backend from turning constant-time IR into secret branches
-  (x86 cmov-to-branch conversion, CodeGenPrepare's select-to-branch, the
-  64-/32-bit division bypass), for secret code generation only.
+- :func:`hardened_backend` and :func:`harden_features` (from
+  :mod:`secretjit.ct_backend`, which also holds the machine-code division
+  check): LLVM settings that keep the backend from turning constant-time IR
+  into secret branches, for secret code generation only.
+- The AOT build runs the same check and hardening: :mod:`secretjit.aot.ct`.
 """
 
 import contextlib
@@ -26,12 +27,15 @@ import threading
 import warnings
 
 import llvmlite.binding as ll
-from numba.core.compiler_lock import global_compiler_lock
 from numba.core.cpu import CPUTargetOptions
 from numba.core.errors import NumbaDebugInfoWarning
 
 from . import passes
+from .ct_backend import (DIV_MNEMONICS, division_instructions, harden_features,  # noqa: F401
+                         hardened_backend, hardening_enabled,
+                         machine_divisions)
 from .errors import ConstantTimeWarning, SecretPolicyError
+from .optnames import name_tuple
 
 MODES = ('error', 'warn', 'off')
 
@@ -60,18 +64,8 @@ def pop_options(kws):
                          % (mode, ', '.join(repr(m) for m in MODES)))
     if secret is None:
         return None
-    if isinstance(secret, str):
-        secret = (secret,)
-    try:
-        secret = tuple(secret)
-    except TypeError:
-        raise TypeError("secret_jit(secret=%r): expected a tuple of parameter "
-                        "names, e.g. secret=('key', 'msg')" % (secret,)) from None
-    for name in secret:
-        if not isinstance(name, str):
-            raise TypeError("secret_jit(secret=...): parameter names are "
-                            "strings, got %r" % (name,))
-    return Policy(secret, mode)
+    return Policy(name_tuple(secret, 'secret_jit', 'secret', 'parameter names',
+                             "secret=('key', 'msg')"), mode)
 
 
 def _configure(disp, policy):
@@ -172,7 +166,7 @@ def check_module(library, text):
         library.pass_reports.append(report)
         findings += _machine_code_divisions(library, text, findings)
         library.ct_findings = findings
-        _report(findings, policy)
+        report_findings(findings, policy)
     return passes.strip_debug_info(text)[0]
 
 
@@ -214,7 +208,8 @@ def _readable(name):
     return readable(name)
 
 
-def _report(findings, policy):
+def report_findings(findings, policy):
+    """Raise ``SecretPolicyError('constant-time')`` or warn, per ``policy.mode``."""
     errors = [f for f in findings if f.severity == 'error']
     warns = [f for f in findings if f.severity != 'error']
     lines = [f.line(_readable) for f in findings]
@@ -235,113 +230,13 @@ def _report(findings, policy):
             % (policy.secret, '\n  '.join(lines))), stacklevel=2)
 
 
-# -- machine code ----------------------------------------------------------
-
-_DIV_MNEMONICS = {'x86_64': ('div', 'idiv'), 'aarch64': ('udiv', 'sdiv')}
-
-
-def division_instructions(obj, arch, functions):
-    """{function: [mnemonic, ...]} of divisions in an ELF object's functions."""
-    import io
-
-    import capstone
-    from elftools.elf.elffile import ELFFile
-    elf = ELFFile(io.BytesIO(obj))
-    if arch == 'x86_64':
-        md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
-    else:
-        md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-    wanted = _DIV_MNEMONICS[arch]
-    out = {}
-    for sym in elf.get_section_by_name('.symtab').iter_symbols():
-        if sym['st_info']['type'] != 'STT_FUNC' or not sym['st_size'] or \
-                sym.name not in functions:
-            continue
-        sec = elf.get_section(sym['st_shndx'])
-        code = sec.data()[sym['st_value']:sym['st_value'] + sym['st_size']]
-        found = [i.mnemonic for i in md.disasm(code, 0)
-                 if i.mnemonic in wanted]
-        if found:
-            out[sym.name] = found
-    return out
-
-
 def _machine_code_divisions(library, text, findings):
     """A division on a secret in the IR must not be a divide instruction."""
-    divs = [f for f in findings if f.kind in ('constant-division', 'division')]
-    if not divs:
-        return []
     arch = library._codegen.arch
-    if arch not in _DIV_MNEMONICS:
+    if arch not in DIV_MNEMONICS or not any(
+            f.kind in ('constant-division', 'division') for f in findings):
         return []
     mod = ll.parse_assembly(passes.strip_debug_info(text)[0])
     with hardened_backend(arch):
         obj = library._codegen._tm.emit_object(mod)
-    found = division_instructions(obj, arch, {f.function for f in divs})
-    out = []
-    for f in divs:
-        if f.function in found:
-            out.append(passes.Finding(
-                'machine-division', f.function, f.location, f.inlined_at,
-                'the machine code of this function contains %s although its '
-                'IR divides a secret (%s)' % ('/'.join(sorted(set(
-                    found[f.function]))), f.detail)))
-    return out
-
-
-# -- backend ---------------------------------------------------------------
-
-# LLVM options that make the x86 backend branch on a condition the IR
-# computed with a select: the cmov-to-branch conversion (clangover,
-# CVE-2024-58262) and CodeGenPrepare's select-to-branch for selects fed by
-# loads.  Values for secret code generation, and LLVM's defaults restored
-# after it.
-_HARDENED = {'x86_64': [('-x86-cmov-converter', 'false', 'true'),
-                        ('-disable-cgp-select2branch', 'true', 'false')],
-             'aarch64': [('-disable-cgp-select2branch', 'true', 'false')]}
-# Target features of the secret target machine: no run-time check of whether
-# a 64-bit (32-bit) division's operands fit in 32 (8) bits.
-_FEATURES = {'x86_64': ('-idivq-to-divl', '-idivl-to-divb')}
-
-
-def hardening_enabled():
-    """False when ``SECRETJIT_CT_HARDENING=0`` (to measure what it costs)."""
-    return os.environ.get('SECRETJIT_CT_HARDENING', '1') != '0'
-
-
-def harden_features(features, arch):
-    """``features`` (a target-feature string) with the hardening features."""
-    if not hardening_enabled():
-        return features
-    words = [w for w in features.split(',') if w]
-    for feat in _FEATURES.get(arch, ()):
-        words = [w for w in words if w[1:] != feat[1:]] + [feat]
-    return ','.join(words)
-
-
-@contextlib.contextmanager
-def hardened_backend(arch):
-    """Hardened LLVM codegen options while the block generates secret code.
-
-    ``llvm.set_option`` is process-global: the options are set and reset
-    under numba's compiler lock, which every numba code generation holds.
-    """
-    options = _HARDENED.get(arch, ()) if hardening_enabled() else ()
-    if not options:
-        yield
-        return
-    with global_compiler_lock:
-        if not _depth[0]:
-            for name, on, _ in options:
-                ll.set_option('', '%s=%s' % (name, on))
-        _depth[0] += 1
-        try:
-            yield
-        finally:
-            _depth[0] -= 1
-            if not _depth[0]:
-                for name, _, off in options:
-                    ll.set_option('', '%s=%s' % (name, off))
-
-
-_depth = [0]        # nesting of hardened_backend (under the compiler lock)
+    return machine_divisions(obj, arch, findings)

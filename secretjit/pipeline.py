@@ -234,14 +234,17 @@ def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
                  passes.strip_target_attributes(mod, zero_regs=secret)[1]]
 
 
-def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
+def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
+               check=None):
     """The whole secret pipeline of an AOT library, for target machine ``tm``.
 
     ``texts`` are the kernels' modules before any secret pass, ``specs`` the
     exports (:class:`passes.c_wrapper.WrapperSpec`), ``optimize(mod, tm)``
     the -O3 pipeline.  ``secret=False`` is the tests' control build: no
-    boundaries, no register zeroing, no scrub.  A pass refusing the IR
-    raises ``ValueError``.
+    boundaries, no register zeroing, no scrub.  ``check(text)`` (the
+    constant-time check, :mod:`secretjit.aot.ct`) sees the optimized module
+    with its line tables and ``declassify`` markers, which go after it.  A
+    pass refusing the IR raises ``ValueError``.
     """
     data_layout = str(tm.target_data)
 
@@ -257,11 +260,6 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
     if arch != host_arch():
         reports.append(passes.outline_scrub(mod, arch)[1])
     text = mod.text()
-    if arch != host_arch():
-        # the declassify marker's asm only marks the JIT's constant-time
-        # check, and llvmlite cannot assemble it for another target
-        text, report = passes.lower_declassify(text)
-        reports.append(report)
     if arch != 'x86_64':
         x86 = sorted(set(re.findall(r'@(llvm\.x86\.[\w.]+)', text)))
         if x86:
@@ -271,6 +269,15 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None):
     llmod = reparse(text)
     optimize(llmod, tm)
     text = str(llmod)
+    if check is not None:
+        check(text)
+    if arch != host_arch():
+        # the declassify marker's asm only marks the constant-time check,
+        # and llvmlite cannot assemble it for another target
+        text, report = passes.lower_declassify(text)
+        reports.append(report)
+    text, report = passes.strip_debug_info(text)
+    reports.append(report)
     if arch != host_arch() and _INLINE_ASM.search(text):
         # LLVM would abort the process emitting it (no asm parser).
         raise ValueError("inline assembly in the code for %s (an intrinsic "

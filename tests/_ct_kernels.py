@@ -6,6 +6,9 @@ kernel marks the line the check must name with ``# CT: <kind>``; a
 must-not-fire kernel must compile and give njit's result.
 """
 
+import inspect
+import re
+
 import numpy as np
 from numba import njit
 
@@ -124,6 +127,17 @@ def violation_in_helper(key):
     return s
 
 
+# Not checked (no secret=): the select x86's cmov converter makes a branch
+# of without the hardened backend (tests/test_constant_time.py, the AOT tests).
+def select_loop(a, b, s):
+    acc = np.uint64(0)
+    for i in range(a.size):
+        va = a[i]
+        vb = b[i]
+        acc += va if (va >> s) & np.uint64(1) else vb
+    return acc
+
+
 SECRET = {
     'or_accumulated_compare': ('key',),
     'mask_select': ('a', 'b', 'bits'),
@@ -166,3 +180,20 @@ MUST_NOT_FIRE = ['or_accumulated_compare', 'mask_select', 'public_index_and_boun
 MUST_FIRE = ['early_exit_compare', 'sbox_lookup', 'scratch_array_taint',
              'loop_invariant_mask_select',
              'secret_division', 'secret_trip_count', 'violation_in_helper']
+
+
+def marked_lines(path=None, marker='CT'):
+    """{function name: [(kind, line)]} from the ``# CT: kind`` markers.
+
+    ``path``: this file by default; ``marker``: ``CT-WARN`` for warnings.
+    """
+    lines = open(path or inspect.getsourcefile(marked_lines)).read().splitlines()
+    marks, current = {}, None
+    for no, text in enumerate(lines, 1):
+        m = re.match(r'def (\w+)\(', text)
+        if m:
+            current = m.group(1)
+        m = re.search(r'# %s: ([\w-]+)' % marker, text)
+        if m:
+            marks.setdefault(current, []).append((m.group(1), no))
+    return marks

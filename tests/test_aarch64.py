@@ -329,3 +329,24 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
         (res,) = audit.audit_object(data, allowances=dict(lib.codegen.runtime_depths),
                                     stack_bounds=lib.stack_bounds)
         assert res.registers_missing == [reg] and not res.ok
+
+
+# -- constant time ------------------------------------------------------------------
+
+def test_constant_time_check_and_hardening_on_aarch64():
+    """The check names the early exit's line on AArch64 code too; the
+    OR-accumulated compare passes and gives njit's result; the secret target
+    machine has the AArch64 hardening features."""
+    import _ct_kernels as ck
+    from secretjit import SecretPolicyError
+    line = dict(ck.marked_lines()['early_exit_compare'])['branch']
+    with pytest.raises(SecretPolicyError, match=r'_ct_kernels.py:%d: branch' % line):
+        secret_jit(secret=('key',))(ck.early_exit_compare)(*ck.ARGS['early_exit_compare']())
+    ok = secret_jit(secret=('key',))(ck.or_accumulated_compare)
+    args = ck.ARGS['or_accumulated_compare']()
+    assert ok(*args) == njit(ck.or_accumulated_compare)(*args)
+    lib = ok.overloads[ok.signatures[0]].library
+    assert not lib.ct_findings
+    features = lib._codegen._tm_features.split(',')
+    assert '-enable-select-opt' in features
+    assert '-predictable-select-expensive' in features

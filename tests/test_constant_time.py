@@ -18,23 +18,7 @@ from secretjit import (ConstantTimeWarning, SecretPolicyError, declassify,
                        secret_jit)
 
 SOURCE = inspect.getsourcefile(ck)
-
-
-def _marked_lines():
-    """{function name: [(kind, line)]} from the ``# CT: kind`` markers."""
-    lines = open(SOURCE).read().splitlines()
-    marks, current = {}, None
-    for no, text in enumerate(lines, 1):
-        m = re.match(r'def (\w+)\(', text)
-        if m:
-            current = m.group(1)
-        m = re.search(r'# CT: ([\w-]+)', text)
-        if m:
-            marks.setdefault(current, []).append((m.group(1), no))
-    return marks
-
-
-MARKS = _marked_lines()
+MARKS = ck.marked_lines()
 # The helper's violation is marked in the helper.
 MARKS['violation_in_helper'] = MARKS.pop('_leaky_helper')
 
@@ -156,27 +140,18 @@ def _kernel_instructions(dispatcher):
             if ln.startswith('\t') and not ln.strip().startswith(('.', '#'))]
 
 
-def _select_loop(a, b, s):
-    acc = np.uint64(0)
-    for i in range(a.size):
-        va = a[i]
-        vb = b[i]
-        acc += va if (va >> s) & np.uint64(1) else vb
-    return acc
-
-
 SELECT_ARGS = (np.arange(64, dtype=np.uint64), np.arange(64, dtype=np.uint64) * np.uint64(3),
                np.uint64(3))
 
 
 @pytest.mark.skipif(__import__('platform').machine() != 'x86_64', reason='x86-64 backend')
 def test_select_stays_cmov_in_secret_code_and_plain_njit_is_unchanged():
-    before = njit(_select_loop)
+    before = njit(ck.select_loop)
     expected = before(*SELECT_ARGS)
     plain_before = _kernel_instructions(before)
-    secret = secret_jit(_select_loop)
+    secret = secret_jit(ck.select_loop)
     assert secret(*SELECT_ARGS) == expected
-    after = njit(_select_loop)
+    after = njit(ck.select_loop)
     assert after(*SELECT_ARGS) == expected
     plain_after = _kernel_instructions(after)
 

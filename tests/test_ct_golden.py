@@ -95,3 +95,15 @@ def test_line_tables_for_dwarf_makes_a_line_tables_only_unit():
     plain = 'define void @g() {\n  ret void\n}\n'
     same, report = passes.line_tables_for_dwarf(plain)
     assert same == plain and not report.counters
+
+
+def test_lower_declassify_drops_operand_attributes():
+    """Regression: after -O3 the marker's operand carries ``range(...)``."""
+    line = ('  %d.i = tail call i8 asm "${:comment} secretjit.declassify", '
+            '"=r,0"(i8 range(i8 0, 2) %acc) #6, !dbg !57, !noalias !66')
+    out, report = passes.lower_declassify(line + '\n')
+    assert report['lowered'] == 1
+    assert out == '  %d.i = freeze i8 %acc, !dbg !57, !noalias !66\n'
+    # must not fire: another asm is left alone
+    other = line.replace('secretjit.declassify', 'nop')
+    assert passes.lower_declassify(other)[0] == other

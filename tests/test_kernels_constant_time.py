@@ -132,3 +132,50 @@ def test_open_without_declassify_is_flagged():
     with pytest.raises(SecretPolicyError, match=r'aead.py:\d+: branch'):
         fresh(np.frombuffer(KEY, u8).copy(), np.zeros(12, u8), np.zeros(40, u8),
               np.zeros(0, u8), np.empty(24, u8))
+
+
+# -- through the Python API: BytesArg parameters ----------------------------------
+
+def _leaky_api(key, out):
+    k = np.frombuffer(key, np.uint8)
+    o = np.frombuffer(out, np.uint8)
+    for i in range(k.size):
+        if k[i] == 0:               # CT: branch on the key's bytes
+            o[0] = 1
+
+
+def test_api_kernel_branching_on_bytesarg_data_fires():
+    """Taint reaches through a BytesArg (and a buffer) parameter's data."""
+    import inspect
+    from secretjit import SecretPolicyError
+    from secretjit.kernels._bytesarg import AVAILABLE
+    from secretjit.kernels._util import IN, OUT, Entry, new_bytes
+    line = inspect.getsourcelines(_leaky_api)[1] + 4
+    entry = Entry(secret_jit(secret=('key',), nogil=True)(_leaky_api), IN, OUT)
+    if AVAILABLE:
+        assert entry.fast_sig != entry.sig          # BytesArg types
+    for call in (entry.fast, entry.call):
+        with pytest.raises(SecretPolicyError,
+                           match=r'test_kernels_constant_time.py:%d: branch' % line):
+            call(KEY, new_bytes(1))
+    # control: the same kernel without secret= compiles and runs
+    plain = Entry(secret_jit(nogil=True)(_leaky_api), IN, OUT)
+    out = new_bytes(1)
+    plain.fast(bytes(4), out)
+    assert out == b'\x01'
+
+
+@pytest.mark.parametrize('entry', ['aead._OPEN', 'hmac._HMAC'])
+def test_vetted_api_kernel_passes_a_fresh_check_with_bytesarg(entry):
+    """Must not fire: API kernels compiled afresh for their BytesArg signature."""
+    mod, name = entry.split('.')
+    e = getattr({'aead': aead, 'hmac': hmac}[mod], name)
+    policy = e.kernel._ct_policy
+    fresh = secret_jit(secret=policy.secret, nogil=True)(e.kernel.py_func)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ConstantTimeWarning)
+        fresh.compile(e.fast_sig)
+    lib = fresh.overloads[e.fast_sig].library
+    assert lib.ct_findings == []
+    report = [r for r in lib.pass_reports if r.name == 'constant_time'][0]
+    assert report['functions_checked'] >= 1

@@ -104,6 +104,7 @@ class Export:
     param_names: tuple = ()
     c_params: list = field(default_factory=list)   # [(C type, C name)]
     c_ret: str = None                   # C type of *ret, or None for void
+    ct_policy: object = None            # constant_time.Policy, or None
 
 
 # module name -> [Export]
@@ -206,7 +207,7 @@ def _validate(c_name, signature, pyfunc):
                 c_params=c_params, c_ret=c_ret)
 
 
-def export(c_name, signature):
+def export(c_name, signature, *, secret=None, constant_time=None):
     """Declare ``func`` as the C function ``c_name`` with the numba ``signature``.
 
     Use on a plain Python function (compiled like ``secret_jit`` would) or on a
@@ -214,6 +215,12 @@ def export(c_name, signature):
     for the AOT target).  Returns the function unchanged, so the module stays
     usable from Python.  Unsupported types raise ``TypeError`` naming the
     parameter; a name that is not a C identifier raises ``ValueError``.
+    ``secret``/``constant_time`` are ``secret_jit``'s (README, "Constant
+    time"); a ``secret_jit`` dispatcher's own apply when not given.  The
+    build checks such an export on the target's optimized code and object
+    (:mod:`secretjit.aot.ct`): a finding fails it with
+    :class:`~secretjit.aot.ct.AotPolicyError` (a ``SecretPolicyError`` with
+    rule ``constant-time`` and an ``AotError``).
     """
     module = sys._getframe(1).f_globals.get('__name__', '__main__')
 
@@ -223,6 +230,9 @@ def export(c_name, signature):
             raise TypeError("export %s: expected a Python function or a numba "
                             "dispatcher, got %r" % (c_name, func))
         fields = _validate(c_name, signature, pyfunc)
+        from .ct import export_policy
+        fields['ct_policy'] = export_policy(func, pyfunc, secret,
+                                            constant_time, c_name)
         exports = _REGISTRY.setdefault(module, [])
         for e in exports:
             if e.c_name == c_name:
@@ -326,8 +336,20 @@ def _worker_result(path, returncode, stdout, stderr):
     if returncode != 0:
         msg = stderr.strip()
         last = _build.error_line(msg)
+        if last[0] == 'SecretPolicyError':
+            from .ct import AotPolicyError
+            raise AotPolicyError(*last[1])
         kind = _build.ERROR_KINDS.get(last[0], AotError)
         if not last[1] or last[1].startswith('internal error'):
             raise AotError('AOT build of %s failed:\n%s' % (path, msg))
         raise kind(last[1])
-    return json.loads(stdout.strip().splitlines()[-1])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    for info in result if isinstance(result, list) else [result]:
+        if info.get('constant_time'):
+            import warnings
+            from secretjit.errors import ConstantTimeWarning
+            warnings.warn(ConstantTimeWarning(
+                "secretjit constant-time (AOT %s):\n  %s" % (
+                    info['target'], '\n  '.join(info['constant_time']))),
+                stacklevel=3)
+    return result

@@ -22,7 +22,7 @@ import shutil
 import sys
 import traceback
 
-from . import AotError, TARGETS
+from . import AotError, TARGETS, ct
 from ._link import header_text, link_library
 
 ERROR_MARK = 'SECRETJIT-AOT-ERROR '
@@ -163,14 +163,14 @@ def wrapper_spec(exp, kernel, kparams, ret_ll, clear=None):
 
 # -- the secret passes on the target ---------------------------------------
 
-def _target_machine(target):
+def _target_machine(target, secret=True):
     import llvmlite.binding as ll
     ll.initialize_all_targets()
     ll.initialize_all_asmprinters()
     arch, triple, cpu, _, _ = TARGETS[target]
     t = ll.Target.from_triple(triple)
-    return t.create_target_machine(cpu=cpu, features='', opt=3, reloc='pic',
-                                   codemodel='default')
+    return t.create_target_machine(cpu=cpu, features=ct.target_features(
+        arch, secret), opt=3, reloc='pic', codemodel='default')
 
 
 def _optimize(mod, tm):
@@ -197,21 +197,29 @@ def build_ir(exports, kernels, target, secret=True):
     """Compile ``exports`` for ``target``: (object bytes, info dict)."""
     from secretjit import pipeline
     arch, triple, _, _, _ = TARGETS[target]
-    tm = _target_machine(target)
+    tm = _target_machine(target, secret)
     specs = [wrapper_spec(exp, kernel, _kernel_params(text, kernel), ret_ll,
                           clear=CLEAR_VREGS if secret else None)
              for exp, (kernel, text, ret_ll) in zip(exports, kernels)]
     texts = list(dict((k, text) for k, text, _ in kernels).values())
-    try:
-        result = pipeline.aot_module(
-            texts, specs, tm, arch, triple, secret=secret, optimize=_optimize)
-    except ValueError as exc:       # a pass refusing the IR
-        raise AotError(str(exc)) from None
-    _check_symbols(result.module, {s.c_name for s in specs})
-    obj = tm.emit_object(result.module)
+    found = ct.Findings()
+    # the control build (secret=False) inlines the kernels into the wrappers
+    groups = ct.kernel_policies(exports, specs) if secret else []
+    with ct.backend(arch, secret):
+        try:
+            result = pipeline.aot_module(
+                texts, specs, tm, arch, triple, secret=secret,
+                optimize=_optimize,
+                check=ct.checker(groups, found, texts))
+        except ValueError as exc:       # a pass refusing the IR
+            raise AotError(str(exc)) from None
+        _check_symbols(result.module, {s.c_name for s in specs})
+        obj = tm.emit_object(result.module)
     info = {'depths': {s.c_name: result.bounds[s.kernel].depth
                        for s in specs if s.kernel in result.bounds},
-            'reports': [str(r) for r in result.reports]}
+            'reports': [str(r) for r in result.reports],
+            'constant_time': ct.check_object(obj, arch, found),
+            'seconds_constant_time': round(found.seconds, 2)}
     return obj, info
 
 
@@ -323,7 +331,12 @@ if __name__ == '__main__':
     except Exception as exc:     # report the internal error with its type
         traceback.print_exc()
         from numba.core.errors import NumbaError
-        if isinstance(exc, NumbaError):    # incl. SecretPolicyError
+        from secretjit.errors import SecretPolicyError
+        if isinstance(exc, SecretPolicyError):
+            sys.stderr.write('%sSecretPolicyError %s\n' % (ERROR_MARK, json.dumps(
+                [exc.rule, exc.problem, exc.fix])))
+            sys.exit(1)
+        if isinstance(exc, NumbaError):
             sys.stderr.write('%sAotError %s\n' % (ERROR_MARK, json.dumps(
                 'an export does not compile: %s: %s'
                 % (type(exc).__name__, exc))))
