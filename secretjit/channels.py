@@ -52,6 +52,7 @@ from numba.core.untyped_passes import IRProcessing
 from .channel_rules import (_defer_to_caller, _located, check_callee,  # noqa: F401
                             check_function)
 from .errors import SecretPolicyError
+from .optnames import name_tuple
 from .passes.report import PassReport
 from .stack_bound.unknown import normalize_declared as normalize_stack_allowance  # noqa: F401
 
@@ -85,18 +86,10 @@ def normalize_allow(allow):
     """The validated set of rule names ``allow`` waives."""
     if allow is None:
         return frozenset()
-    if isinstance(allow, str):
-        allow = (allow,)
-    try:
-        names = list(allow)
-    except TypeError:
-        raise TypeError("secret_jit(allow=...) takes a tuple of rule names, "
-                        "got %r" % (allow,)) from None
+    names = name_tuple(allow, 'secret_jit', 'allow', 'rule names',
+                       "allow=('typed-containers',)")
     out = set()
     for name in names:
-        if not isinstance(name, str):
-            raise TypeError("secret_jit(allow=...): rule names are strings, "
-                            "got %r" % (name,))
         rule = name if name in ALLOWABLE or name in NOT_ALLOWABLE else 'no-' + name
         if rule in NOT_ALLOWABLE:
             raise ValueError(
