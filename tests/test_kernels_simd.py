@@ -82,6 +82,7 @@ def test_chacha_lanes_matches_the_scalar_block_for_every_lane_count(jit):
 def test_chacha_lanes_from_python_is_the_same_computation():
     """Called from Python (as under NUMBA_DISABLE_JIT=1) it computes in Python ints."""
     st = np.arange(1, 17, dtype=np.uint32) * np.uint32(0x9E3779B9)
+    st[:4] = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
     out = np.zeros(64, np.uint32)
     chacha_lanes(st, np.uint32(2 ** 32 - 2), out, 4)
     assert (out == _blocks_ref(st, 2 ** 32 - 2, 4)).all()
