@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import timeit
 
 import numpy as np
 from numba import njit
