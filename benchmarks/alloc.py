@@ -23,7 +23,7 @@ from numba import njit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from api import interleaved  # noqa: E402
+from _timing import interleaved  # noqa: E402
 from hardened import temp64, trivial  # noqa: E402  (the same two cases)
 from run import _fmt_time, machine  # noqa: E402
 

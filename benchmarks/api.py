@@ -24,21 +24,20 @@ processes on a shared machine are not counted; all three run in this thread):
     python benchmarks/api.py --quick    # fewer rounds
 """
 
-import argparse
+import functools
 import hashlib
 import hmac
-import json
 import os
-import statistics
 import sys
 import time
-import timeit
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import _timing  # noqa: E402
+from _timing import interleaved  # noqa: E402
 from run import _fmt_time, machine  # noqa: E402
 
 SIZES = (64, 1 << 20)
@@ -60,6 +59,12 @@ def _entry(kernel, *args):
     from numba import typeof
     sig = tuple(typeof(a) for a in args)
     return kernel.overloads[sig].entry_point
+
+
+def _case(label, nbytes, name, api, kernel, kargs, ref=None, ref_name=''):
+    """One case: the public call, the entry kernel on the prepared arrays ``kargs``, the reference."""
+    return (name, label, nbytes, api, functools.partial(_entry(kernel, *kargs), *kargs), ref,
+            ref_name)
 
 
 def cases(quick=False):
@@ -87,7 +92,6 @@ def cases(quick=False):
     out = []
 
     def per_size(n):                # one scope per size: the lambdas bind its values
-        out = []
         label = '%d B' % n if n < 1024 else '%d MiB' % (n >> 20)
         data = rb(n)
         D = as_u8(data, 'd')
@@ -104,61 +108,33 @@ def cases(quick=False):
         salt, info = rb(32), rb(16)
         SALT, INFO = as_u8(salt, 's'), as_u8(info, 'i')
 
-        e = _entry(chacha20.chacha20_xor, K, N, 1, D, on)
-        out.append(('chacha20', label, n,
-                    lambda: chacha20.chacha20(key, nonce, data, 1),
-                    lambda: e(K, N, 1, D, on),
-                    lambda: Cipher(algorithms.ChaCha20(key, stream_nonce),
-                                   None).encryptor().update(data),
-                    'cryptography ChaCha20'))
-        e1 = _entry(poly1305.poly1305_mac, K, D, t16)
-        out.append(('poly1305', label, n,
-                    lambda: poly1305.poly1305(key, data),
-                    lambda: e1(K, D, t16),
-                    lambda: Poly1305.generate_tag(key, data),
-                    'cryptography Poly1305.generate_tag'))
-        e2 = _entry(aead.aead_seal_kernel, K, N, D, EMPTY, o16)
-        out.append(('chacha20-poly1305 seal', label, n,
-                    lambda: aead.seal(key, nonce, data),
-                    lambda: e2(K, N, D, EMPTY, o16),
-                    lambda: cipher.encrypt(nonce, data, None),
-                    'cryptography ChaCha20Poly1305.encrypt'))
-        e3 = _entry(aead.aead_open_kernel, K, N, S, EMPTY, on)
-        out.append(('chacha20-poly1305 open', label, n,
-                    lambda: aead.open(key, nonce, sealed),
-                    lambda: e3(K, N, S, EMPTY, on),
-                    lambda: cipher.decrypt(nonce, sealed, None),
-                    'cryptography ChaCha20Poly1305.decrypt'))
-        e4 = _entry(aead.xaead_seal_kernel, K, XN, D, EMPTY, o16)
-        out.append(('xchacha20-poly1305 seal', label, n,
-                    lambda: aead.xseal(key, xnonce, data),
-                    lambda: e4(K, XN, D, EMPTY, o16), None, ''))
-        e5 = _entry(aead.xaead_open_kernel, K, XN, XS, EMPTY, on)
-        out.append(('xchacha20-poly1305 open', label, n,
-                    lambda: aead.xopen(key, xnonce, xsealed),
-                    lambda: e5(K, XN, XS, EMPTY, on), None, ''))
-        e6 = _entry(sha256.sha256_into, D, o32)
-        out.append(('sha256', label, n,
-                    lambda: sha256.sha256(data),
-                    lambda: e6(D, o32),
-                    lambda: hashlib.sha256(data).digest(), 'hashlib.sha256'))
-        e7 = _entry(khmac.hmac_sha256_into, K, D, o32)
-        out.append(('hmac-sha256', label, n,
-                    lambda: khmac.hmac_sha256(key, data),
-                    lambda: e7(K, D, o32),
-                    lambda: hmac.digest(key, data, 'sha256'), 'hmac.digest'))
-        e8 = _entry(khmac.hkdf_sha256_into, D, SALT, INFO, o32)
-        out.append(('hkdf-sha256 (ikm size)', label, n,
-                    lambda: khmac.hkdf_sha256(data, salt, info, 32),
-                    lambda: e8(D, SALT, INFO, o32),
-                    lambda: HKDF(hashes.SHA256(), 32, salt, info).derive(data),
-                    'cryptography HKDF'))
-        e9 = _entry(blake2b.blake2b_into, D, EMPTY, o64)
-        out.append(('blake2b-512', label, n,
-                    lambda: blake2b.blake2b(data),
-                    lambda: e9(D, EMPTY, o64),
-                    lambda: hashlib.blake2b(data).digest(), 'hashlib.blake2b'))
-        return out
+        return [_case(label, n, *c) for c in (
+            ('chacha20', lambda: chacha20.chacha20(key, nonce, data, 1),
+             chacha20.chacha20_xor, (K, N, 1, D, on),
+             lambda: Cipher(algorithms.ChaCha20(key, stream_nonce), None).encryptor()
+             .update(data), 'cryptography ChaCha20'),
+            ('poly1305', lambda: poly1305.poly1305(key, data), poly1305.poly1305_mac,
+             (K, D, t16), lambda: Poly1305.generate_tag(key, data),
+             'cryptography Poly1305.generate_tag'),
+            ('chacha20-poly1305 seal', lambda: aead.seal(key, nonce, data),
+             aead.aead_seal_kernel, (K, N, D, EMPTY, o16),
+             lambda: cipher.encrypt(nonce, data, None), 'cryptography ChaCha20Poly1305.encrypt'),
+            ('chacha20-poly1305 open', lambda: aead.open(key, nonce, sealed),
+             aead.aead_open_kernel, (K, N, S, EMPTY, on),
+             lambda: cipher.decrypt(nonce, sealed, None), 'cryptography ChaCha20Poly1305.decrypt'),
+            ('xchacha20-poly1305 seal', lambda: aead.xseal(key, xnonce, data),
+             aead.xaead_seal_kernel, (K, XN, D, EMPTY, o16)),
+            ('xchacha20-poly1305 open', lambda: aead.xopen(key, xnonce, xsealed),
+             aead.xaead_open_kernel, (K, XN, XS, EMPTY, on)),
+            ('sha256', lambda: sha256.sha256(data), sha256.sha256_into, (D, o32),
+             lambda: hashlib.sha256(data).digest(), 'hashlib.sha256'),
+            ('hmac-sha256', lambda: khmac.hmac_sha256(key, data), khmac.hmac_sha256_into,
+             (K, D, o32), lambda: hmac.digest(key, data, 'sha256'), 'hmac.digest'),
+            ('hkdf-sha256 (ikm size)', lambda: khmac.hkdf_sha256(data, salt, info, 32),
+             khmac.hkdf_sha256_into, (D, SALT, INFO, o32),
+             lambda: HKDF(hashes.SHA256(), 32, salt, info).derive(data), 'cryptography HKDF'),
+            ('blake2b-512', lambda: blake2b.blake2b(data), blake2b.blake2b_into,
+             (D, EMPTY, o64), lambda: hashlib.blake2b(data).digest(), 'hashlib.blake2b'))]
 
     for n in (SIZES[:1] if quick else SIZES):
         out += per_size(n)
@@ -169,27 +145,11 @@ def cases(quick=False):
     pub = X25519PublicKey.from_public_bytes(u)
     SC, U = as_u8(scalar, 's'), as_u8(u, 'u')
     o32 = np.empty(32, np.uint8)
-    e10 = _entry(x25519.x25519_kernel, o32, SC, U)
-    out.append(('x25519', 'per call', 0,
-                lambda: x25519.x25519(scalar, u),
-                lambda: e10(o32, SC, U),
-                lambda: priv.exchange(pub), 'cryptography X25519 exchange'))
+    out.append(_case('per call', 0, 'x25519', lambda: x25519.x25519(scalar, u),
+                     x25519.x25519_kernel, (o32, SC, U), lambda: priv.exchange(pub),
+                     'cryptography X25519 exchange'))
     assert x25519.x25519(scalar, u) == priv.exchange(pub)
     return out
-
-
-def interleaved(fns, rounds, batch_seconds=0.002):
-    """Median thread-CPU seconds per call of each function, sampled A B C A B C ..."""
-    timers = {k: timeit.Timer(f, timer=time.thread_time) for k, f in fns.items()}
-    for t in timers.values():
-        t.timeit(3)                                 # warm up (first calls compile)
-    slowest = max(t.timeit(5) / 5 for t in timers.values())
-    n = max(1, int(batch_seconds / slowest))
-    samples = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, t in timers.items():
-            samples[k].append(t.timeit(number=n) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}, n
 
 
 def collect(quick=False):
@@ -199,7 +159,8 @@ def collect(quick=False):
         fns = {'api': api, 'kernel': kern}
         if ref is not None:
             fns['reference'] = ref
-        med, batch = interleaved(fns, rounds)
+        med, batch = interleaved(fns, rounds, batch_seconds=0.002, timer=time.thread_time,
+                                 autorange=False)
         row = {'kernel': kernel, 'size': size, 'bytes': nbytes, 'rounds': rounds,
                'batch': batch, 'api_ns': med['api'] * 1e9,
                'kernel_ns': med['kernel'] * 1e9,
@@ -269,15 +230,10 @@ def markdown(data, command='python benchmarks/api.py'):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--quick', action='store_true', help='64 B only, 5 rounds instead of 41')
-    p.add_argument('--json', help='also write the numbers to this file')
-    args = p.parse_args(argv)
-    data = collect(args.quick)
-    print(markdown(data, 'python benchmarks/api.py' + (' --quick' if args.quick else '')))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(data, f, indent=1)
+    _timing.main(argv, __doc__.split('\n')[0], collect,
+                 lambda data: markdown(data, 'python benchmarks/api.py'
+                                       + (' --quick' if data['quick'] else '')),
+                 '64 B only, 5 rounds instead of 41')
 
 
 if __name__ == '__main__':

@@ -84,7 +84,7 @@ def _child():
         keep.append(m)
     med = _alternate({'s': fresh_secret, 'r': fresh_plain}, 100)
     out[CASES[1]] = [med['s'], med['r']]
-    del keep
+    keep.clear()
     ref = ChaCha20Poly1305(key)
 
     def many(g):

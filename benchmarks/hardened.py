@@ -1,7 +1,7 @@
 """The price of hardened secret memory (issue 6): secret arena and secret stack.
 
 Same source under ``numba.njit`` and ``secret_jit``, interleaved in one
-process with ``timeit`` (``run.interleaved``: autorange-sized batches,
+process with ``timeit`` (``_timing.interleaved``: autorange-sized batches,
 medians), for the calls whose cost the arena and the secret stack change:
 
 - a trivial call (``x + 1``): the trampoline onto the secret stack and its scrub;
@@ -20,8 +20,6 @@ medians), for the calls whose cost the arena and the secret stack change:
     python benchmarks/hardened.py --json out.json
 """
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,7 +32,9 @@ from numba import njit
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import _fmt_time, interleaved, machine  # noqa: E402
+import _timing  # noqa: E402
+from _timing import interleaved  # noqa: E402
+from run import _fmt_time, machine  # noqa: E402
 
 
 def trivial(x):
@@ -220,15 +220,7 @@ def collect(quick=False):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--quick', action='store_true', help='3 rounds instead of 15')
-    p.add_argument('--json', help='also write the numbers to this file')
-    args = p.parse_args(argv)
-    data = collect(args.quick)
-    print(markdown(data))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(data, f, indent=1)
+    _timing.main(argv, __doc__.split('\n')[0], collect, markdown, '3 rounds instead of 15')
 
 
 if __name__ == '__main__':

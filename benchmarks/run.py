@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import timeit
 
 import numpy as np
 from numba import njit
@@ -45,25 +44,7 @@ TARGETS = {
 
 # -- timing ------------------------------------------------------------------
 
-def interleaved(fns, rounds):
-    """Median seconds per call of each no-argument function, sampled A B C A B C ...
-
-    ``timeit`` does the timing: ``autorange`` sizes one batch (>= 0.2 s for the
-    slowest function, scaled down to ~20 ms), then every round times one batch
-    of each function in turn.
-    """
-    timers = {k: timeit.Timer(f) for k, f in fns.items()}
-    per_call = []
-    for t in timers.values():
-        number, seconds = t.autorange()
-        per_call.append(seconds / number)
-    slowest = max(per_call)
-    n = max(1, int(0.02 / slowest))
-    samples = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, t in timers.items():
-            samples[k].append(t.timeit(number=n) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}, n
+from _timing import interleaved  # noqa: E402  (autorange batches of ~20 ms)
 
 
 def _nominal_ghz():

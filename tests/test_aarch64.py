@@ -257,8 +257,8 @@ def test_chacha20_block_known_answer():
 
 
 def test_chacha20_stream_vectorized_path():
-    """The 8-block chunks of chacha20_xor (SVE-vectorized by LLVM when the
-    CPU has SVE) against RFC 8439 section 2.4.2 and the block function."""
+    """The 16-block chunks of chacha20_xor (vector IR, NEON) and a chunk-sized
+    tail against RFC 8439 section 2.4.2 and the block function."""
     cc = pytest.importorskip('secretjit.kernels.chacha20')
     key = np.arange(32, dtype=np.uint8)
     nonce = np.frombuffer(bytes.fromhex('000000000000004a00000000'),
@@ -267,7 +267,7 @@ def test_chacha20_stream_vectorized_path():
                  b"you only one tip for the future, sunscreen would be it.")
     assert cc.chacha20(key.tobytes(), nonce.tobytes(), plaintext, 1)[:16].hex() \
         == '6e2e359a2568f98041ba0728dd0d6981'
-    data = bytes(range(256)) * 5                   # two 512-byte chunks + tail
+    data = bytes(range(256)) * 5                   # a 1024-byte chunk + a 256-byte tail
     stream = bytearray()
     for i in range((len(data) + 63) // 64):
         block = np.zeros(64, np.uint8)
@@ -350,3 +350,21 @@ def test_constant_time_check_and_hardening_on_aarch64():
     features = lib._codegen._tm_features.split(',')
     assert '-enable-select-opt' in features
     assert '-predictable-select-expensive' in features
+
+
+def test_poly1305_lanes_path_against_python_integers():
+    """Poly1305's 16-lane bulk path (and the serial tail) against the RFC 8439
+    definition in Python integers, at lengths around the chunk size."""
+    pp = pytest.importorskip('secretjit.kernels.poly1305')
+    key = bytes(range(1, 33))
+
+    def ref(msg):
+        r = int.from_bytes(key[:16], 'little') & 0x0ffffffc0ffffffc0ffffffc0fffffff
+        acc, p = 0, (1 << 130) - 5
+        for i in range(0, len(msg), 16):
+            acc = (acc + int.from_bytes(msg[i:i + 16] + b'\x01', 'little')) * r % p
+        return ((acc + int.from_bytes(key[16:], 'little')) % (1 << 128)).to_bytes(16, 'little')
+
+    data = bytes((7 * i + 3) % 256 for i in range(1100))
+    for n in (16 * 32 - 1, 16 * 32, 16 * 48 + 5, 1100):
+        assert pp.poly1305(key, data[:n]) == ref(data[:n]), n

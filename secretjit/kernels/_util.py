@@ -161,6 +161,45 @@ def body_of(kernel):
     return njit(getattr(kernel, "py_func", kernel), inline="always")
 
 
+_API_SOURCE = "def {name}({params}):\n    return _body({args})\n"
+
+
+def api_entry(kernel, name, *argtypes):
+    """The :class:`Entry` of an API kernel generated from the entry kernel ``kernel``.
+
+    The API kernel ``name`` (``Entry.kernel``) has the entry kernel's parameters,
+    ``secret=`` declaration, constant-time mode and ``cache``/``nogil`` options; it
+    views each ``IN``/``OUT`` argument with ``np.frombuffer`` (exactly the uint8
+    array type the entry kernel is compiled for), passes the others as they are, and
+    runs the entry kernel's body (:func:`body_of`) inside its own secret boundary.
+    Its code object names the entry kernel's file and ``def`` line, so numba's
+    cache keeps it next to the entry kernel and tracebacks point there.
+    """
+    import inspect
+    from ..decorators import secret_jit
+    func = getattr(kernel, "py_func", kernel)
+    params = list(inspect.signature(func).parameters)
+    if len(params) != len(argtypes):
+        raise TypeError(f"api_entry({func.__qualname__}): {len(argtypes)} argument types "
+                        f"for {len(params)} parameters ({', '.join(params)})")
+    args = [f"_frombuffer({p}, _u8)" if t is IN or t is OUT else p
+            for p, t in zip(params, argtypes)]
+    code = func.__code__
+    src = "\n" * (code.co_firstlineno - 1) + _API_SOURCE.format(
+        name=name, params=", ".join(params), args=", ".join(args))
+    scope = {"__name__": func.__module__, "_body": body_of(kernel),
+             "_frombuffer": np.frombuffer, "_u8": np.uint8}
+    exec(compile(src, code.co_filename, "exec"), scope)
+    api = scope[name]
+    cache = getattr(kernel, "_cache", None)         # none with NUMBA_DISABLE_JIT=1
+    opts = {"cache": cache is None or type(cache).__name__ == "FunctionCache",
+            "nogil": getattr(kernel, "targetoptions", {}).get("nogil", True)}
+    policy = getattr(kernel, "_ct_policy", None)
+    if policy is not None:
+        opts.update(secret=policy.secret, constant_time=policy.mode)
+    return Entry(secret_jit(**opts)(api), *argtypes)
+
+
 class Entry:
     """Call one overload of an API kernel directly: ``Entry(kernel, IN, IN, OUT)``.
 

@@ -10,9 +10,8 @@ from numba import njit
 from . import InvalidTag
 from ..decorators import secret_jit
 from ..intrinsics import declassify, wipe
-from ._util import (IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, body_of,
-                    uninit_bytes)
-from .chacha20 import LANES, _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
+from ._util import IN, OUT, ZERO, SMALL, api_entry, as_buf, as_buf_sized, uninit_bytes
+from .chacha20 import _CHUNK, _hchacha, _keystream_block, _setup, _xor_stream
 from .poly1305 import STATE_SIZE, _HIBIT, _blocks_serial, _ct_equal16, _poly_finish, \
     _poly_init, _poly_update_padded
 
@@ -59,7 +58,7 @@ def _poly_key(st, x, ks, ps):
 def _seal(key, nonce12, pt, aad, out):
     n = pt.size
     st = np.empty(16, np.uint32)
-    x = np.empty(16 * LANES, np.uint32)
+    x = np.empty(16, np.uint32)
     ks = np.empty(_CHUNK, np.uint8)
     ps = np.empty(STATE_SIZE, np.uint64)
     buf = np.zeros(16, np.uint8)
@@ -78,7 +77,7 @@ def _seal(key, nonce12, pt, aad, out):
 def _open(key, nonce12, ct, aad, out):
     n = ct.size - 16
     st = np.empty(16, np.uint32)
-    x = np.empty(16 * LANES, np.uint32)
+    x = np.empty(16, np.uint32)
     ks = np.empty(_CHUNK, np.uint8)
     ps = np.empty(STATE_SIZE, np.uint64)
     buf = np.zeros(16, np.uint8)
@@ -104,13 +103,16 @@ def _open(key, nonce12, ct, aad, out):
 
 
 @njit
-def _xnonce(key, nonce24, subkey, nonce12, x):
-    """XChaCha20: subkey = HChaCha20(key, nonce24[:16]); nonce12 = 0^4 || nonce24[16:24]."""
-    _hchacha(key, nonce24[0:16], subkey, x)
-    for i in range(4):
-        nonce12[i] = 0
+def _xnonce(key, nonce24):
+    """XChaCha20: subkey || nonce12 (uint8[44], for the caller to wipe), where
+    subkey = HChaCha20(key, nonce24[:16]) and nonce12 = 0^4 || nonce24[16:24]."""
+    sub = np.zeros(44, np.uint8)
+    x = np.empty(16, np.uint32)
+    _hchacha(key, nonce24[0:16], sub[0:32], x)
+    wipe(x)
     for i in range(8):
-        nonce12[4 + i] = nonce24[16 + i]
+        sub[36 + i] = nonce24[16 + i]
+    return sub
 
 
 @njit
@@ -157,73 +159,30 @@ def aead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
 def xaead_seal_kernel(key, nonce, plaintext, aad, out):
     """XChaCha20-Poly1305 seal with a 24-byte nonce; out.size must be plaintext.size + 16."""
     _check_seal(key, nonce, 24, plaintext, out)
-    subkey = np.empty(32, np.uint8)
-    nonce12 = np.empty(12, np.uint8)
-    x = np.empty(16, np.uint32)
-    _xnonce(key, nonce, subkey, nonce12, x)
-    _seal(subkey, nonce12, plaintext, aad, out)
-    wipe(subkey)
-    wipe(nonce12)
-    wipe(x)
+    sub = _xnonce(key, nonce)
+    _seal(sub[0:32], sub[32:44], plaintext, aad, out)
+    wipe(sub)
 
 
 @secret_jit(cache=True, nogil=True, secret=('key',))
 def xaead_open_kernel(key, nonce, ciphertext_and_tag, aad, out):
     """XChaCha20-Poly1305 open with a 24-byte nonce; returns 1 if authentic (out filled), else 0."""
     _check_open(key, nonce, 24, ciphertext_and_tag, out)
-    subkey = np.empty(32, np.uint8)
-    nonce12 = np.empty(12, np.uint8)
-    x = np.empty(16, np.uint32)
-    _xnonce(key, nonce, subkey, nonce12, x)
-    ok = _open(subkey, nonce12, ciphertext_and_tag, aad, out)
-    wipe(subkey)
-    wipe(nonce12)
-    wipe(x)
+    sub = _xnonce(key, nonce)
+    ok = _open(sub[0:32], sub[32:44], ciphertext_and_tag, aad, out)
+    wipe(sub)
     return ok
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# Each API kernel views its buffers as the uint8 arrays the entry kernel takes and
-# runs the entry kernel's own body (its Python function, compiled as a helper).
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_seal_body = body_of(aead_seal_kernel)
-_open_body = body_of(aead_open_kernel)
-_xseal_body = body_of(xaead_seal_kernel)
-_xopen_body = body_of(xaead_open_kernel)
-
-
-@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
-def _seal_api(key, nonce, plaintext, aad, out):
-    _seal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
-               np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
-               np.frombuffer(out, np.uint8))
-
-
-@secret_jit(cache=True, nogil=True, secret=('key',))
-def _open_api(key, nonce, ciphertext_and_tag, aad, out):
-    return _open_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
-                      np.frombuffer(ciphertext_and_tag, np.uint8),
-                      np.frombuffer(aad, np.uint8), np.frombuffer(out, np.uint8))
-
-
-@secret_jit(cache=True, nogil=True, secret=('key', 'plaintext'))
-def _xseal_api(key, nonce, plaintext, aad, out):
-    _xseal_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
-                np.frombuffer(plaintext, np.uint8), np.frombuffer(aad, np.uint8),
-                np.frombuffer(out, np.uint8))
-
-
-@secret_jit(cache=True, nogil=True, secret=('key',))
-def _xopen_api(key, nonce, ciphertext_and_tag, aad, out):
-    return _xopen_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8),
-                       np.frombuffer(ciphertext_and_tag, np.uint8),
-                       np.frombuffer(aad, np.uint8), np.frombuffer(out, np.uint8))
-
-
-_SEAL = Entry(_seal_api, IN, IN, IN, IN, OUT)
-_OPEN = Entry(_open_api, IN, IN, IN, IN, OUT)
-_XSEAL = Entry(_xseal_api, IN, IN, IN, IN, OUT)
-_XOPEN = Entry(_xopen_api, IN, IN, IN, IN, OUT)
+_SEAL = api_entry(aead_seal_kernel, "_seal_api", IN, IN, IN, IN, OUT)
+_OPEN = api_entry(aead_open_kernel, "_open_api", IN, IN, IN, IN, OUT)
+_XSEAL = api_entry(xaead_seal_kernel, "_xseal_api", IN, IN, IN, IN, OUT)
+_XOPEN = api_entry(xaead_open_kernel, "_xopen_api", IN, IN, IN, IN, OUT)
+_seal_api, _open_api = _SEAL.kernel, _OPEN.kernel
+_xseal_api, _xopen_api = _XSEAL.kernel, _XOPEN.kernel
 
 
 def _seal_args(key, nonce, nonce_size, plaintext, aad):

@@ -8,7 +8,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import IN, OUT, Entry, as_buf, as_int, body_of
+from ._util import IN, OUT, api_entry, as_buf, as_int
 
 __all__ = ["blake2b", "blake2b_into", "MAX_DIGEST_SIZE", "MAX_KEY_SIZE", "BLOCK_SIZE"]
 
@@ -148,20 +148,11 @@ def blake2b_into(data, key, out):
     wipe(buf)
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_blake2b_body = body_of(blake2b_into)
-
-
-@secret_jit(cache=True, nogil=True, secret=('data', 'key'))
-def _blake2b_api(data, key, out):
-    _blake2b_body(np.frombuffer(data, np.uint8), np.frombuffer(key, np.uint8),
-                  np.frombuffer(out, np.uint8))
-
-
-_BLAKE2B = Entry(_blake2b_api, IN, IN, OUT)
+_BLAKE2B = api_entry(blake2b_into, "_blake2b_api", IN, IN, OUT)
+_blake2b_api = _BLAKE2B.kernel
 
 
 def blake2b(data, digest_size=64, key=b""):

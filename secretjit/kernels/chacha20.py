@@ -1,7 +1,9 @@
 """ChaCha20 stream cipher and HChaCha20 (RFC 8439, draft-irtf-cfrg-xchacha) as constant-time numba kernels.
 
-The bulk path computes ``LANES`` blocks at once in a lane-major state
-(``x[word * LANES + lane]``) so LLVM vectorizes the rounds across blocks.
+The bulk path computes ``LANES`` (16) blocks at once, the state held as 16
+vectors of ``LANES`` words in registers (one zmm each with AVX-512), in explicit
+LLVM vector IR (:func:`secretjit.kernels._simd.chacha_lanes`); tails of up to
+two blocks use the one-block scalar path.
 The block counter is 32 bits (RFC 8439): it wraps modulo 2**32 in the
 low-level kernel; the Python API refuses a counter range that would wrap.
 """
@@ -10,7 +12,8 @@ from numba import njit, types
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import (IN, OUT, ZERO, SMALL, Entry, as_buf, as_buf_sized, as_int, body_of,
+from ._simd import chacha_lanes
+from ._util import (IN, OUT, ZERO, SMALL, api_entry, as_buf, as_buf_sized, as_int,
                     uninit_bytes)
 
 __all__ = ["chacha20", "hchacha20", "chacha20_xor", "chacha20_block", "hchacha20_kernel",
@@ -18,7 +21,7 @@ __all__ = ["chacha20", "hchacha20", "chacha20_xor", "chacha20_block", "hchacha20
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
-LANES = 8                      # blocks per vectorized chunk
+LANES = 16                     # blocks per vectorized chunk
 _CHUNK = 64 * LANES            # bytes per chunk
 _SCALAR_TAIL = 128             # tails up to this many bytes use the one-block path
 
@@ -97,42 +100,9 @@ def _rounds_scalar(x):
 
 
 @njit
-def _double_round_lanes(x):
-    """One double round on LANES independent blocks stored lane-major."""
-    for l in range(LANES):
-        x0 = x[0 * LANES + l]; x1 = x[1 * LANES + l]; x2 = x[2 * LANES + l]; x3 = x[3 * LANES + l]
-        x4 = x[4 * LANES + l]; x5 = x[5 * LANES + l]; x6 = x[6 * LANES + l]; x7 = x[7 * LANES + l]
-        x8 = x[8 * LANES + l]; x9 = x[9 * LANES + l]; x10 = x[10 * LANES + l]; x11 = x[11 * LANES + l]
-        x12 = x[12 * LANES + l]; x13 = x[13 * LANES + l]; x14 = x[14 * LANES + l]; x15 = x[15 * LANES + l]
-        x0, x4, x8, x12 = _qr(x0, x4, x8, x12)
-        x1, x5, x9, x13 = _qr(x1, x5, x9, x13)
-        x2, x6, x10, x14 = _qr(x2, x6, x10, x14)
-        x3, x7, x11, x15 = _qr(x3, x7, x11, x15)
-        x0, x5, x10, x15 = _qr(x0, x5, x10, x15)
-        x1, x6, x11, x12 = _qr(x1, x6, x11, x12)
-        x2, x7, x8, x13 = _qr(x2, x7, x8, x13)
-        x3, x4, x9, x14 = _qr(x3, x4, x9, x14)
-        x[0 * LANES + l] = x0; x[1 * LANES + l] = x1; x[2 * LANES + l] = x2; x[3 * LANES + l] = x3
-        x[4 * LANES + l] = x4; x[5 * LANES + l] = x5; x[6 * LANES + l] = x6; x[7 * LANES + l] = x7
-        x[8 * LANES + l] = x8; x[9 * LANES + l] = x9; x[10 * LANES + l] = x10; x[11 * LANES + l] = x11
-        x[12 * LANES + l] = x12; x[13 * LANES + l] = x13; x[14 * LANES + l] = x14; x[15 * LANES + l] = x15
-
-
-@njit
-def _keystream_chunk(st, ctr, x, ks32):
+def _keystream_chunk(st, ctr, ks32):
     """Write LANES keystream blocks (counters ctr, ctr+1, ... mod 2**32) into ks32 (16*LANES words)."""
-    for i in range(16):
-        v = st[i]
-        for l in range(LANES):
-            x[i * LANES + l] = v
-    for l in range(LANES):
-        x[12 * LANES + l] = np.uint32(ctr + np.uint32(l))
-    for _ in range(10):
-        _double_round_lanes(x)
-    for l in range(LANES):
-        for i in range(16):
-            ks32[l * 16 + i] = np.uint32(x[i * LANES + l] + st[i])
-        ks32[l * 16 + 12] = np.uint32(x[12 * LANES + l] + np.uint32(ctr + np.uint32(l)))
+    chacha_lanes(st, np.uint32(ctr), ks32, LANES)
 
 
 @njit
@@ -148,8 +118,17 @@ def _keystream_block(st, ctr, x, ks32):
 
 
 @njit
+def _xor_into(d, s, ks):
+    """d[j] = s[j] ^ ks[j] for j < d.size: slices of their own, so that the indices are
+    known to be non-negative (no wraparound selects) and the loop vectorizes."""
+    for j in range(d.size):
+        d[j] = s[j] ^ ks[j]
+
+
+@njit
 def _xor_stream(st, x, ks, counter, src, soff, dst, doff, n):
-    """dst[doff:doff+n] = src[soff:soff+n] ^ keystream(counter...). ks: uint8[64*LANES] scratch.
+    """dst[doff:doff+n] = src[soff:soff+n] ^ keystream(counter...). ks: uint8[64*LANES] scratch,
+    x: uint32[16] scratch (the one-block path of short tails).
 
     Returns nothing; the caller wipes st, x and ks.
     """
@@ -157,27 +136,18 @@ def _xor_stream(st, x, ks, counter, src, soff, dst, doff, n):
     ctr = np.uint32(counter)
     pos = 0
     while n - pos >= _CHUNK:
-        _keystream_chunk(st, ctr, x, ks32)
-        s = soff + pos
-        d = doff + pos
-        for j in range(_CHUNK):
-            dst[d + j] = src[s + j] ^ ks[j]
+        _keystream_chunk(st, ctr, ks32)
+        _xor_into(dst[doff + pos:doff + pos + _CHUNK], src[soff + pos:soff + pos + _CHUNK], ks)
         pos += _CHUNK
         ctr = np.uint32(ctr + np.uint32(LANES))
     if n - pos > _SCALAR_TAIL:
-        _keystream_chunk(st, ctr, x, ks32)
-        s = soff + pos
-        d = doff + pos
-        for j in range(n - pos):
-            dst[d + j] = src[s + j] ^ ks[j]
+        _keystream_chunk(st, ctr, ks32)
+        _xor_into(dst[doff + pos:doff + n], src[soff + pos:soff + n], ks)
     else:                                # short tail: only the blocks needed, one at a time
         while pos < n:
             _keystream_block(st, ctr, x, ks32)
             take = min(64, n - pos)
-            s = soff + pos
-            d = doff + pos
-            for j in range(take):
-                dst[d + j] = src[s + j] ^ ks[j]
+            _xor_into(dst[doff + pos:doff + pos + take], src[soff + pos:soff + pos + take], ks)
             pos += take
             ctr = np.uint32(ctr + np.uint32(1))
 
@@ -213,7 +183,7 @@ def chacha20_xor(key, nonce, counter, src, dst):
     if dst.size != src.size:
         raise ValueError("dst must have the same size as src")
     st = np.empty(16, np.uint32)
-    x = np.empty(16 * LANES, np.uint32)
+    x = np.empty(16, np.uint32)
     ks = np.empty(_CHUNK, np.uint8)
     _setup(st, key, nonce, counter)
     _xor_stream(st, x, ks, counter, src, 0, dst, 0, src.size)
@@ -257,28 +227,12 @@ def hchacha20_kernel(key, nonce16, out):
     wipe(x)
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_xor_body = body_of(chacha20_xor)
-_hchacha_body = body_of(hchacha20_kernel)
-
-
-@secret_jit(cache=True, nogil=True, secret=('key', 'src'))
-def _chacha20_api(key, nonce, counter, src, dst):
-    _xor_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce, np.uint8), counter,
-              np.frombuffer(src, np.uint8), np.frombuffer(dst, np.uint8))
-
-
-@secret_jit(cache=True, nogil=True, secret=('key',))
-def _hchacha20_api(key, nonce16, out):
-    _hchacha_body(np.frombuffer(key, np.uint8), np.frombuffer(nonce16, np.uint8),
-                  np.frombuffer(out, np.uint8))
-
-
-_CHACHA20 = Entry(_chacha20_api, IN, IN, types.int64, IN, OUT)
-_HCHACHA20 = Entry(_hchacha20_api, IN, IN, OUT)
+_CHACHA20 = api_entry(chacha20_xor, "_chacha20_api", IN, IN, types.int64, IN, OUT)
+_HCHACHA20 = api_entry(hchacha20_kernel, "_hchacha20_api", IN, IN, OUT)
+_chacha20_api, _hchacha20_api = _CHACHA20.kernel, _HCHACHA20.kernel
 
 
 def chacha20(key, nonce, data, counter=0):

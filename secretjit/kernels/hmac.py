@@ -8,7 +8,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import IN, OUT, ZERO, Entry, as_buf, as_int, body_of
+from ._util import IN, OUT, ZERO, api_entry, as_buf, as_int
 from .sha256 import _sha256, _sha_blocks, _sha_final, _sha_init
 
 __all__ = ["hmac_sha256", "hkdf_sha256", "hmac_sha256_into", "hkdf_sha256_into",
@@ -125,28 +125,12 @@ def hkdf_sha256_into(ikm, salt, info, out):
     wipe(t)
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_hmac_body = body_of(hmac_sha256_into)
-_hkdf_body = body_of(hkdf_sha256_into)
-
-
-@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
-def _hmac_api(key, msg, out):
-    _hmac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
-               np.frombuffer(out, np.uint8))
-
-
-@secret_jit(cache=True, nogil=True, secret=('ikm',))
-def _hkdf_api(ikm, salt, info, out):
-    _hkdf_body(np.frombuffer(ikm, np.uint8), np.frombuffer(salt, np.uint8),
-               np.frombuffer(info, np.uint8), np.frombuffer(out, np.uint8))
-
-
-_HMAC = Entry(_hmac_api, IN, IN, OUT)
-_HKDF = Entry(_hkdf_api, IN, IN, IN, OUT)
+_HMAC = api_entry(hmac_sha256_into, "_hmac_api", IN, IN, OUT)
+_HKDF = api_entry(hkdf_sha256_into, "_hkdf_api", IN, IN, IN, OUT)
+_hmac_api, _hkdf_api = _HMAC.kernel, _HKDF.kernel
 
 
 def hmac_sha256(key, msg):

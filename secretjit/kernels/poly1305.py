@@ -14,7 +14,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import IN, OUT, ZERO, Entry, as_buf, as_buf_sized, body_of
+from ._util import IN, OUT, ZERO, api_entry, as_buf, as_buf_sized
 
 __all__ = ["poly1305", "poly1305_mac", "poly1305_verify_kernel", "KEY_SIZE", "TAG_SIZE",
            "STATE_SIZE", "LANES"]
@@ -31,8 +31,7 @@ BULK_MIN_BLOCKS = 2 * LANES      # below this the serial path is used
 # bulk scratch (uint32): lane accumulators, then two 9-row multiplier tables
 _MUL_N = 5 * LANES
 _MUL_L = _MUL_N + 9 * LANES
-_MT = _MUL_L + 9 * LANES
-_PV_SIZE = _MT + 4 * LANES
+_PV_SIZE = _MUL_L + 9 * LANES
 
 _M26 = np.uint64(0x3FFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
@@ -144,23 +143,22 @@ def _mulmod_s(h0, h1, h2, h3, h4, r0, r1, r2, r3, r4, s1, s2, s3, s4):
 
 
 @njit
-def _lanes_chunk(pv, mul, d32, base):
-    """acc[l] = (acc[l] + block[l]) * mult[l] for the LANES blocks at d32[base:base + 4*LANES].
+def _lanes_chunk(pv, mul, blk):
+    """acc[l] = (acc[l] + block[l]) * mult[l] for the LANES blocks of blk (uint32[4*LANES]).
 
     pv[0:5*LANES] holds the lane accumulators (uint32 limbs, lane-major); pv[mul:mul+9*LANES]
     the multiplier limbs r0..r4, s1..s4 per lane.  Everything is uint32 so that the
-    64-bit products vectorize to vpmuludq.
+    64-bit products vectorize to vpmuludq; blk is a slice of its own, so that its indices
+    are known to be non-negative (no wraparound selects) and LLVM loads the four words of
+    each block with a stride-4 interleaved group (vector loads and shuffles).
     """
     # limbs stay below 2^27 (see _mulmod), so the uint32 truncations below are exact and
     # tell LLVM the products are 32x32->64 bit
-    for l in range(LANES):               # transpose the blocks' words to lane-major (no gathers)
-        for k in range(4):
-            pv[_MT + k * LANES + l] = d32[base + 4 * l + k]
     for l in range(LANES):
-        t0 = np.uint64(pv[_MT + l])
-        t1 = np.uint64(pv[_MT + LANES + l])
-        t2 = np.uint64(pv[_MT + 2 * LANES + l])
-        t3 = np.uint64(pv[_MT + 3 * LANES + l])
+        t0 = np.uint64(blk[4 * l])
+        t1 = np.uint64(blk[4 * l + 1])
+        t2 = np.uint64(blk[4 * l + 2])
+        t3 = np.uint64(blk[4 * l + 3])
         m0 = t0 & _M26
         m1 = ((t0 >> np.uint64(26)) | (t1 << np.uint64(6))) & _M26
         m2 = ((t1 >> np.uint64(20)) | (t2 << np.uint64(12))) & _M26
@@ -219,8 +217,8 @@ def _poly_blocks(ps, data, off, nblocks):
         pv[i * LANES] = np.uint32(ps[_H + i])            # h joins the first block of lane 0
     d32 = data[off:off + 16 * LANES * nchunks].view(np.uint32)
     for c in range(nchunks - 1):
-        _lanes_chunk(pv, _MUL_N, d32, 4 * LANES * c)
-    _lanes_chunk(pv, _MUL_L, d32, 4 * LANES * (nchunks - 1))
+        _lanes_chunk(pv, _MUL_N, d32[4 * LANES * c:4 * LANES * (c + 1)])
+    _lanes_chunk(pv, _MUL_L, d32[4 * LANES * (nchunks - 1):4 * LANES * nchunks])
     # h = sum of the lanes (each limb < 2^27, so the sums fit easily), then one carry pass
     h0 = np.uint64(0); h1 = np.uint64(0); h2 = np.uint64(0); h3 = np.uint64(0); h4 = np.uint64(0)
     for l in range(LANES):
@@ -400,20 +398,11 @@ def poly1305_verify_kernel(key, msg, tag):
     return ok
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_mac_body = body_of(poly1305_mac)
-
-
-@secret_jit(cache=True, nogil=True, secret=('key', 'msg'))
-def _poly1305_api(key, msg, out):
-    _mac_body(np.frombuffer(key, np.uint8), np.frombuffer(msg, np.uint8),
-              np.frombuffer(out, np.uint8))
-
-
-_POLY1305 = Entry(_poly1305_api, IN, IN, OUT)
+_POLY1305 = api_entry(poly1305_mac, "_poly1305_api", IN, IN, OUT)
+_poly1305_api = _POLY1305.kernel
 
 
 def poly1305(key, msg):

@@ -22,7 +22,7 @@ from numba.extending import intrinsic
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import IN, OUT, ZERO, Entry, as_buf, body_of
+from ._util import IN, OUT, ZERO, api_entry, as_buf
 
 __all__ = ["sha256", "sha256_into", "DIGEST_SIZE", "BLOCK_SIZE", "USES_SHA_NI"]
 
@@ -257,19 +257,11 @@ def sha256_into(data, out):
     wipe(buf)
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_sha256_body = body_of(sha256_into)
-
-
-@secret_jit(cache=True, nogil=True, secret=('data',))
-def _sha256_api(data, out):
-    _sha256_body(np.frombuffer(data, np.uint8), np.frombuffer(out, np.uint8))
-
-
-_SHA256 = Entry(_sha256_api, IN, OUT)
+_SHA256 = api_entry(sha256_into, "_sha256_api", IN, OUT)
+_sha256_api = _SHA256.kernel
 
 
 def sha256(data):

@@ -12,7 +12,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
-from ._util import IN, OUT, ZERO, Entry, as_buf_sized, body_of
+from ._util import IN, OUT, ZERO, api_entry, as_buf_sized
 
 __all__ = ["x25519", "public_key", "x25519_kernel", "KEY_SIZE", "BASEPOINT"]
 
@@ -577,20 +577,11 @@ def x25519_kernel(out, scalar, u):
     wipe(W)
 
 
-# -- Python API: buffer-typed API kernels called through their entry points ------
-# (see secretjit/kernels/_util.py): each views its buffers as the uint8 arrays the
-# entry kernel takes and runs the entry kernel's own body.
+# -- Python API: buffer-typed API kernels generated from the entry kernels ------
+# (see secretjit/kernels/_util.py, api_entry), called through their entry points.
 
-_x25519_body = body_of(x25519_kernel)
-
-
-@secret_jit(cache=True, nogil=True, secret=('scalar',))
-def _x25519_api(out, scalar, u):
-    _x25519_body(np.frombuffer(out, np.uint8), np.frombuffer(scalar, np.uint8),
-                 np.frombuffer(u, np.uint8))
-
-
-_X25519 = Entry(_x25519_api, OUT, IN, IN)
+_X25519 = api_entry(x25519_kernel, "_x25519_api", OUT, IN, IN)
+_x25519_api = _X25519.kernel
 
 
 def x25519(scalar, u):
