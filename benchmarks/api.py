@@ -67,77 +67,72 @@ def _case(label, nbytes, name, api, kernel, kargs, ref=None, ref_name=''):
             ref_name)
 
 
-def cases(quick=False):
-    """(kernel, size label, nbytes, api, kernel, reference, reference name) tuples."""
+def _sized_cases(n, rb, key, nonce, xnonce):
+    """The rows of one input size ``n``: API, kernel and reference per kernel."""
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.x25519 import (
-        X25519PrivateKey, X25519PublicKey)
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
     from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
     from cryptography.hazmat.primitives.poly1305 import Poly1305
 
     from secretjit.kernels import aead, blake2b, chacha20, hmac as khmac
-    from secretjit.kernels import poly1305, sha256, x25519
+    from secretjit.kernels import poly1305, sha256
     from secretjit.kernels._util import as_u8
 
-    rng = np.random.default_rng(16)
-
-    def rb(n):
-        return rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-
-    key, nonce, xnonce = rb(32), rb(12), rb(24)
     K, N, XN, EMPTY = as_u8(key, 'k'), as_u8(nonce, 'n'), as_u8(xnonce, 'x'), as_u8(b'', 'e')
     cipher = ChaCha20Poly1305(key)
-    out = []
+    label = '%d B' % n if n < 1024 else '%d MiB' % (n >> 20)
+    data = rb(n)
+    D = as_u8(data, 'd')
+    sealed = aead.seal(key, nonce, data)
+    S = as_u8(sealed, 's')
+    xsealed = aead.xseal(key, xnonce, data)
+    XS = as_u8(xsealed, 's')
+    o16 = np.empty(n + 16, np.uint8)
+    on = np.empty(n, np.uint8)
+    o32 = np.empty(32, np.uint8)
+    o64 = np.empty(64, np.uint8)
+    t16 = np.empty(16, np.uint8)
+    stream_nonce = (1).to_bytes(4, 'little') + nonce
+    salt, info = rb(32), rb(16)
+    SALT, INFO = as_u8(salt, 's'), as_u8(info, 'i')
+    return [_case(label, n, *c) for c in (
+        ('chacha20', lambda: chacha20.chacha20(key, nonce, data, 1),
+         chacha20.chacha20_xor, (K, N, 1, D, on),
+         lambda: Cipher(algorithms.ChaCha20(key, stream_nonce), None).encryptor()
+         .update(data), 'cryptography ChaCha20'),
+        ('poly1305', lambda: poly1305.poly1305(key, data), poly1305.poly1305_mac,
+         (K, D, t16), lambda: Poly1305.generate_tag(key, data),
+         'cryptography Poly1305.generate_tag'),
+        ('chacha20-poly1305 seal', lambda: aead.seal(key, nonce, data),
+         aead.aead_seal_kernel, (K, N, D, EMPTY, o16),
+         lambda: cipher.encrypt(nonce, data, None), 'cryptography ChaCha20Poly1305.encrypt'),
+        ('chacha20-poly1305 open', lambda: aead.open(key, nonce, sealed),
+         aead.aead_open_kernel, (K, N, S, EMPTY, on),
+         lambda: cipher.decrypt(nonce, sealed, None), 'cryptography ChaCha20Poly1305.decrypt'),
+        ('xchacha20-poly1305 seal', lambda: aead.xseal(key, xnonce, data),
+         aead.xaead_seal_kernel, (K, XN, D, EMPTY, o16)),
+        ('xchacha20-poly1305 open', lambda: aead.xopen(key, xnonce, xsealed),
+         aead.xaead_open_kernel, (K, XN, XS, EMPTY, on)),
+        ('sha256', lambda: sha256.sha256(data), sha256.sha256_into, (D, o32),
+         lambda: hashlib.sha256(data).digest(), 'hashlib.sha256'),
+        ('hmac-sha256', lambda: khmac.hmac_sha256(key, data), khmac.hmac_sha256_into,
+         (K, D, o32), lambda: hmac.digest(key, data, 'sha256'), 'hmac.digest'),
+        ('hkdf-sha256 (ikm size)', lambda: khmac.hkdf_sha256(data, salt, info, 32),
+         khmac.hkdf_sha256_into, (D, SALT, INFO, o32),
+         lambda: HKDF(hashes.SHA256(), 32, salt, info).derive(data), 'cryptography HKDF'),
+        ('blake2b-512', lambda: blake2b.blake2b(data), blake2b.blake2b_into,
+         (D, EMPTY, o64), lambda: hashlib.blake2b(data).digest(), 'hashlib.blake2b'))]
 
-    def per_size(n):                # one scope per size: the lambdas bind its values
-        label = '%d B' % n if n < 1024 else '%d MiB' % (n >> 20)
-        data = rb(n)
-        D = as_u8(data, 'd')
-        sealed = aead.seal(key, nonce, data)
-        S = as_u8(sealed, 's')
-        xsealed = aead.xseal(key, xnonce, data)
-        XS = as_u8(xsealed, 's')
-        o16 = np.empty(n + 16, np.uint8)
-        on = np.empty(n, np.uint8)
-        o32 = np.empty(32, np.uint8)
-        o64 = np.empty(64, np.uint8)
-        t16 = np.empty(16, np.uint8)
-        stream_nonce = (1).to_bytes(4, 'little') + nonce
-        salt, info = rb(32), rb(16)
-        SALT, INFO = as_u8(salt, 's'), as_u8(info, 'i')
 
-        return [_case(label, n, *c) for c in (
-            ('chacha20', lambda: chacha20.chacha20(key, nonce, data, 1),
-             chacha20.chacha20_xor, (K, N, 1, D, on),
-             lambda: Cipher(algorithms.ChaCha20(key, stream_nonce), None).encryptor()
-             .update(data), 'cryptography ChaCha20'),
-            ('poly1305', lambda: poly1305.poly1305(key, data), poly1305.poly1305_mac,
-             (K, D, t16), lambda: Poly1305.generate_tag(key, data),
-             'cryptography Poly1305.generate_tag'),
-            ('chacha20-poly1305 seal', lambda: aead.seal(key, nonce, data),
-             aead.aead_seal_kernel, (K, N, D, EMPTY, o16),
-             lambda: cipher.encrypt(nonce, data, None), 'cryptography ChaCha20Poly1305.encrypt'),
-            ('chacha20-poly1305 open', lambda: aead.open(key, nonce, sealed),
-             aead.aead_open_kernel, (K, N, S, EMPTY, on),
-             lambda: cipher.decrypt(nonce, sealed, None), 'cryptography ChaCha20Poly1305.decrypt'),
-            ('xchacha20-poly1305 seal', lambda: aead.xseal(key, xnonce, data),
-             aead.xaead_seal_kernel, (K, XN, D, EMPTY, o16)),
-            ('xchacha20-poly1305 open', lambda: aead.xopen(key, xnonce, xsealed),
-             aead.xaead_open_kernel, (K, XN, XS, EMPTY, on)),
-            ('sha256', lambda: sha256.sha256(data), sha256.sha256_into, (D, o32),
-             lambda: hashlib.sha256(data).digest(), 'hashlib.sha256'),
-            ('hmac-sha256', lambda: khmac.hmac_sha256(key, data), khmac.hmac_sha256_into,
-             (K, D, o32), lambda: hmac.digest(key, data, 'sha256'), 'hmac.digest'),
-            ('hkdf-sha256 (ikm size)', lambda: khmac.hkdf_sha256(data, salt, info, 32),
-             khmac.hkdf_sha256_into, (D, SALT, INFO, o32),
-             lambda: HKDF(hashes.SHA256(), 32, salt, info).derive(data), 'cryptography HKDF'),
-            ('blake2b-512', lambda: blake2b.blake2b(data), blake2b.blake2b_into,
-             (D, EMPTY, o64), lambda: hashlib.blake2b(data).digest(), 'hashlib.blake2b'))]
+def _x25519_case(rb):
+    """The X25519 row: API, kernel and OpenSSL's exchange, per call."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey, X25519PublicKey)
 
-    for n in (SIZES[:1] if quick else SIZES):
-        out += per_size(n)
+    from secretjit.kernels import x25519
+    from secretjit.kernels._util import as_u8
+
     scalar = rb(32)
     peer = X25519PrivateKey.from_private_bytes(rb(32))
     u = peer.public_key().public_bytes_raw()
@@ -145,10 +140,24 @@ def cases(quick=False):
     pub = X25519PublicKey.from_public_bytes(u)
     SC, U = as_u8(scalar, 's'), as_u8(u, 'u')
     o32 = np.empty(32, np.uint8)
-    out.append(_case('per call', 0, 'x25519', lambda: x25519.x25519(scalar, u),
-                     x25519.x25519_kernel, (o32, SC, U), lambda: priv.exchange(pub),
-                     'cryptography X25519 exchange'))
     assert x25519.x25519(scalar, u) == priv.exchange(pub)
+    return _case('per call', 0, 'x25519', lambda: x25519.x25519(scalar, u),
+                 x25519.x25519_kernel, (o32, SC, U), lambda: priv.exchange(pub),
+                 'cryptography X25519 exchange')
+
+
+def cases(quick=False):
+    """(kernel, size label, nbytes, api, kernel, reference, reference name) tuples."""
+    rng = np.random.default_rng(16)
+
+    def rb(n):
+        return rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+
+    key, nonce, xnonce = rb(32), rb(12), rb(24)
+    out = []
+    for n in (SIZES[:1] if quick else SIZES):
+        out += _sized_cases(n, rb, key, nonce, xnonce)
+    out.append(_x25519_case(rb))
     return out
 
 
