@@ -33,6 +33,7 @@ sys.path.insert(0, HERE)
 
 import _channel_kernels as ck  # noqa: E402
 import _corescan  # noqa: E402
+from _dtor_asm import dtor_asm  # noqa: E402
 from secretjit import SecretPolicyError, secret_jit  # noqa: E402
 from secretjit.channels import ALLOWABLE, NOT_ALLOWABLE, OptOutReport  # noqa: E402
 from secretjit import stack_bound  # noqa: E402
@@ -194,26 +195,7 @@ def test_allow_bad_names_and_types():
 
 # -- destructors in the stack bound -------------------------------------------
 
-_DTOR_ASM = '''
-kernel:
-\tpushq\t%rbx
-\tmovabsq\t$".dtor.list.T", %rsi
-\tmovabsq\t$NRT_MemInfo_new_varsize_dtor, %rax
-\tcallq\t*%rax
-\tmovabsq\t$NRT_MemInfo_call_dtor, %rax
-\tcallq\t*%rax
-\tpopq\t%rbx
-\tretq
-.Lfunc_end0:
-".dtor.list.T":
-\tsubq\t$4800, %rsp
-\tmovabsq\t$NRT_MemInfo_call_dtor, %rax
-\tcallq\t*%rax
-\taddq\t$4800, %rsp
-\tretq
-.Lfunc_end1:
-\t.size\t".dtor.list.T", .Lfunc_end1-".dtor.list.T"
-'''
+_DTOR_ASM = dtor_asm('.dtor.list.T', 'NRT_MemInfo_new_varsize_dtor', nested_call=True)
 
 
 def test_destructor_frames_are_counted():

@@ -25,6 +25,8 @@ from secretjit import SecretPolicyError, secret_jit
 from secretjit.stack_bound import (NUMBA_HELPER_ALLOWANCE, compute_bounds,
                                    external_allowance, known_allowance)
 
+from _dtor_asm import dtor_asm
+
 
 @intrinsic
 def _getpid(typingctx):
@@ -177,24 +179,7 @@ def test_numba_helpers_compile_with_their_measured_allowance(kernel, args, optio
 
 # -- destructors the naming misses: found from the IR --------------------------
 
-_STRUCT_DTOR_ASM = '''
-kernel:
-\tpushq\t%rbx
-\tmovabsq\t$"_Dtor.T", %rsi
-\tmovabsq\t$NRT_MemInfo_alloc_dtor, %rax
-\tcallq\t*%rax
-\tmovabsq\t$NRT_MemInfo_call_dtor, %rax
-\tcallq\t*%rax
-\tpopq\t%rbx
-\tretq
-.Lfunc_end0:
-"_Dtor.T":
-\tsubq\t$4800, %rsp
-\taddq\t$4800, %rsp
-\tretq
-.Lfunc_end1:
-\t.size\t"_Dtor.T", .Lfunc_end1-"_Dtor.T"
-'''
+_STRUCT_DTOR_ASM = dtor_asm('_Dtor.T', 'NRT_MemInfo_alloc_dtor')
 _STRUCT_DTOR_IR = '''
 define void @kernel() {
   %m = call ptr @NRT_MemInfo_alloc_dtor(i64 64, ptr nonnull @"_Dtor.T")
