@@ -98,8 +98,11 @@ def _dead_store(dispatcher, seed):
     return probes.count_words(stack, words)
 
 
-_FLAG_NAMES = (('lo', 'locked in RAM'), ('dd', 'not in core dumps'),
-               ('wf', 'zero in forked children'))
+_FLAG_NAMES = (('lo', 'locked in RAM'), ('dd', 'not in core dumps'))
+_MLOCK_FORK = ('wf', 'zero in forked children')
+# memfd_secret backing: shared pages of no file, which the atfork handler
+# replaces with zero pages in a child (VmFlags "sh", name /secretmem)
+_MEMFD = 'memfd_secret: unreadable to other processes, zero in forked children'
 
 
 def _secret_memory(out):
@@ -115,9 +118,21 @@ def _secret_memory(out):
     for name, size, start, end in places:
         flags, _, _ = secretmem.mapping_flags(start, end)
         have = [text for flag, text in _FLAG_NAMES if flag in flags]
-        ok = ok and len(have) == len(_FLAG_NAMES)
+        if _all_memfd(start, end):
+            have.append(_MEMFD)
+        elif _MLOCK_FORK[0] in flags:
+            have.append(_MLOCK_FORK[1])
+        ok = ok and len(have) == len(_FLAG_NAMES) + 1
         out("  %-13s %-28s %s" % (name, size, ', '.join(have) or 'no flags'))
     return ok
+
+
+def _all_memfd(lo, hi):
+    """Every readable mapping of ``[lo, hi)`` is memfd_secret memory."""
+    maps = [m for m in secretmem.mappings()
+            if m['start'] < hi and m['end'] > lo and m['perms'][0] == 'r']
+    return bool(maps) and all(m['name'] == '/secretmem' and 'sh' in m['flags']
+                              for m in maps)
 
 
 def call_overhead(rounds=15, calls=20000):

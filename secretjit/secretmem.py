@@ -202,7 +202,8 @@ def arena_size():
 def mappings(smaps='/proc/self/smaps'):
     """Every mapping of this process, from ``/proc/self/smaps``.
 
-    A list of dicts: ``start``, ``end``, ``perms`` (``rw-p``...), ``flags``
+    A list of dicts: ``start``, ``end``, ``perms`` (``rw-p``...), ``name``
+    (the mapped file: ``/secretmem`` for memfd_secret memory), ``flags``
     (the set of VmFlags: ``dd`` left out of core dumps, ``wf`` wiped on fork,
     ``lo`` locked, ...) and each ``kB`` field under its name (``Rss``,
     ``Locked``, ...), in kB.
@@ -213,7 +214,9 @@ def mappings(smaps='/proc/self/smaps'):
             head, _, rest = line.partition(' ')
             if not head.endswith(':') and '-' in head:
                 start, end = (int(x, 16) for x in head.split('-'))
-                out.append({'start': start, 'end': end, 'perms': rest.split()[0],
+                fields = rest.split()
+                out.append({'start': start, 'end': end, 'perms': fields[0],
+                            'name': fields[4] if len(fields) > 4 else '',
                             'flags': set()})
             elif head == 'VmFlags:':
                 out[-1]['flags'] = set(rest.split())

@@ -3,6 +3,8 @@
 import os
 import sys
 
+import pytest
+
 from _child import run_python
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'examples')
@@ -22,8 +24,9 @@ def test_custom_kernel_example():
     assert 'volatile memsets from wipe() in the IR: 1' in out
 
 
-def test_demo_shows_the_evidence():
-    r = run_python('-m', 'secretjit', 'demo')
+@pytest.mark.parametrize('backing', ['auto', 'mlock'])
+def test_demo_shows_the_evidence(backing):
+    r = run_python('-m', 'secretjit', 'demo', env={'SECRETJIT_SECRET_MEMORY': backing})
     assert r.returncode == 0, r.stdout + r.stderr
     assert 'secret_jit left 0 secret words; every njit control leaked' in r.stdout
     rows = [l.split() for l in r.stdout.splitlines()
@@ -34,9 +37,16 @@ def test_demo_shows_the_evidence():
     hardened = [l for l in r.stdout.splitlines()
                 if l.strip().startswith(('secret stack', 'secret heap'))]
     assert len(hardened) == 2
+    memfd = backing == 'auto' and _memfd_secret_works()
+    fork = ('memfd_secret: unreadable to other processes, zero in forked children'
+            if memfd else 'zero in forked children')
     for line in hardened:
-        assert ('locked in RAM, not in core dumps, zero in forked children'
-                in line), line
+        assert line.endswith('locked in RAM, not in core dumps, ' + fork), line
+
+
+def _memfd_secret_works():
+    r = run_python(code='import secretjit; print(secretjit.memory_status()["backing"])')
+    return r.stdout.strip() == 'memfd_secret'
 
 
 def test_sealed_box_example():
