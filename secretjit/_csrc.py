@@ -14,8 +14,9 @@ CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
 
 # The runtime every secret build links: page source (memfd_secret or mlock),
 # the secret arena, its small-block slabs and the per-thread secret stacks.
-RUNTIME = ('common.c', 'backing.c', 'arena.c', 'arena_spans.c', 'arena_setup.c',
-           'slab.c', 'slab_threads.c', 'secretstack.c', 'secretstack_setup.c')
+RUNTIME = ('common.c', 'lock.c', 'backing.c', 'arena.c', 'arena_spans.c',
+           'arena_setup.c', 'slab.c', 'slab_threads.c', 'secretstack.c',
+           'secretstack_setup.c')
 # Files of RUNTIME a control (non-secret) AOT build leaves out: it allocates
 # with malloc through nrt_aot.c's stubs.
 SECRET_ONLY = ('arena.c', 'arena_spans.c', 'arena_setup.c', 'slab.c',

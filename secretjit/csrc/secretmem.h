@@ -185,6 +185,7 @@ void secretjit__wipe(void *p, size_t n);
 void secretjit__arena_stats(struct secretjit_memstats *out);
 void secretjit__stack_stats(struct secretjit_memstats *out);
 void secretjit__slab_stats(struct secretjit_memstats *out);
+void secretjit__lock_stats(struct secretjit_memstats *out);   /* lock.c */
 /* Private zeroed memory for metadata (MAP_NORESERVE), or NULL
  * (arena_setup.c). */
 void *secretjit__map_meta(size_t bytes);
