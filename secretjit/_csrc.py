@@ -14,14 +14,17 @@ CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
 
 # The runtime every secret build links: page source (memfd_secret or mlock),
 # the secret arena, its small-block slabs and the per-thread secret stacks.
-RUNTIME = ('common.c', 'backing.c', 'arena.c', 'slab.c', 'slab_threads.c',
-           'secretstack.c')
+RUNTIME = ('common.c', 'lock.c', 'backing.c', 'arena.c', 'arena_spans.c',
+           'arena_setup.c', 'slab.c', 'slab_threads.c', 'secretstack.c',
+           'secretstack_setup.c')
 # Files of RUNTIME a control (non-secret) AOT build leaves out: it allocates
 # with malloc through nrt_aot.c's stubs.
-SECRET_ONLY = ('arena.c', 'slab.c', 'slab_threads.c')
+SECRET_ONLY = ('arena.c', 'arena_spans.c', 'arena_setup.c', 'slab.c',
+               'slab_threads.c')
 # numba's runtime entry points for AOT libraries (no CPython in them).
 AOT_ONLY = ('nrt_aot.c',)
-HEADERS = ('secretmem.h', 'slab.h')
+HEADERS = ('secretmem.h', 'arena_internal.h', 'slab.h',
+           'secretstack_internal.h')
 
 
 def paths(names=RUNTIME):

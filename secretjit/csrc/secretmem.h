@@ -3,11 +3,11 @@
  * Two parts, one library (secretjit/_secretmem<EXT_SUFFIX> for the JIT; the
  * same sources are compiled into every AOT library by the target's compiler):
  *
- *   arena.c        the secret heap: page spans that are mlock'ed, left out of
+ *   arena*.c       the secret heap: page spans that are mlock'ed, left out of
  *                  core dumps (MADV_DONTDUMP), zeroed in forked children
  *                  (MADV_WIPEONFORK), followed by a PROT_NONE guard page,
  *                  wiped on free and reused through per-thread caches.
- *   secretstack.c  the secret stack: a per-thread stack with the same flags
+ *   secretstack*.c the secret stack: a per-thread stack with the same flags
  *                  and a guard page below it, and the trampoline that runs a
  *                  kernel's call tree on it and zeroes what the tree wrote.
  *
@@ -185,7 +185,9 @@ void secretjit__wipe(void *p, size_t n);
 void secretjit__arena_stats(struct secretjit_memstats *out);
 void secretjit__stack_stats(struct secretjit_memstats *out);
 void secretjit__slab_stats(struct secretjit_memstats *out);
-/* Private zeroed memory for metadata (MAP_NORESERVE), or NULL (arena.c). */
+void secretjit__lock_stats(struct secretjit_memstats *out);   /* lock.c */
+/* Private zeroed memory for metadata (MAP_NORESERVE), or NULL
+ * (arena_setup.c). */
 void *secretjit__map_meta(size_t bytes);
 /* The arena's lock generation: changes when a forked child must re-lock. */
 unsigned secretjit__arena_lock_gen(void);

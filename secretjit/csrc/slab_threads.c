@@ -101,8 +101,8 @@ struct tbins *secretjit__slab_enroll(void)
 static void fork_prepare(void) { pthread_mutex_lock(&SL.lock); }
 static void fork_parent(void) { pthread_mutex_unlock(&SL.lock); }
 
-/* Runs after arena.c's handler (registered later): if the arena could not
- * re-lock its whole carved range, lock the slabs here. */
+/* Runs after arena_setup.c's handler (registered later): if the arena
+ * could not re-lock its whole carved range, lock the slabs here. */
 static void fork_child(void)
 {
     pthread_t me = pthread_self();

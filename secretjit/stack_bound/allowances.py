@@ -21,7 +21,7 @@ EXTERNAL_ALLOWANCE = {
     '__udivti3': 256, '__umodti3': 256, '__divti3': 256, '__modti3': 256,
     '__multi3': 256, '__powidf2': 256, '__powisf2': 256,
     '__truncdfhf2': 256, '__extendhfsf2': 256, '__truncsfhf2': 256,
-    # The secret arena (secretjit/csrc/arena.c): its own frames, then
+    # The secret arena (secretjit/csrc/arena*.c): its own frames, then
     # mprotect/mlock/madvise system calls and pthread mutexes on slow paths;
     # no stdio (its one warning is formatted by hand).  Measured: at most
     # 232 bytes (alloc, carving new spans) and 72 (free); re-measured by
