@@ -73,10 +73,81 @@ static int warning_busy;
 static char warn_msg[1024], proc_buf[4096];   /* under warning_busy */
 
 __attribute__((cold, noinline))
+/* Which budget the failed mlock of `len` bytes (errno `err`) ran out of. */
+static int failure_cause(int err, size_t len, const struct rlimit *rl, int have_rl,
+                         long long vmlck, int have_cap)
+{
+    if (err == EPERM)
+        return CAUSE_RLIMIT;
+    if (err != ENOMEM)
+        return CAUSE_OTHER;
+    /* ENOMEM is either the lock budget or a mapping split refused at
+     * vm.max_map_count (mlock of part of a mapping splits it). */
+    if (!have_cap && have_rl && rl->rlim_cur != RLIM_INFINITY
+        && (vmlck < 0 || (unsigned long long)vmlck * 1024 + len > rl->rlim_cur))
+        return CAUSE_RLIMIT;
+    return CAUSE_MAPS;
+}
+
+/* "the exhausted budget is ...": the cause, with the mapping counts for maps. */
+static void put_exhausted(char *msg, size_t cap, size_t *at, int cause)
+{
+    long long maps, max_maps = -1;
+    if (cause == CAUSE_RLIMIT) {
+        put(msg, cap, at, "the exhausted budget is RLIMIT_MEMLOCK");
+        return;
+    }
+    if (cause != CAUSE_MAPS) {
+        put(msg, cap, at, "the kernel could not lock the pages");
+        return;
+    }
+    maps = count_maps(proc_buf, sizeof proc_buf);
+    if (read_small("/proc/sys/vm/max_map_count", proc_buf, sizeof proc_buf) > 0)
+        max_maps = strtoll(proc_buf, NULL, 10);
+    put(msg, cap, at, "the exhausted budget is vm.max_map_count (the "
+        "process has ");
+    if (maps >= 0)
+        put_num(msg, cap, at, (unsigned long long)maps);
+    else
+        put(msg, cap, at, "an unknown number of");
+    put(msg, cap, at, " mappings, the limit is ");
+    if (max_maps >= 0)
+        put_num(msg, cap, at, (unsigned long long)max_maps);
+    else
+        put(msg, cap, at, "unknown");
+    put(msg, cap, at, "; locking part of a mapping splits it), not "
+        "RLIMIT_MEMLOCK");
+}
+
+/* " (RLIMIT_MEMLOCK is ..., the process has ... locked, secretjit ... of them)" */
+static void put_budget(char *msg, size_t cap, size_t *at, const struct rlimit *rl,
+                       int have_rl, int have_cap, long long vmlck)
+{
+    put(msg, cap, at, " (RLIMIT_MEMLOCK is ");
+    if (!have_rl)
+        put(msg, cap, at, "unknown");
+    else if (rl->rlim_cur == RLIM_INFINITY)
+        put(msg, cap, at, "unlimited");
+    else {
+        put_num(msg, cap, at, rl->rlim_cur);
+        put(msg, cap, at, " bytes");
+    }
+    if (have_cap)
+        put(msg, cap, at, ", CAP_IPC_LOCK in effect");
+    if (vmlck >= 0) {
+        put(msg, cap, at, ", the process has ");
+        put_num(msg, cap, at, (unsigned long long)vmlck * 1024);
+        put(msg, cap, at, " bytes locked");
+    }
+    put(msg, cap, at, ", secretjit ");
+    put_num(msg, cap, at, __atomic_load_n(&locked_bytes, __ATOMIC_RELAXED));
+    put(msg, cap, at, " of them)");
+}
+
 static void lock_failed(size_t len, int err)
 {
     struct rlimit rl;
-    long long vmlck, capeff, maps = -1, max_maps = -1;
+    long long vmlck = -1, capeff = -1;
     int cause, have_rl, have_cap;
     size_t at = 0, cap = sizeof warn_msg;
     char *msg = warn_msg;
@@ -84,24 +155,12 @@ static void lock_failed(size_t len, int err)
     if (__atomic_exchange_n(&warning_busy, 1, __ATOMIC_ACQUIRE))
         return;                 /* another thread is reporting right now */
     have_rl = getrlimit(RLIMIT_MEMLOCK, &rl) == 0;
-    vmlck = capeff = -1;
     if (read_small("/proc/self/status", proc_buf, sizeof proc_buf) > 0) {
         vmlck = field(proc_buf, "VmLck:", 10);
         capeff = field(proc_buf, "CapEff:", 16);
     }
     have_cap = capeff >= 0 && (capeff & (1LL << 14));   /* CAP_IPC_LOCK */
-    if (err == EPERM)
-        cause = CAUSE_RLIMIT;
-    else if (err == ENOMEM) {
-        /* ENOMEM is either the lock budget or a mapping split refused at
-         * vm.max_map_count (mlock of part of a mapping splits it). */
-        if (!have_cap && have_rl && rl.rlim_cur != RLIM_INFINITY
-            && (vmlck < 0 || (unsigned long long)vmlck * 1024 + len > rl.rlim_cur))
-            cause = CAUSE_RLIMIT;
-        else
-            cause = CAUSE_MAPS;
-    } else
-        cause = CAUSE_OTHER;
+    cause = failure_cause(err, len, &rl, have_rl, vmlck, have_cap);
     if (__atomic_fetch_or(&warned_causes, cause, __ATOMIC_RELAXED) & cause) {
         __atomic_store_n(&warning_busy, 0, __ATOMIC_RELEASE);
         return;
@@ -111,47 +170,9 @@ static void lock_failed(size_t len, int err)
     put(msg, cap, &at, " bytes of secret memory failed (errno ");
     put_num(msg, cap, &at, (unsigned)err);
     put(msg, cap, &at, "): ");
-    if (cause == CAUSE_MAPS) {
-        maps = count_maps(proc_buf, sizeof proc_buf);
-        if (read_small("/proc/sys/vm/max_map_count", proc_buf, sizeof proc_buf) > 0)
-            max_maps = strtoll(proc_buf, NULL, 10);
-        put(msg, cap, &at, "the exhausted budget is vm.max_map_count (the "
-            "process has ");
-        if (maps >= 0)
-            put_num(msg, cap, &at, (unsigned long long)maps);
-        else
-            put(msg, cap, &at, "an unknown number of");
-        put(msg, cap, &at, " mappings, the limit is ");
-        if (max_maps >= 0)
-            put_num(msg, cap, &at, (unsigned long long)max_maps);
-        else
-            put(msg, cap, &at, "unknown");
-        put(msg, cap, &at, "; locking part of a mapping splits it), not "
-            "RLIMIT_MEMLOCK");
-    } else if (cause == CAUSE_RLIMIT) {
-        put(msg, cap, &at, "the exhausted budget is RLIMIT_MEMLOCK");
-    } else {
-        put(msg, cap, &at, "the kernel could not lock the pages");
-    }
-    put(msg, cap, &at, " (RLIMIT_MEMLOCK is ");
-    if (!have_rl)
-        put(msg, cap, &at, "unknown");
-    else if (rl.rlim_cur == RLIM_INFINITY)
-        put(msg, cap, &at, "unlimited");
-    else {
-        put_num(msg, cap, &at, rl.rlim_cur);
-        put(msg, cap, &at, " bytes");
-    }
-    if (have_cap)
-        put(msg, cap, &at, ", CAP_IPC_LOCK in effect");
-    if (vmlck >= 0) {
-        put(msg, cap, &at, ", the process has ");
-        put_num(msg, cap, &at, (unsigned long long)vmlck * 1024);
-        put(msg, cap, &at, " bytes locked");
-    }
-    put(msg, cap, &at, ", secretjit ");
-    put_num(msg, cap, &at, __atomic_load_n(&locked_bytes, __ATOMIC_RELAXED));
-    put(msg, cap, &at, " of them): secret pages may be swapped out.  They are "
+    put_exhausted(msg, cap, &at, cause);
+    put_budget(msg, cap, &at, &rl, have_rl, have_cap, vmlck);
+    put(msg, cap, &at, ": secret pages may be swapped out.  They are "
         "still wiped and left out of core dumps, and locking is retried on "
         "later allocations.  Fix: ");
     if (cause == CAUSE_MAPS)
