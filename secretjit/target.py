@@ -31,9 +31,11 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import channels, constant_time, mergesort, policy, secretmem
+from . import _firstline, channels, constant_time, mergesort, policy, secretmem
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
+
+_firstline.install()       # one source parse per file for debug-info def lines
 
 TARGET = 'secret'
 
