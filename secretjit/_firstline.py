@@ -4,8 +4,9 @@ With debug info on (the secret target turns it on for the constant-time
 check's line tables), numba's lowering asks
 ``numba.misc.firstlinefinder.get_func_body_first_lineno`` for the first body
 line of every function it compiles.  That reads and ``ast.parse``s the
-function's whole source file each time: about a third of a fresh secret
-compile of a vetted kernel (0.94 s of 2.9 s for ``sha256_into``).  This is
+function's whole source file each time (a fresh secret compile of
+``sha256_into`` took 1.70 s of CPU with it, 1.22 s with this module; see
+benchmarks/RESULTS.md, "Compile time").  This is
 the same lookup from an index of every ``def`` in the file, built once per
 (file, mtime, size), so an edited file is indexed again; anything it cannot
 read falls back to numba's.
