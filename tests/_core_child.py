@@ -42,7 +42,11 @@ from secretjit import secret_jit, wipe  # noqa: E402
 from secretjit.kernels.aead import aead_seal_kernel  # noqa: E402
 from secretjit.kernels.hmac import hkdf_sha256_into  # noqa: E402
 
-MESSAGE = b'core dumps must not hold session keys'
+# Long enough (about 256 KiB) that a call spends most of its time inside the
+# kernel (on the secret stack), not in the dispatcher or waiting for the GIL:
+# a dump taken while threads call then stops some thread mid-call almost
+# surely (with a 37-byte message, 6 dumps in a row once caught none).
+MESSAGE = b'core dumps must not hold session keys. ' * 6600
 INFO_PREFIX = b'secretjit core'
 PLANTED_THREAD = 0xFFFF
 _PREFIX = np.frombuffer(INFO_PREFIX, np.uint8)

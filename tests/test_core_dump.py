@@ -138,12 +138,18 @@ def _run(mode):
             Returns the scan; ``caught`` says whether a thread was stopped
             mid-call: on a secret stack (secret), in JIT code (control).
             """
-            t0 = time.perf_counter()
-            path = _corescan.gcore(info['pid'], tmp)
-            maps = _corescan.read_maps(info['pid'])
-            seconds = time.perf_counter() - t0
-            os.kill(info['pid'], signal.SIGSTOP)      # the scan gets the CPUs
+            # SIGSTOP first: every thread stops at once, where it is.  gdb
+            # attaches to the threads one after the other; without the stop,
+            # once it has stopped the thread holding the GIL the others
+            # finish their calls and queue for the GIL before it reaches
+            # them, and a dump catches no thread mid-call.  The stop also
+            # gives the scan the CPUs.
+            os.kill(info['pid'], signal.SIGSTOP)
             try:
+                t0 = time.perf_counter()
+                path = _corescan.gcore(info['pid'], tmp)
+                maps = _corescan.read_maps(info['pid'])
+                seconds = time.perf_counter() - t0
                 out = scan(path, maps, seconds)
             finally:
                 os.kill(info['pid'], signal.SIGCONT)
