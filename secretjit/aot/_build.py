@@ -74,6 +74,10 @@ def worker_env(variants, tmp):
     if all(c.sha_ni for c in cpus):
         env['SECRETJIT_AOT_SHANI'] = 'avx' if all(c.vlevel for c in cpus) \
             else 'sse'
+        # numba's own codegen of the kernels (never run) must select them
+        common = set.intersection(*(set(c.features) for c in cpus))
+        env['NUMBA_CPU_FEATURES'] = ','.join('+' + f for f in cpus[0].features
+                                             if f in common)
     else:
         env['SECRETJIT_NO_SHANI'] = '1'
     return env
