@@ -251,3 +251,20 @@ def test_sha256_export_uses_sha_ni_with_cpu_host(cpu_builds):
     for msg in (b'', b'abc', bytes(range(256)) * 5):
         out = base._kv(base._run(TARGET, [b['exe'], msg.hex()]))
         assert out == {'status': '0', 'digest': hashlib.sha256(msg).hexdigest()}
+
+
+def test_cpu_build_exports_only_the_declared_names_as_ifuncs(cpu_builds):
+    d = subprocess.run(['readelf', '-W', '--dyn-syms', cpu_builds['v3']['library']],
+                       check=True, capture_output=True, text=True).stdout
+    defined = {f[7]: f[3] for f in (line.split() for line in d.splitlines())
+               if len(f) >= 8 and f[4] == 'GLOBAL' and f[6] != 'UND'}
+    assert defined == {name: 'IFUNC' for name in cpu_builds['v3']['exports']}
+
+
+def test_cli_cpu_option(tmp_path):
+    proc = run_python('-m', 'secretjit', 'aot', base.PROBES, '--export', 'is_even',
+                      '--cpu', 'x86-64-v2', '-o', tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert 'CPU x86-64-v2 (LLVM cpu x86-64, features cx16 sahf popcnt' in proc.stdout
+    header = (tmp_path / 'probe_kernels.h').read_text()
+    assert ' * CPU: x86-64-v2 (' in header and 'int32_t is_even(' in header
