@@ -228,9 +228,11 @@ def build_ir(exports, kernels, target, secret=True, cpu=None):
     # a --cpu build's exports are ifuncs (cpu.check_source) that resolve to
     # these wrappers on a CPU with the build's features
     prefix = CPU_PREFIX if cpu is not None and not cpu.baseline else ''
+    # an AVX-512 build's boundaries zero zmm0-31 and k0-k7 themselves, and
+    # its ifuncs run it only on an AVX-512 CPU: nothing is left to clear
+    clear = CLEAR_VREGS if secret and (cpu is None or cpu.vlevel < 2) else None
     specs = [wrapper_spec(exp, kernel, _kernel_params(text, kernel), ret_ll,
-                          clear=CLEAR_VREGS if secret else None,
-                          name=prefix + exp.c_name)
+                          clear=clear, name=prefix + exp.c_name)
              for exp, (kernel, text, ret_ll) in zip(exports, kernels)]
     texts = list(dict((k, text) for k, text, _ in kernels).values())
     found = ct.Findings()
