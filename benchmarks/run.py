@@ -250,6 +250,9 @@ def check_targets(data):
     if data.get('alloc'):
         import alloc
         out += alloc.check_targets(data['alloc'])
+    if data.get('aot'):
+        import aot
+        out += aot.check_targets(data['aot'])
     return out
 
 
@@ -310,6 +313,9 @@ def markdown(data, command):
     if data.get('alloc'):
         import alloc
         lines += ['', alloc.markdown(data['alloc'], command).rstrip()]
+    if data.get('aot'):
+        import aot
+        lines += ['', aot.markdown(data['aot'], command).rstrip()]
     lines += ['', '## Targets', '', '| target | measured | met |', '|---|---:|---|']
     for what, value, ok in check_targets(data):
         lines.append('| %s | %s | %s |' % (what, value, 'yes' if ok else '**no**'))
@@ -369,6 +375,8 @@ def main(argv=None):
     data['api'] = api.collect(args.quick)
     import alloc                          # allocation-heavy kernels (issue 15)
     data['alloc'] = alloc.collect(args.quick)
+    import aot                            # AOT exports called from C (issue 15)
+    data['aot'] = aot.collect(args.quick)
     data['seconds'] = time.time() - t0
     out = args.out or (None if args.quick else HERE)
     command = 'python benchmarks/run.py' + (' --quick' if args.quick else '')

@@ -25,6 +25,10 @@ def main(argv=None):
     aot.add_argument('--target', default=None,
                      help='x86_64-linux-gnu or aarch64-linux-gnu (default: '
                      'the host)')
+    aot.add_argument('--cpu', default=None, metavar='NAME',
+                     help='CPU features the code may use: host, x86-64-v2, '
+                     'x86-64-v3, x86-64-v4, optionally +FEATURE words '
+                     '(default: the baseline; see secretjit.aot.cpu)')
     aot.add_argument('-o', '--outdir', default='.',
                      help='output directory (default: .)')
     aot.add_argument('--export', dest='exports', action='append',
@@ -84,16 +88,19 @@ def _aot(parser, args):
     from . import aot
     try:
         target = aot.resolve_target(args.target)
+        from .aot.cpu import resolve_cpu
+        cpu = resolve_cpu(aot.TARGETS[target][0], args.cpu)
     except aot.AotError as exc:
         parser.error(str(exc))          # exit status 2, like argparse
     try:
         lib, header = aot.build(args.module, target=target, outdir=args.outdir,
-                                exports=args.exports)
+                                exports=args.exports, cpu=args.cpu)
     except (aot.AotError, TypeError, ValueError) as exc:
         print('secretjit aot: error: %s' % exc, file=sys.stderr)
         return 1
     import os
-    print('%s (%d bytes, %s)' % (lib, os.path.getsize(lib), target))
+    print('%s (%d bytes, %s, CPU %s)' % (lib, os.path.getsize(lib), target,
+                                          cpu.describe()))
     print(header)
     return 0
 

@@ -152,7 +152,11 @@ def _probe(builds, target, secret):
 @pytest.mark.parametrize('target', TARGETS)
 def test_abi_from_c(probe_builds, target):
     b = _probe(probe_builds, target, True)
-    out = _run(target, [b['exe'], 'abi'])
+    check_abi(_run(target, [b['exe'], 'abi']))
+
+
+def check_abi(out):
+    """The results harness.c's ``abi`` command prints (tests/test_aot_cpu.py too)."""
     lines = dict(line.split(' ', 1) for line in out.splitlines())
     key = bytes([1, 2, 3, 4, 5])
     t = bytes(k ^ 0x5A for k in key)

@@ -29,6 +29,10 @@ from _child import run_python
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXPORTS = os.path.join(HERE, 'aot', 'ct_exports.py')
 TARGETS = ['x86_64-linux-gnu', 'aarch64-linux-gnu']
+# the warn build's variants: each target's baseline, and x86-64 --cpu host
+VARIANTS = [dict(target=t) for t in TARGETS] + [
+    dict(target='x86_64-linux-gnu', cpu='host')]
+VARIANT_IDS = TARGETS + ['x86_64-linux-gnu-cpu-host']
 CK = os.path.join(HERE, '_ct_kernels.py')
 
 pytestmark = pytest.mark.slow
@@ -45,7 +49,8 @@ def _build(tmp, variants, mode, exports=None):
     os.environ['CT_EXPORTS_MODE'] = mode
     try:
         return aot._build_variants(EXPORTS, [
-            dict(v, outdir=str(tmp / ('%s-%s' % (v['target'], v.get('secret', True)))))
+            dict(v, outdir=str(tmp / ('%s-%s-%s' % (v['target'], v.get('secret', True),
+                                                    v.get('cpu')))))
             for v in variants], exports=exports)
     finally:
         os.environ.pop('CT_EXPORTS_MODE')
@@ -57,8 +62,7 @@ def warn_builds(tmp_path_factory):
         _need(t)
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter('always')
-        infos = _build(tmp_path_factory.mktemp('ct-warn'),
-                       [dict(target=t) for t in TARGETS], 'warn')
+        infos = _build(tmp_path_factory.mktemp('ct-warn'), VARIANTS, 'warn')
     return infos, [w for w in rec if issubclass(w.category, ConstantTimeWarning)]
 
 
@@ -89,13 +93,13 @@ def _found(lines):
     return out
 
 
-@pytest.mark.parametrize('index', [0, 1], ids=TARGETS)
+@pytest.mark.parametrize('index', [0, 1, 2], ids=VARIANT_IDS)
 def test_aot_findings_name_the_python_lines(warn_builds, index):
     infos, rec = warn_builds
     info = infos[index]
-    assert info['target'] == TARGETS[index]
+    assert info['target'] == VARIANTS[index]['target']
     assert _found(info['constant_time']) == _expected()
-    mnemonic = 'div' if index == 0 else 'udiv'
+    mnemonic = 'udiv' if info['target'].startswith('aarch64') else 'div'
     assert any('contains %s although' % mnemonic in line
                for line in info['constant_time'])
     # the findings reach the caller as warnings
@@ -165,16 +169,17 @@ def test_aot_hardening_against_a_build_without_it(warn_builds, tmp_path):
     its width bypass; the same build with SECRETJIT_CT_HARDENING=0 does not."""
     os.environ['SECRETJIT_CT_HARDENING'] = '0'
     try:
-        control, = _build(tmp_path, [dict(target='x86_64-linux-gnu')], 'warn',
+        controls = _build(tmp_path, [VARIANTS[0], VARIANTS[2]], 'warn',
                           exports=['ct_select_loop', 'ct_signed_division'])
     finally:
         os.environ.pop('SECRETJIT_CT_HARDENING')
-    secret = warn_builds[0][0]
-    hard = _kernel_mnemonics(secret, 'select_loop', 'x86_64')
-    soft = _kernel_mnemonics(control, 'select_loop', 'x86_64')
-    assert not any(m.startswith('cmov') for m in soft), "control kept the cmov"
-    assert any(m.startswith('cmov') for m in hard)
-    hard = _kernel_mnemonics(secret, 'signed_division', 'x86_64')
-    soft = _kernel_mnemonics(control, 'signed_division', 'x86_64')
-    assert 'div' in soft and 'idiv' in soft, "control: no width bypass"
-    assert 'idiv' in hard and 'div' not in hard
+    # the baseline build, and --cpu host (AVX-512, BMI2...: the same hardening)
+    for secret, control in zip([warn_builds[0][0], warn_builds[0][2]], controls):
+        hard = _kernel_mnemonics(secret, 'select_loop', 'x86_64')
+        soft = _kernel_mnemonics(control, 'select_loop', 'x86_64')
+        assert not any(m.startswith('cmov') for m in soft), "control kept the cmov"
+        assert any(m.startswith('cmov') for m in hard)
+        hard = _kernel_mnemonics(secret, 'signed_division', 'x86_64')
+        soft = _kernel_mnemonics(control, 'signed_division', 'x86_64')
+        assert 'div' in soft and 'idiv' in soft, "control: no width bypass"
+        assert 'idiv' in hard and 'div' not in hard

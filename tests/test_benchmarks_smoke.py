@@ -44,4 +44,11 @@ def test_quick_benchmark_writes_results(tmp_path):
     assert '## Allocation-heavy kernels (issue 15)' in table
     assert {r['group'] for r in data['alloc']['rows']} == {'alloc', 'temp64'}
     assert all(r['njit_ns'] > 0 and r['secret_ns'] > 0 for r in data['alloc']['rows'])
+    # AOT exports called from C (issue 15): secret and control, the target rows
+    assert '## AOT exports (issue 15)' in table
+    assert [r['case'] for r in data['aot']['trivial']] == [
+        'trivial export, control', 'trivial export, secret (baseline)',
+        'trivial export, secret (--cpu host)']
+    assert all(r['ns'] > 0 for r in data['aot']['trivial'])
+    assert 'AOT trivial export, baseline: secret - control <= 5 ns' in table
     assert 'avx2' in data['machine']['cpu_flags'] or 'asimd' in data['machine']['cpu_flags']

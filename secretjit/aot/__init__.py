@@ -40,7 +40,10 @@ dynamic symbol table.
 Targets: ``x86_64-linux-gnu`` (host ``cc``) and ``aarch64-linux-gnu``
 (``aarch64-linux-gnu-gcc`` from Debian's ``gcc-aarch64-linux-gnu``).
 Code is compiled for the architecture's baseline CPU (x86-64 without AVX,
-ARMv8-A without SVE), so a library runs on any CPU of its architecture.
+ARMv8-A without SVE), so a library runs on any CPU of its architecture,
+unless ``cpu`` (``--cpu``) names a feature set (:mod:`secretjit.aot.cpu`):
+then the library checks at load that the CPU has it, and its functions
+return ``SECRETJIT_ECPU`` (3) on a CPU that lacks it.
 """
 
 import inspect
@@ -69,7 +72,9 @@ STATUS = (('SECRETJIT_OK', 0, 'success'),
           ('SECRETJIT_ERAISED', 1, 'the kernel raised an exception (bad input '
            'sizes, failed check, out of memory); outputs are unspecified'),
           ('SECRETJIT_EINVAL', 2, 'invalid argument: NULL data with a positive '
-           'length, a negative length, or a NULL result pointer'))
+           'length, a negative length, or a NULL result pointer'),
+          ('SECRETJIT_ECPU', 3, 'the library was built (--cpu) for CPU '
+           'features this CPU lacks (named on stderr at load); nothing ran'))
 
 _C_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 _C_KEYWORDS = frozenset('''auto break case char const continue default do double
@@ -248,7 +253,8 @@ def exports_of(module_name):
     return list(_REGISTRY.get(module_name, ()))
 
 
-def build(module, target=None, outdir='.', *, exports=None, python=None):
+def build(module, target=None, outdir='.', *, exports=None, python=None,
+          cpu=None):
     """Build ``lib<stem>.so`` and ``<stem>.h`` in ``outdir`` from ``module``.
 
     ``module`` is a path to a ``.py`` file or an imported module object (its
@@ -263,16 +269,18 @@ def build(module, target=None, outdir='.', *, exports=None, python=None):
     compiler or linker error) and ``TypeError`` / ``ValueError`` for bad
     declarations.  ``SECRETJIT_AOT_CC`` overrides the C compiler driver
     (e.g. ``"clang --target=aarch64-linux-gnu -fuse-ld=lld"``).
+    ``cpu`` (:mod:`secretjit.aot.cpu`): the CPU features the code may use,
+    ``None`` for the baseline, ``'host'``, ``'x86-64-v3'``, ``'x86-64-v4'``
+    or such a name with ``+feature`` words; an unknown name is an AotError.
     """
-    info = _run_worker(module, dict(target=resolve_target(target),
-                                    outdir=os.path.abspath(outdir),
-                                    secret=True),
+    info = _run_worker(module, _variant(dict(target=target, outdir=outdir,
+                                             cpu=cpu)),
                        exports=exports, python=python)
     return info['library'], info['header']
 
 
 def _build_variants(module, variants, exports=None, python=None, wait=True):
-    """Tests: compile once, build several (target, outdir, secret) variants.
+    """Tests: compile once, build several (target, outdir, secret, cpu) variants.
 
     ``secret=False`` in a variant builds the same exports without the secret
     passes (no boundaries, no register zeroing) and with malloc/free without
@@ -282,11 +290,19 @@ def _build_variants(module, variants, exports=None, python=None, wait=True):
     Returns the worker's info dict per variant (library, header, depths...);
     with ``wait=False`` a function that waits for the build and returns them.
     """
-    variants = [dict(target=resolve_target(v['target']),
-                     outdir=os.path.abspath(v['outdir']),
-                     secret=bool(v.get('secret', True))) for v in variants]
+    variants = [_variant(v) for v in variants]
     return _run_worker(module, variants, exports=exports, python=python,
                        wait=wait)
+
+
+def _variant(v):
+    """A build request's (target, outdir, secret, cpu), checked."""
+    from .cpu import resolve_cpu
+    target = resolve_target(v.get('target'))
+    cpu = resolve_cpu(TARGETS[target][0], v.get('cpu'))
+    return dict(target=target, outdir=os.path.abspath(v['outdir']),
+                secret=bool(v.get('secret', True)),
+                cpu=None if cpu.baseline else cpu.name)
 
 
 def _run_worker(module, request_variant, exports=None, python=None,
@@ -309,7 +325,7 @@ def _run_worker(module, request_variant, exports=None, python=None,
         _link.toolchain(v['target'])  # fail fast, before compiling anything
     tmp = tempfile.TemporaryDirectory(prefix='secretjit-aot-')
     env = dict(os.environ)
-    env.update(_build.worker_env(variants[0]['target'], tmp.name))
+    env.update(_build.worker_env(variants, tmp.name))
     request = dict(module=str(path), keep=bool(keep),
                    only=list(exports or ()))
     if many:

@@ -41,6 +41,8 @@ C_RUNTIME_SYMBOLS = frozenset([
 # zeroes (nrt_aot.c): x86-64 ymm/zmm upper bits, zmm16-31, k0-k7; AArch64
 # SVE predicates and FFR.
 CLEAR_VREGS = 'secretjit_aot_clear_vregs'
+# A --cpu build's C wrappers: CPU_PREFIX + export name (secretjit.aot.cpu).
+CPU_PREFIX = 'secretjit__cpu_'
 # libc/libm functions numba code may call (the library links both).
 LIBC = frozenset('''memset memcpy memmove memcmp bcmp strlen malloc free calloc
     realloc getrandom __errno_location abort'''.split())
@@ -59,11 +61,32 @@ def error_line(stderr):
     return '', ''
 
 
-def worker_env(target, tmp):
-    """Environment of the compiling interpreter."""
-    return {'NUMBA_CPU_NAME': 'generic', 'NUMBA_CPU_FEATURES': '',
-            'SECRETJIT_NO_SHANI': '1',
-            'NUMBA_CACHE_DIR': os.path.join(tmp, 'numba-cache')}
+def worker_env(variants, tmp):
+    """Environment of the compiling interpreter.
+
+    numba compiles for a generic CPU (the target machine adds the build's
+    features); the SHA-256 kernel uses SHA-NI only when every variant's
+    CPU has it (the kernels are compiled once for all variants).
+    """
+    env = {'NUMBA_CPU_NAME': 'generic', 'NUMBA_CPU_FEATURES': '',
+           'NUMBA_CACHE_DIR': os.path.join(tmp, 'numba-cache')}
+    cpus = [variant_cpu(v) for v in variants]
+    if all(c.sha_ni for c in cpus):
+        env['SECRETJIT_AOT_SHANI'] = 'avx' if all(c.vlevel for c in cpus) \
+            else 'sse'
+        # numba's own codegen of the kernels (never run) must select them
+        common = set.intersection(*(set(c.features) for c in cpus))
+        env['NUMBA_CPU_FEATURES'] = ','.join('+' + f for f in cpus[0].features
+                                             if f in common)
+    else:
+        env['SECRETJIT_NO_SHANI'] = '1'
+    return env
+
+
+def variant_cpu(v):
+    """The :class:`cpu.Cpu` of a build variant."""
+    from .cpu import resolve_cpu
+    return resolve_cpu(TARGETS[v['target']][0], v.get('cpu'))
 
 
 # -- compiling the exports -------------------------------------------------
@@ -144,7 +167,7 @@ def _param_spec(exp, kernel_rest):
     return params
 
 
-def wrapper_spec(exp, kernel, kparams, ret_ll, clear=None):
+def wrapper_spec(exp, kernel, kparams, ret_ll, clear=None, name=None):
     """The :class:`passes.c_wrapper.WrapperSpec` of export ``exp``."""
     from secretjit.passes.c_wrapper import WrapperSpec
     if kparams[:2] != ['ptr', 'ptr']:
@@ -158,19 +181,22 @@ def wrapper_spec(exp, kernel, kparams, ret_ll, clear=None):
             raise AotError("export %s: result is %s in the kernel, %s in C"
                            % (exp.c_name, ret_ll, cty))
         result = (ret_ll, cty)
-    return WrapperSpec(exp.c_name, kernel, kparams, params, result, clear)
+    return WrapperSpec(name or exp.c_name, kernel, kparams, params, result,
+                       clear)
 
 
 # -- the secret passes on the target ---------------------------------------
 
-def _target_machine(target, secret=True):
+def _target_machine(target, secret=True, cpu=None):
     import llvmlite.binding as ll
     ll.initialize_all_targets()
     ll.initialize_all_asmprinters()
-    arch, triple, cpu, _, _ = TARGETS[target]
+    arch, triple, _, _, _ = TARGETS[target]
+    cpu = cpu or variant_cpu(dict(target=target))
     t = ll.Target.from_triple(triple)
-    return t.create_target_machine(cpu=cpu, features=ct.target_features(
-        arch, secret), opt=3, reloc='pic', codemodel='default')
+    return t.create_target_machine(cpu=cpu.llvm_cpu, features=ct.target_features(
+        arch, secret, cpu.feature_string()), opt=3, reloc='pic',
+        codemodel='default')
 
 
 def _optimize(mod, tm):
@@ -193,13 +219,20 @@ def compile_exports(exports):
     return kernels
 
 
-def build_ir(exports, kernels, target, secret=True):
-    """Compile ``exports`` for ``target``: (object bytes, info dict)."""
+def build_ir(exports, kernels, target, secret=True, cpu=None):
+    """Compile ``exports`` for ``target`` (and ``cpu``, a :class:`cpu.Cpu`):
+    (object bytes, info dict)."""
     from secretjit import pipeline
     arch, triple, _, _, _ = TARGETS[target]
-    tm = _target_machine(target, secret)
+    tm = _target_machine(target, secret, cpu)
+    # a --cpu build's exports are ifuncs (cpu.check_source) that resolve to
+    # these wrappers on a CPU with the build's features
+    prefix = CPU_PREFIX if cpu is not None and not cpu.baseline else ''
+    # an AVX-512 build's boundaries zero zmm0-31 and k0-k7 themselves, and
+    # its ifuncs run it only on an AVX-512 CPU: nothing is left to clear
+    clear = CLEAR_VREGS if secret and (cpu is None or cpu.vlevel < 2) else None
     specs = [wrapper_spec(exp, kernel, _kernel_params(text, kernel), ret_ll,
-                          clear=CLEAR_VREGS if secret else None)
+                          clear=clear, name=prefix + exp.c_name)
              for exp, (kernel, text, ret_ll) in zip(exports, kernels)]
     texts = list(dict((k, text) for k, text, _ in kernels).values())
     found = ct.Findings()
@@ -215,8 +248,8 @@ def build_ir(exports, kernels, target, secret=True):
             raise AotError(str(exc)) from None
         _check_symbols(result.module, {s.c_name for s in specs})
         obj = tm.emit_object(result.module)
-    info = {'depths': {s.c_name: result.bounds[s.kernel].depth
-                       for s in specs if s.kernel in result.bounds},
+    info = {'depths': {e.c_name: result.bounds[s.kernel].depth
+                       for e, s in zip(exports, specs) if s.kernel in result.bounds},
             'reports': [str(r) for r in result.reports],
             'constant_time': ct.check_object(obj, arch, found),
             'seconds_constant_time': round(found.seconds, 2)}
@@ -285,18 +318,21 @@ def _build_variant(stem, exports, kernels, v, keep=False):
     os.makedirs(outdir, exist_ok=True)
     lib = os.path.join(outdir, 'lib%s.so' % stem)
     header = os.path.join(outdir, '%s.h' % stem)
-    obj, info = build_ir(exports, kernels, v['target'], secret=secret)
+    cpu = variant_cpu(v)
+    obj, info = build_ir(exports, kernels, v['target'], secret=secret, cpu=cpu)
     with tempfile.TemporaryDirectory(prefix='secretjit-aot-') as tmp:
         opath = os.path.join(tmp, '%s.o' % stem)
         with open(opath, 'wb') as f:
             f.write(obj)
         if keep:
             shutil.copy(opath, os.path.join(outdir, '%s.o' % stem))
-        link_library(opath, exports, v['target'], lib, tmp, secret=secret)
+        link_library(opath, exports, v['target'], lib, tmp, secret=secret,
+                     cpu=cpu)
     with open(header, 'w') as f:
-        f.write(header_text(stem, exports, v['target']))
+        f.write(header_text(stem, exports, v['target'], cpu))
     info.update(library=lib, header=header, target=v['target'], secret=secret,
-                exports=[e.c_name for e in exports])
+                exports=[e.c_name for e in exports], cpu=cpu.describe(),
+                cpu_features=list(cpu.features))
     return info
 
 
@@ -306,7 +342,7 @@ def main(request):
     stem, exports = _load_exports(request)
     variants = request.get('variants') or [dict(
         target=request.get('target'), outdir=request.get('outdir'),
-        secret=request.get('secret', True))]
+        secret=request.get('secret', True), cpu=request.get('cpu'))]
     t0 = time.perf_counter()
     kernels = compile_exports(exports)
     t1 = time.perf_counter()

@@ -43,10 +43,11 @@ def toolchain(target):
     return [exe] + argv[1:]
 
 
-def header_text(stem, exports, target):
+def header_text(stem, exports, target, cpu=None):
     guard = 'SECRETJIT_AOT_%s_H' % re.sub(r'\W', '_', stem).upper()
     out = ['/* %s.h: secret kernels compiled ahead of time by secretjit for %s.'
            % (stem, target),
+           ' * CPU: %s.' % (cpu.describe() if cpu else 'the baseline'),
            ' * Link with -l%s (lib%s.so; it needs only libc and libm).'
            % (stem, stem),
            ' *',
@@ -55,7 +56,9 @@ def header_text(stem, exports, target):
            ' *    SECRETJIT_ERAISED (1) when the kernel raised an exception',
            ' *    (exceptions never unwind into C), SECRETJIT_EINVAL (2) for a',
            ' *    NULL pointer with a positive length, a negative length or a',
-           ' *    NULL result pointer (the kernel did not run);',
+           ' *    NULL result pointer (the kernel did not run), SECRETJIT_ECPU',
+           ' *    (3) when the library was built for CPU features this CPU',
+           ' *    lacks (named on stderr when it is loaded; nothing ran);',
            ' *  - a 1-D array parameter x becomes (T *x, int64_t x_len), x_len',
            ' *    counting elements; arrays are read and written in place;',
            ' *  - a scalar parameter has the C type of the same width;',
@@ -72,6 +75,9 @@ def header_text(stem, exports, target):
            '#include <stdbool.h>', '#include <stdint.h>', '']
     for name, value, doc in STATUS:
         out.append('#define %s %d  /* %s */' % (name, value, doc))
+    if cpu is not None and not cpu.baseline:
+        out.append('#define SECRETJIT_AOT_%s_CPU "%s"' % (
+            re.sub(r'\W', '_', stem).upper(), cpu.name))
     out += ['', '#ifdef __cplusplus', 'extern "C" {', '#endif', '']
     for exp in exports:
         doc = (getattr(exp.pyfunc, '__doc__', None) or '').strip()
@@ -95,11 +101,22 @@ def _run(argv, what):
     return proc
 
 
-def link_library(obj_path, exports, target, outpath, tmp, secret=True):
+def link_library(obj_path, exports, target, outpath, tmp, secret=True,
+                 cpu=None):
     cc = toolchain(target)
     objs = [obj_path]
     # Control builds (tests only) swap the arena for malloc without wiping.
     extra = [] if secret else ['-DSECRETJIT_AOT_CONTROL']
+    # What the build's own register zeroing clears (nrt_aot.c clears the rest)
+    extra.append('-DSECRETJIT_AOT_VLEVEL=%d' % (cpu.vlevel if cpu else 0))
+    if cpu is not None and not cpu.baseline:
+        from .cpu import check_source
+        src = os.path.join(tmp, 'cpu_check.c')
+        with open(src, 'w') as f:
+            f.write(check_source(cpu, os.path.basename(outpath),
+                                 [e.c_name for e in exports]))
+        objs.append(os.path.join(tmp, 'cpu_check.o'))
+        _run(cc + CFLAGS + ['-c', src, '-o', objs[-1]], 'compiling the CPU check')
     for src in _csrc.RUNTIME + _csrc.AOT_ONLY:
         path = os.path.join(CSRC, src)
         if not secret and src in _csrc.SECRET_ONLY:

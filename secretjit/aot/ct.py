@@ -117,9 +117,10 @@ def check_object(obj, arch, found):
     return lines
 
 
-def target_features(arch, secret):
-    """The target-feature string of an AOT target machine."""
-    return harden_features('', arch) if secret else ''
+def target_features(arch, secret, features=''):
+    """The target-feature string of an AOT target machine: the build CPU's
+    ``features`` (``--cpu``), hardened for a secret build."""
+    return harden_features(features, arch) if secret else features
 
 
 @contextlib.contextmanager

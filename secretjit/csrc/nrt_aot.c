@@ -120,19 +120,32 @@ __asm__(
 #endif
 
 #if defined(__x86_64__)
-/* x86-64 libraries are compiled for the baseline CPU, whose register zeroing
- * (LLVM's zero-call-used-regs) clears xmm0-15 with legacy SSE and so leaves
- * the upper halves of ymm/zmm registers and zmm16-31 and k0-7 alone; libc's
- * memcpy/memset (AVX2/AVX-512 variants) may have left data there.  Each
- * export calls this right after its boundary: it zeroes every vector and mask
- * register this CPU has (vzeroall clears zmm0-15 whole). */
-HIDDEN int secretjit_aot_vlevel = -1;
+/* LLVM's register zeroing (zero-call-used-regs) in each boundary clears the
+ * vector registers of the ISA the library was built for: xmm0-15 with legacy
+ * SSE for the baseline build (the upper ymm/zmm bits stay), ymm0-15 with VEX
+ * for an AVX build (VEX writes zero the bits up to the widest register), and
+ * zmm0-31 and k0-7 for an AVX-512 build (--cpu, secretjit/aot/cpu.py:
+ * SECRETJIT_AOT_VLEVEL 0, 1, 2).  libc's memcpy/memset (AVX2/AVX-512
+ * variants) may have left data in what the CPU has beyond that.  Each export
+ * calls this right after its boundary: it zeroes what this CPU has and the
+ * build's zeroing does not, decided once at load:
+ *   bit 1: the upper bits of ymm/zmm0-15 (16 VEX vpxor: a quarter of the
+ *          cost of vzeroall, measured in benchmarks/aot.py);
+ *   bit 2: zmm16-31 and k0-k7.
+ * (A CPU without AVX has only xmm0-15, which every boundary zeroes itself.) */
+#ifndef SECRETJIT_AOT_VLEVEL
+#define SECRETJIT_AOT_VLEVEL 0
+#endif
+HIDDEN int secretjit_aot_vneed = 0;
 
 __attribute__((constructor)) static void secretjit_aot_detect(void)
 {
+    int cpu;
     __builtin_cpu_init();
-    secretjit_aot_vlevel = __builtin_cpu_supports("avx512f") ? 2
-                         : __builtin_cpu_supports("avx") ? 1 : 0;
+    cpu = __builtin_cpu_supports("avx512f") ? 2
+        : __builtin_cpu_supports("avx") ? 1 : 0;
+    secretjit_aot_vneed = (cpu >= 1 && SECRETJIT_AOT_VLEVEL < 1 ? 1 : 0)
+                        | (cpu >= 2 && SECRETJIT_AOT_VLEVEL < 2 ? 2 : 0);
 }
 
 __asm__(
@@ -142,32 +155,32 @@ __asm__(
     ".hidden secretjit_aot_clear_vregs\n"
     ".type secretjit_aot_clear_vregs, @function\n"
     "secretjit_aot_clear_vregs:\n"
-    "    movl secretjit_aot_vlevel(%rip), %eax\n"
-    "    cmpl $2, %eax\n"
-    "    jb 1f\n"
-    "    vpxord %zmm16, %zmm16, %zmm16\n    vpxord %zmm17, %zmm17, %zmm17\n"
-    "    vpxord %zmm18, %zmm18, %zmm18\n    vpxord %zmm19, %zmm19, %zmm19\n"
-    "    vpxord %zmm20, %zmm20, %zmm20\n    vpxord %zmm21, %zmm21, %zmm21\n"
-    "    vpxord %zmm22, %zmm22, %zmm22\n    vpxord %zmm23, %zmm23, %zmm23\n"
-    "    vpxord %zmm24, %zmm24, %zmm24\n    vpxord %zmm25, %zmm25, %zmm25\n"
-    "    vpxord %zmm26, %zmm26, %zmm26\n    vpxord %zmm27, %zmm27, %zmm27\n"
-    "    vpxord %zmm28, %zmm28, %zmm28\n    vpxord %zmm29, %zmm29, %zmm29\n"
-    "    vpxord %zmm30, %zmm30, %zmm30\n    vpxord %zmm31, %zmm31, %zmm31\n"
+    "    movl secretjit_aot_vneed(%rip), %eax\n"
+    "    testl $2, %eax\n"
+    "    jz 1f\n"
+    "    vpxord %xmm16, %xmm16, %xmm16\n    vpxord %xmm17, %xmm17, %xmm17\n"
+    "    vpxord %xmm18, %xmm18, %xmm18\n    vpxord %xmm19, %xmm19, %xmm19\n"
+    "    vpxord %xmm20, %xmm20, %xmm20\n    vpxord %xmm21, %xmm21, %xmm21\n"
+    "    vpxord %xmm22, %xmm22, %xmm22\n    vpxord %xmm23, %xmm23, %xmm23\n"
+    "    vpxord %xmm24, %xmm24, %xmm24\n    vpxord %xmm25, %xmm25, %xmm25\n"
+    "    vpxord %xmm26, %xmm26, %xmm26\n    vpxord %xmm27, %xmm27, %xmm27\n"
+    "    vpxord %xmm28, %xmm28, %xmm28\n    vpxord %xmm29, %xmm29, %xmm29\n"
+    "    vpxord %xmm30, %xmm30, %xmm30\n    vpxord %xmm31, %xmm31, %xmm31\n"
     "    kxorw %k0, %k0, %k0\n    kxorw %k1, %k1, %k1\n"
     "    kxorw %k2, %k2, %k2\n    kxorw %k3, %k3, %k3\n"
     "    kxorw %k4, %k4, %k4\n    kxorw %k5, %k5, %k5\n"
     "    kxorw %k6, %k6, %k6\n    kxorw %k7, %k7, %k7\n"
-    "1:  cmpl $1, %eax\n"
-    "    jb 2f\n"
-    "    vzeroall\n"
-    "    jmp 3f\n"
-    "2:  xorps %xmm0, %xmm0\n    xorps %xmm1, %xmm1\n    xorps %xmm2, %xmm2\n"
-    "    xorps %xmm3, %xmm3\n    xorps %xmm4, %xmm4\n    xorps %xmm5, %xmm5\n"
-    "    xorps %xmm6, %xmm6\n    xorps %xmm7, %xmm7\n    xorps %xmm8, %xmm8\n"
-    "    xorps %xmm9, %xmm9\n    xorps %xmm10, %xmm10\n    xorps %xmm11, %xmm11\n"
-    "    xorps %xmm12, %xmm12\n    xorps %xmm13, %xmm13\n"
-    "    xorps %xmm14, %xmm14\n    xorps %xmm15, %xmm15\n"
-    "3:  xorl %eax, %eax\n"
+    "1:  testl $1, %eax\n"
+    "    jz 2f\n"
+    "    vpxor %xmm0, %xmm0, %xmm0\n    vpxor %xmm1, %xmm1, %xmm1\n"
+    "    vpxor %xmm2, %xmm2, %xmm2\n    vpxor %xmm3, %xmm3, %xmm3\n"
+    "    vpxor %xmm4, %xmm4, %xmm4\n    vpxor %xmm5, %xmm5, %xmm5\n"
+    "    vpxor %xmm6, %xmm6, %xmm6\n    vpxor %xmm7, %xmm7, %xmm7\n"
+    "    vpxor %xmm8, %xmm8, %xmm8\n    vpxor %xmm9, %xmm9, %xmm9\n"
+    "    vpxor %xmm10, %xmm10, %xmm10\n    vpxor %xmm11, %xmm11, %xmm11\n"
+    "    vpxor %xmm12, %xmm12, %xmm12\n    vpxor %xmm13, %xmm13, %xmm13\n"
+    "    vpxor %xmm14, %xmm14, %xmm14\n    vpxor %xmm15, %xmm15, %xmm15\n"
+    "2:  xorl %eax, %eax\n"
     "    ret\n"
     ".size secretjit_aot_clear_vregs, .-secretjit_aot_clear_vregs\n");
 

@@ -96,6 +96,9 @@ def _host_features():
     """(has SHA-NI, has AVX) for the CPU numba compiles for; (False, False) if not the host."""
     if os.environ.get("SECRETJIT_NO_SHANI", "") not in ("", "0"):
         return False, False
+    aot = os.environ.get("SECRETJIT_AOT_SHANI")     # secretjit.aot: a --cpu build with SHA-NI
+    if aot:
+        return True, aot == "avx"
     if numba.config.CPU_NAME is not None or numba.config.CPU_FEATURES is not None:
         return False, False              # numba targets another CPU than the host
     try:
