@@ -18,7 +18,7 @@ from secretjit import pipeline, secret_jit, secretmem
 from secretjit.stack_bound import CALL_DTOR
 from secretjit.stack_bound.destructors import CALL_DTOR_PLAIN, for_module
 
-from _kernels import derived_words, mix
+from _kernels import derived_words, list_of_arrays, mix
 from secretjit.testing import probes
 
 
@@ -27,17 +27,6 @@ def plain_temporaries(key):
     for i in range(64):
         tmp[i] = mix(key, i)
     return tmp.sum()
-
-
-def list_of_arrays(key):
-    rows = [np.empty(8, np.uint64) for _ in range(8)]
-    for j in range(8):
-        for i in range(8):
-            rows[j][i] = mix(key, 8 * j + i)
-    acc = np.uint64(0)
-    for r in rows:
-        acc ^= r.sum()
-    return acc
 
 
 def _bound(kernel):
