@@ -123,9 +123,10 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     return mod, depths
 
 
-def before_optimization(mod, entries, arch):
-    """Passes before -O3 on a :class:`Module`: returns the reports."""
-    _, report = passes.insert_boundaries(mod, entries, arch)
+def before_optimization(mod, entries, arch, epilogue=None):
+    """Passes before -O3 on a :class:`Module`: returns the reports.
+    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT)."""
+    _, report = passes.insert_boundaries(mod, entries, arch, epilogue)
     return [report]
 
 
