@@ -172,6 +172,18 @@ def threaded(rounds, nthreads=8, seconds=0.25):
     return rows
 
 
+def check_targets(data):
+    """Issue 15's new-thread target, for run.py's target table: the row's
+    threads after the first get an exited thread's stack (secretstack_setup.c)."""
+    out = []
+    for r in data['per_call']:
+        if r['case'] == 'new thread: start, first call, join':
+            extra_us = (r['secret_ns'] - r['njit_ns']) / 1e3
+            out.append(('new thread (exited threads\' stacks reused): first call '
+                        'secret - njit <= +20 us', '%+.1f us' % extra_us, extra_us <= 20))
+    return out
+
+
 def markdown(data, command=None):
     m = data['machine']
     st = data['status']

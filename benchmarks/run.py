@@ -250,6 +250,9 @@ def check_targets(data):
     if data.get('alloc'):
         import alloc
         out += alloc.check_targets(data['alloc'])
+    if data.get('hardened'):
+        import hardened
+        out += hardened.check_targets(data['hardened'])
     return out
 
 
