@@ -13,7 +13,8 @@ medians), for the calls whose cost the arena and the secret stack change:
 - 8 threads x ``nogil`` calls: aggregate throughput of the 64-byte temporary
   and the 1 KiB seal (per-thread span caches vs glibc's arenas);
 - memfd_secret vs mlock'ed pages (benchmarks/backing.py): a new thread's first
-  call, fresh secret memory, a steady-state seal.
+  call, fresh secret memory, a steady-state seal;
+- the boundary part by part (benchmarks/boundary.py, timed in C).
 
     python benchmarks/hardened.py            # Markdown table on stdout
     python benchmarks/hardened.py --quick    # fewer rounds
@@ -171,6 +172,18 @@ def threaded(rounds, nthreads=8, seconds=0.25):
     return rows
 
 
+def check_targets(data):
+    """Issue 15's new-thread target, for run.py's target table: the row's
+    threads after the first get an exited thread's stack (secretstack_setup.c)."""
+    out = []
+    for r in data['per_call']:
+        if r['case'] == 'new thread: start, first call, join':
+            extra_us = (r['secret_ns'] - r['njit_ns']) / 1e3
+            out.append(('new thread (exited threads\' stacks reused): first call '
+                        'secret - njit <= +20 us', '%+.1f us' % extra_us, extra_us <= 20))
+    return out
+
+
 def markdown(data, command=None):
     m = data['machine']
     st = data['status']
@@ -201,6 +214,9 @@ def markdown(data, command=None):
         lines += ['', 'Backing (`SECRETJIT_SECRET_MEMORY`, benchmarks/backing.py: one child '
                   'per backing and round, alternating; medians; this run: `%s`):' % (
                       st.get('backing')), ''] + backing.markdown_rows(data['backing'])
+    if data.get('boundary'):
+        import boundary
+        lines += ['', boundary.markdown(data['boundary'])]
     return '\n'.join(lines)
 
 
@@ -216,6 +232,8 @@ def collect(quick=False):
     data['status'] = secretjit.memory_status()
     import backing      # memfd_secret vs mlock pages: one child per backing
     data['backing'] = backing.compare(3 if quick else 5)
+    import boundary     # the boundary's parts, timed one by one in C
+    data['boundary'] = boundary.collect(quick)
     return data
 
 

@@ -253,6 +253,9 @@ def check_targets(data):
     if data.get('aot'):
         import aot
         out += aot.check_targets(data['aot'])
+    if data.get('hardened'):
+        import hardened
+        out += hardened.check_targets(data['hardened'])
     return out
 
 

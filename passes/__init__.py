@@ -16,6 +16,7 @@ from .c_wrapper import WrapperSpec, c_abi_wrappers
 from .constant_time import Finding, find_ct_violations
 from .debug_info import line_tables_for_dwarf, strip_debug_info
 from .declassify import DECLASSIFY_ASM, lower_declassify
+from .epilogue import register_epilogue
 from .internalize import internalize_linkonce
 from .linkage import internalize_all_but
 from .outline_scrub import SCRUB_FN, outline_scrub
@@ -32,6 +33,6 @@ __all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
            'find_ct_violations', 'generic_refcount', 'insert_boundaries',
            'internalize_all_but', 'internalize_linkonce', 'line_tables_for_dwarf',
            'lower_declassify',
-           'neutral_atomics', 'outline_scrub', 'placeholders',
+           'neutral_atomics', 'outline_scrub', 'placeholders', 'register_epilogue',
            'strip_debug_info', 'strip_target_attributes', 'stub_functions',
            'thunk_name', 'write_depths', 'zero_call_used_regs']

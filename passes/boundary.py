@@ -33,7 +33,8 @@ back.  Where no secret stack can be set up, the boundary runs the kernel in
 place and the inline asm zeroes the ``depth`` bytes below the boundary's own
 stack pointer instead.  Either way the boundary's epilogue zeroes every
 call-clobbered register except the status in the return register (LLVM's
-``zero-call-used-regs``).  ``depth`` (``i64 ptrtoint (ptr
+``zero-call-used-regs``, or :mod:`passes.epilogue` for the vector
+registers).  ``depth`` (``i64 ptrtoint (ptr
 @"__secretjit.depth.K" to i64)``) is a placeholder symbol until
 :mod:`passes.stack_depth` writes in the bound computed from the machine code
 for the thunk's call tree.  The pass runs before -O3, so the optimizer never
@@ -78,8 +79,28 @@ def thunk_name(kernel):
     return THUNK_PREFIX + kernel
 
 
-def _boundary_text(kernel_fn, arch):
+def _ret(status, epilogue):
+    """The boundary's return of ``status``; with an ``epilogue``
+    (passes.epilogue), a branch to the one exit block that runs it."""
+    if epilogue is None:
+        return ['  ret i32 %s' % status]
+    return ['  br label %exit']
+
+
+def _exit(epilogue):
+    if epilogue is None:
+        return []
+    asm, clobbers = epilogue
+    return ['exit:',
+            '  %st = phi i32 [ %status, %done ], [ %status2, %fallback ]',
+            '  %%stz = call i32 asm sideeffect "%s", "={ax},0,%s"(i32 %%st)'
+            % (asm, clobbers),
+            '  ret i32 %stz']
+
+
+def _boundary_text(kernel_fn, arch, epilogue=None):
     asm, constraints = SCRUB_ASM[arch]
+    zero = '"zero-call-used-regs"="%s"' % ('all' if epilogue is None else 'all-gpr')
     types = [leading_type(p) for p in kernel_fn.params]
     params = ', '.join('%s %%a%d' % (t, i) for i, t in enumerate(types))
     depth = 'i64 ptrtoint (ptr %s to i64)' % quote(depth_symbol(kernel_fn.name))
@@ -105,9 +126,8 @@ def _boundary_text(kernel_fn, arch):
         '  ret void',
         '}',
         '',
-        'define internal i32 %s(%s) noinline nounwind '
-        '"zero-call-used-regs"="all" {' % (quote(boundary_name(kernel_fn.name)),
-                                          params),
+        'define internal i32 %s(%s) noinline nounwind %s {'
+        % (quote(boundary_name(kernel_fn.name)), params, zero),
         'entry:',
         '  %%frame = alloca %s, align 16' % frame,
     ]
@@ -123,22 +143,24 @@ def _boundary_text(kernel_fn, arch):
         '  %%ps = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
         % (frame, status),
         '  %status = load i32, ptr %ps',
-        '  ret i32 %status',
+    ] + _ret('%status', epilogue) + [
         # No secret stack for this thread: run in place and scrub below sp.
         'fallback:',
         '  %%status2 = call i32 %s(%s) noinline' % (kernel, params),
         '  call void asm sideeffect "%s", "%s"(%s)' % (asm, constraints, depth),
-        '  ret i32 %status2',
+    ] + _ret('%status2', epilogue) + _exit(epilogue) + [
         '}',
     ]
     return lines
 
 
 @text_pass
-def insert_boundaries(mod, entries, arch):
+def insert_boundaries(mod, entries, arch, epilogue=None):
     """Give each ``(wrapper, kernel)`` pair of ``entries`` a scrubbing boundary.
 
     Returns the module (or text, given text) and a :class:`PassReport`.
+    ``epilogue`` (:func:`passes.epilogue.register_epilogue`) zeroes the
+    vector and x87 registers before each return instead of LLVM's ``"all"``.
     Pairs whose wrapper or kernel is not defined in this module, and wrappers
     already routed through a boundary, are left alone.
     """
@@ -171,7 +193,7 @@ def insert_boundaries(mod, entries, arch):
         report.count('calls_rerouted', rewritten)
         if kernel not in made:
             made.add(kernel)
-            added.extend([''] + _boundary_text(kfn, arch))
+            added.extend([''] + _boundary_text(kfn, arch, epilogue))
             report.count('boundaries_added')
     if not added:
         return mod, report

@@ -94,7 +94,7 @@ class SecretCodeLibrary(JITCodeLibrary):
             self.pre_secret_ir = str(self._final_module)
         mod = Module.parse(str(self._final_module))
         self.pass_reports = pipeline.before_optimization(
-            mod, self._secret_entries, arch)
+            mod, self._secret_entries, arch, self._codegen.epilogue)
         if self.pass_reports[0]['boundaries_added']:
             self._final_module = self._reparse(mod.text())
 
@@ -165,6 +165,8 @@ class SecretCodegen(JITCPUCodegen):
     def __init__(self, module_name):
         super().__init__(module_name)
         self.arch = host_arch()
+        # the boundaries' vector/x87 zeroing for this CPU (None: LLVM's "all")
+        self.epilogue = passes.register_epilogue(self.arch, self._tm_features)
         self.runtime_depths = {}
         self._install_runtime()
 

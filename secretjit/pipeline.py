@@ -35,6 +35,7 @@ from . import arena_nrt, passes, secretmem, stack_bound
 from .errors import SecretPolicyError
 from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
+from .stack_bound.destructors import CALL_DTOR_PLAIN, for_module
 
 _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
          'arm64': 'aarch64'}
@@ -110,14 +111,22 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which may
     # release nested MemInfos) and then its allocator's free: a few small C
     # frames per nesting level around the callbacks above.
-    depths['NRT_MemInfo_call_dtor'] = NUMBA_DTOR_ALLOWANCE + max(
+    depths[stack_bound.CALL_DTOR] = NUMBA_DTOR_ALLOWANCE + max(
         depths[name] for name in arena_nrt.CALLBACKS if name in depths)
+    if not standalone:
+        # A JIT module that makes no varsize MemInfo: the arena's free, or,
+        # for a MemInfo numba's C runtime made, its C destructor (a memset)
+        # and libc's free (stack_bound.destructors.for_module).
+        depths[CALL_DTOR_PLAIN] = NUMBA_DTOR_ALLOWANCE + max(
+            depths['secretjit_ea_free'], stack_bound.external_allowance('free'),
+            stack_bound.external_allowance('memset'))
     return mod, depths
 
 
-def before_optimization(mod, entries, arch):
-    """Passes before -O3 on a :class:`Module`: returns the reports."""
-    _, report = passes.insert_boundaries(mod, entries, arch)
+def before_optimization(mod, entries, arch, epilogue=None):
+    """Passes before -O3 on a :class:`Module`: returns the reports.
+    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT)."""
+    _, report = passes.insert_boundaries(mod, entries, arch, epilogue)
     return [report]
 
 
@@ -143,6 +152,7 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     kernels = passes.placeholders(mod)
     if not kernels:
         return SecretModule(reparse(mod.text()), reports=reports)
+    extra_allowance = for_module(extra_allowance, text)
     try:
         bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
                                        extra_allowance, module_name, reparse)

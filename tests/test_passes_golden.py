@@ -65,6 +65,34 @@ def test_boundary_is_idempotent():
     assert _canonical(twice) == _canonical(once)
 
 
+def test_boundary_with_the_vector_epilogue_golden():
+    """AVX-512 x86-64: LLVM zeroes the GPRs ("all-gpr"); one exit block runs
+    passes.epilogue's asm (x87, xmm0-31 once each, k0-k7) before the ret."""
+    source = _canonical((GOLDEN / 'wrapper_and_kernel.input.ll').read_text())
+    epilogue = passes.register_epilogue('x86_64', '+sse2,+avx,+avx2,+avx512f')
+    out, report = passes.insert_boundaries(source, [('cpython.kernel', 'kernel')],
+                                           'x86_64', epilogue)
+    assert dict(report.counters) == {'boundaries_added': 1, 'calls_rerouted': 1}
+    expected_file = GOLDEN / 'boundary_inserted_epilogue.expected.ll'
+    if os.environ.get('SECRETJIT_REGOLD'):
+        expected_file.write_text(_canonical(out))
+    assert _canonical(out) == expected_file.read_text()
+    asm = epilogue[0]
+    assert asm.count('fldz') == 8 and asm.count('vxorps') == 32 and asm.count('kxorq') == 8
+    avx2 = passes.register_epilogue('x86_64', '+sse2,+avx,+avx2,-avx512f')[0]
+    assert avx2.count('vxorps') == 16 and 'xmm16' not in avx2 and 'kxorq' not in avx2
+
+
+@pytest.mark.parametrize('arch, features', [
+    ('x86_64', '+sse2,-avx,-avx2'), ('aarch64', '+neon,+sve'), ('x86_64', '')])
+def test_no_vector_epilogue_keeps_llvms_all(arch, features):
+    assert passes.register_epilogue(arch, features) is None
+    source = _canonical((GOLDEN / 'wrapper_and_kernel.input.ll').read_text())
+    with_none, _ = passes.insert_boundaries(source, [('cpython.kernel', 'kernel')],
+                                            'x86_64', None)
+    assert _canonical(with_none) == (GOLDEN / 'boundary_inserted.expected.ll').read_text()
+
+
 def test_pass_golden_unchanged_cases_are_really_unchanged():
     """A must-not-fire case reports nothing and gives its input back."""
     quiet = [c for c in CASES if not c['counters']]

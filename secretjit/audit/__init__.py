@@ -29,6 +29,7 @@ machine's instructions), :mod:`.targets` (JIT dispatchers, AOT libraries),
 """
 
 from .. import stack_bound
+from ..stack_bound.destructors import for_module
 from . import aarch64, x86_64  # noqa: F401  (register the architectures)
 from .core import (BOUNDARY, SECRET_CALL, BoundaryAudit, check_boundary, depth,
                    reachable)
@@ -43,7 +44,11 @@ __all__ = ['AuditError', 'BOUNDARY', 'BoundaryAudit', 'SECRET_CALL', 'audit_disp
 
 def _dtor_allowance(obj):
     """An AOT library links numba's C destructor path in: the contract's
-    allowance around the callbacks it runs, whose depth the audit computes."""
+    allowance around the callbacks it runs, whose depth the audit computes.
+    A JIT object's allowance depends on whether it names a varsize entry
+    (:func:`stack_bound.destructors.for_module`)."""
+    obj.allowances = for_module(
+        obj.allowances, sorted(obj.undefined) + sorted(set(obj.relocs.values())))
     dtor = stack_bound.CALL_DTOR
     if dtor in obj.functions and dtor not in obj.allowances:
         from .. import arena_nrt

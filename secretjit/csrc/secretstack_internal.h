@@ -14,6 +14,7 @@ struct secret_stack {
     size_t map_len;
     char *lo, *hi;      /* usable [lo, hi); hi is 16-byte aligned */
     size_t room;        /* largest scrub depth a call may have */
+    size_t used;        /* deepest span [hi - used, hi) a call zeroed */
     int active;         /* a secret call is running on this stack */
     int failed;         /* setup failed once: do not retry on every call */
     int locked;         /* the stack is mlock'ed (and counted) */
@@ -40,6 +41,8 @@ extern struct stack_cfg SC;
 extern __thread struct secret_stack tls_stack
     __attribute__((tls_model("initial-exec")));
 void secretjit__stack_rseq_init(void);
+/* secretjit_test_deep_scrub(0) is in effect (tests only). */
+int secretjit__deep_scrub_off(void);
 
 /* secretstack_setup.c */
 void secretjit__stack_once(void);       /* read the settings, once */

@@ -67,16 +67,47 @@ static void unmap(struct secret_stack *s)
     s->locked = 0;
 }
 
+/* Stacks of exited threads, kept for the next new thread (issue 15: a
+ * fresh memfd_secret stack costs its mapping and tens of microseconds per
+ * first-touched page).  Every call zeroed what its tree wrote, down to the
+ * deepest write it found, so a stack is all zero between calls; release
+ * zeroes the span the calls used, [hi - used, hi), once more before the
+ * stack goes here (not under secretjit_test_deep_scrub(0), the tests'
+ * control).  Under reg_lock. */
+#define MAX_SPARE 8
+static struct secret_stack spare[MAX_SPARE];
+static int n_spare;
+
 static void release(void *unused)
 {
     struct secret_stack *s = &tls_stack;
+    int keep;
     (void)unused;
-    if (s->map) {
-        pthread_mutex_lock(&reg_lock);
-        unregister(s);
-        pthread_mutex_unlock(&reg_lock);
-        unmap(s);
+    if (!s->map)
+        return;
+    if (!secretjit__deep_scrub_off())
+        secretjit__wipe(s->hi - s->used, s->used);
+    pthread_mutex_lock(&reg_lock);
+    unregister(s);
+    keep = n_spare < MAX_SPARE;
+    if (keep) {
+        spare[n_spare++] = *s;
+        s->map = s->lo = s->hi = NULL;
+        s->locked = 0;
     }
+    pthread_mutex_unlock(&reg_lock);
+    if (!keep)
+        unmap(s);
+}
+
+/* A spare stack for s (its fields; registry and exit key are the caller's),
+ * or 0 when there is none.  Under reg_lock. */
+static int take_spare(struct secret_stack *s)
+{
+    if (n_spare == 0)
+        return 0;
+    *s = spare[--n_spare];
+    return 1;
 }
 
 static void fork_prepare(void) { pthread_mutex_lock(&reg_lock); }
@@ -94,6 +125,8 @@ static void fork_child(void)
             unmap(s);
         }
     }
+    while (n_spare > 0)         /* no thread of the child will use them */
+        unmap(&spare[--n_spare]);
     if (mine->map && mine->locked) {
         secretjit__unlocked(mine->hi - mine->lo);
         mine->locked = secretjit__lock_onfault(mine->lo, mine->hi - mine->lo) == 0;
@@ -141,23 +174,15 @@ static void init(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-int secretjit__stack_setup(struct secret_stack *s)
+/* Map a new stack into s: guard page, lock; 0, or -1 when it cannot. */
+static int map_stack(struct secret_stack *s)
 {
-    char *m;
-    size_t len;
-    secretjit__stack_once();
-    if (!key_ok)
-        return -1;
-    len = SC.stack_size + SC.page_size;
-    m = secretjit__map_secret(len, PROT_READ | PROT_WRITE,
-                              MAP_NORESERVE | MAP_STACK);
+    size_t len = SC.stack_size + SC.page_size;
+    char *m = secretjit__map_secret(len, PROT_READ | PROT_WRITE,
+                                    MAP_NORESERVE | MAP_STACK);
     if (m == MAP_FAILED)
         return -1;
     if (mprotect(m, SC.page_size, PROT_NONE) != 0) {       /* the guard page */
-        secretjit__unmap_secret(m, len);
-        return -1;
-    }
-    if (pthread_setspecific(exit_key, s) != 0) {
         secretjit__unmap_secret(m, len);
         return -1;
     }
@@ -166,6 +191,7 @@ int secretjit__stack_setup(struct secret_stack *s)
     s->lo = m + SC.page_size;
     s->hi = m + len;
     s->room = SC.stack_size > SC.sig_reserve ? SC.stack_size - SC.sig_reserve : 0;
+    s->used = 0;
     /* Locked on fault: a page is locked when a call first touches it, so a
      * thread's first call does not fault in (and zero) all 256 KiB, only
      * the pages its call tree uses (issue 15: the first call went from about
@@ -177,13 +203,37 @@ int secretjit__stack_setup(struct secret_stack *s)
      * fault in pages in the middle of a call. */
     if (!s->locked)
         secretjit__wipe(s->lo, SC.stack_size);
-    pthread_mutex_lock(&reg_lock);
+    return 0;
+}
+
+/* Put s in the registry of mapped stacks.  Under reg_lock. */
+static void enlist(struct secret_stack *s)
+{
     s->prev = NULL;
     s->next = registry;
     if (registry)
         registry->prev = s;
     registry = s;
+}
+
+int secretjit__stack_setup(struct secret_stack *s)
+{
+    int reused;
+    secretjit__stack_once();
+    if (!key_ok || pthread_setspecific(exit_key, s) != 0)
+        return -1;
+    pthread_mutex_lock(&reg_lock);
+    reused = take_spare(s);     /* an exited thread's stack, wiped */
+    if (reused)
+        enlist(s);
     pthread_mutex_unlock(&reg_lock);
+    if (!reused) {
+        if (map_stack(s) != 0)
+            return -1;
+        pthread_mutex_lock(&reg_lock);
+        enlist(s);
+        pthread_mutex_unlock(&reg_lock);
+    }
     __atomic_add_fetch(&SC.stacks_created, 1, __ATOMIC_RELAXED);
     return 0;
 }

@@ -15,6 +15,15 @@ allowance only.  Deeper nesting (a list of lists of lists ...) is
 data-dependent; it is left to the runtime's below-depth detection and scrub
 (``secretjit/csrc/secretstack.c``), which ``tests/test_signal_scrub.py``
 checks with lists nested 150 and 200 deep torn down while key words are live.
+
+What ``NRT_MemInfo_call_dtor`` itself may reach depends on the MemInfos the
+module makes (:func:`for_module`): a varsize MemInfo (list, set, string
+payloads) is destroyed through ``secretjit_varsize_dtor``, which calls the
+payload's destructor through a pointer (numba's destructor-path allowance
+covers it); a module that names none of numba's varsize entries only makes
+plain MemInfos (arrays, structrefs), destroyed by the arena's free, and gets
+the shallower allowance :data:`CALL_DTOR_PLAIN`, which still covers a plain
+MemInfo numba's C runtime made (its C destructor, then libc ``free``).
 """
 
 import re
@@ -22,6 +31,31 @@ import re
 # numba's C entry that runs a MemInfo's destructor.
 CALL_DTOR = 'NRT_MemInfo_call_dtor'
 _DTOR_NAME = re.compile(r'(^|\.)dtor\.|_dtor$')
+
+
+# The allowances' key for NRT_MemInfo_call_dtor in a module that makes no
+# varsize MemInfo (secretjit.pipeline.arena_nrt_module sets both).
+CALL_DTOR_PLAIN = CALL_DTOR + '.plain'
+# numba's entries that make or resize a varsize MemInfo.
+_VARSIZE = re.compile(r'\bNRT_MemInfo_\w*varsize')
+
+
+def for_module(allowances, names):
+    """``allowances`` with ``NRT_MemInfo_call_dtor``'s bound for a module
+    whose IR (or whose calls' targets) ``names``: the text or an iterable.
+
+    Without :data:`CALL_DTOR_PLAIN` in ``allowances`` (AOT libraries, tests'
+    own tables) they are returned unchanged; otherwise the plain bound is
+    used unless ``names`` mention a varsize entry.
+    """
+    if not allowances or CALL_DTOR_PLAIN not in allowances:
+        return allowances
+    text = names if isinstance(names, str) else '\n'.join(n or '' for n in names)
+    out = dict(allowances)
+    plain = out.pop(CALL_DTOR_PLAIN)
+    if not _VARSIZE.search(text):
+        out[CALL_DTOR] = plain
+    return out
 
 
 # A call to one of numba's allocation entries that store a destructor.
