@@ -214,7 +214,7 @@ def _binary(name, arith, doc):
         _check(name, F, (h, f, g))
         return types.void(F, h, f, g), _codegen(arith)
 
-    @overload(py)
+    @overload(py, inline="always")
     def _ov(F, h, f, g):
         return lambda F, h, f, g: ir_op(F, h, f, g)
     return py
@@ -231,7 +231,7 @@ def _unary(name, arith, doc):
         _check(name, F, (h, f))
         return types.void(F, h, f), _codegen(arith)
 
-    @overload(py)
+    @overload(py, inline="always")
     def _ov(F, h, f):
         return lambda F, h, f: ir_op(F, h, f)
     return py
@@ -254,7 +254,7 @@ def fe_cswap(F, a, b, swap):
         F[int(a) + i], F[int(b) + i] = x ^ t, y ^ t
 
 
-@overload(fe_cswap)
+@overload(fe_cswap, inline="always")
 def _fe_cswap_ov(F, a, b, swap):
     _check("fe_cswap", F, (a, b, swap))
 
