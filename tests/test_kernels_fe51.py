@@ -143,3 +143,26 @@ def test_field_multiply_is_25_wide_multiplies_and_no_call():
 def test_bad_arguments_are_typing_errors(body, F, message):
     with pytest.raises(TypingError, match=message):
         njit(body)(F)
+
+
+def test_cache_key_covers_the_kernel_helpers(monkeypatch):
+    """A change to _fe51.py changes the secret cache key (numba's own check looks only at
+    x25519.py, so a cached x25519 kernel would otherwise keep the old field arithmetic)."""
+    import io
+    from secretjit import codegen
+
+    def digest(extra):
+        real_open = open
+
+        def reading(path, mode="r", *args, **kw):
+            f = real_open(path, mode, *args, **kw)
+            if path.endswith("_fe51.py"):
+                return io.BytesIO(f.read() + extra)
+            return f
+
+        monkeypatch.setattr(codegen, "open", reading, raising=False)
+        monkeypatch.setattr(codegen, "_DIGEST", None)
+        return codegen._source_digest()
+
+    assert digest(b"") == digest(b"")
+    assert digest(b"# changed\n") != digest(b"")
