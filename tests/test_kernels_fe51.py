@@ -139,6 +139,8 @@ def test_field_multiply_is_25_wide_multiplies_and_no_call():
      r"fe_sq\(F, ...\): F must be a writable 1-D C-contiguous uint64 array"),
     (lambda F: fe_add(F, 0.5, 0, 0), np.zeros(20, np.uint64),
      r"fe_add\(F, ...\): element offsets must be integers, got float64"),
+    (lambda F: fe_cswap(F, 0, 5, 1.0), np.zeros(20, np.uint64),
+     r"fe_cswap\(F, a, b, swap\): swap must be an integer 0 or 1, got float64"),
 ])
 def test_bad_arguments_are_typing_errors(body, F, message):
     with pytest.raises(TypingError, match=message):

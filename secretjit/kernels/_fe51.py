@@ -256,7 +256,9 @@ def fe_cswap(F, a, b, swap):
 
 @overload(fe_cswap, inline="always")
 def _fe_cswap_ov(F, a, b, swap):
-    _check("fe_cswap", F, (a, b, swap))
+    _check("fe_cswap", F, (a, b))
+    if not isinstance(swap, types.Integer):
+        raise TypingError("fe_cswap(F, a, b, swap): swap must be an integer 0 or 1, got %s" % swap)
 
     def impl(F, a, b, swap):
         mask = np.uint64(0) - np.uint64(swap)
