@@ -7,7 +7,9 @@ own, into which the wiping allocator of :mod:`secretjit.arena_nrt` is loaded
 first, so its NRT symbols shadow numba's for secret code only.
 """
 
+import glob
 import hashlib
+import os
 import sys
 import types
 
@@ -44,7 +46,12 @@ def _source_digest():
             'secretjit.channels', 'secretjit.channel_rules',
             'secretjit.constant_time')
             if name in sys.modules]
-        for path in sorted({m.__file__ for m in mods}):
+        paths = {m.__file__ for m in mods}
+        # the vetted kernels' IR helpers (kernels/_fe51.py, _simd.py, ...): numba's
+        # cache checks only a kernel's own file, not the files of what it calls
+        kernels = os.path.join(os.path.dirname(__file__), 'kernels')
+        paths.update(glob.glob(os.path.join(kernels, '_*.py')))
+        for path in sorted(paths):
             with open(path, 'rb') as f:
                 h.update(f.read())
         _DIGEST = h.hexdigest()[:16]
