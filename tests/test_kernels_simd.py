@@ -10,7 +10,6 @@
   the detector does not fire on scalar code.
 """
 
-import platform
 import re
 
 import numpy as np
@@ -22,18 +21,8 @@ from secretjit import secret_jit
 from secretjit.kernels import chacha20 as C, poly1305 as P
 from secretjit.kernels._simd import chacha_lanes
 
-X86 = platform.machine() in ("x86_64", "AMD64")
+from _cpu import FLAGS, X86
 
-
-def _flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(re.search(r"^flags\s*:(.*)$", f.read(), re.M).group(1).split())
-    except (OSError, AttributeError):
-        return set()
-
-
-FLAGS = _flags()
 WIDE = "zmm" if "avx512f" in FLAGS else "ymm"
 
 

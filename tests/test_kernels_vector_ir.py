@@ -15,7 +15,6 @@
 """
 
 import hashlib
-import platform
 import re
 
 import numpy as np
@@ -28,20 +27,10 @@ from secretjit.kernels import poly1305 as P
 from secretjit.kernels._blake2b_simd import IV, blake2b_compress
 from secretjit.kernels._poly_simd import MUL_L, MUL_N, poly_lanes, pv_size
 
-X86 = platform.machine() in ("x86_64", "AMD64")
+from _cpu import FLAGS, X86
+
 PRIME = (1 << 130) - 5
 M26 = (1 << 26) - 1
-
-
-def _flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(re.search(r"^flags\s*:(.*)$", f.read(), re.M).group(1).split())
-    except (OSError, AttributeError):
-        return set()
-
-
-FLAGS = _flags()
 
 
 # -- poly_lanes -----------------------------------------------------------------
