@@ -3,13 +3,15 @@
 - ``poly_lanes`` (secretjit.kernels._poly_simd) against its definition in Python
   integers mod 2**130 - 5 (each lane: (acc + block + 2**128) * mult), for lane
   counts 1..16 and 0..3 chunks, with all-ones blocks and accumulators at their
-  bound; compiled (secret_jit, njit) and called from Python.
+  bound; compiled (secret_jit, njit; the IFMA and the portable path) and called
+  from Python.
 - ``blake2b_compress`` (secretjit.kernels._blake2b_simd) against hashlib on one-
   and two-block messages, and compiled against Python for counters with a high
   word.
 - Bad arguments are typing errors naming the problem.
 - Machine code (x86-64): Poly1305's hot loop keeps its accumulators in registers
-  (no store inside the loop) and multiplies whole vectors; BLAKE2b's rounds rotate
+  (no store inside the loop) and multiplies whole vectors (``vpmadd52huq`` on zmm
+  where the CPU has AVX-512 IFMA, ``vpmuludq`` in the portable path); BLAKE2b's rounds rotate
   whole ymm vectors.  The controls: a numba loop over lane arrays stores in its
   loop, and scalar code has no such vector rotation, so the detectors fire.
 """
@@ -25,10 +27,11 @@ from numba.core.errors import TypingError
 from secretjit import secret_jit
 from secretjit.kernels import poly1305 as P
 from secretjit.kernels._blake2b_simd import IV, blake2b_compress
-from secretjit.kernels._poly_simd import MUL_L, MUL_N, poly_lanes, pv_size
+from secretjit.kernels._poly_simd import MUL_L, MUL_N, poly_lanes, poly_lanes_base26, pv_size
 
 from _cpu import FLAGS, X86
 
+IFMA = X86 and {"avx512f", "avx512ifma"} <= FLAGS
 PRIME = (1 << 130) - 5
 M26 = (1 << 26) - 1
 
@@ -82,6 +85,14 @@ def every_lane_count(pvs, d):
     poly_lanes(pvs[4], d, 16)
 
 
+def every_lane_count_base26(pvs, d):
+    poly_lanes_base26(pvs[0], d, 1)
+    poly_lanes_base26(pvs[1], d, 2)
+    poly_lanes_base26(pvs[2], d, 4)
+    poly_lanes_base26(pvs[3], d, 8)
+    poly_lanes_base26(pvs[4], d, 16)
+
+
 LANE_COUNTS = (1, 2, 4, 8, 16)
 
 
@@ -97,10 +108,14 @@ def _check_lanes(run, rng, nbytes, full=False, fill=None):
         assert all(int(pv[k * n + l]) < 1 << 27 for k in range(5) for l in range(n))
 
 
+@pytest.mark.parametrize("py_func", [every_lane_count, every_lane_count_base26],
+                         ids=["poly_lanes", "base26"])
 @pytest.mark.parametrize("jit", [secret_jit, njit], ids=["secret_jit", "njit"])
-def test_poly_lanes_matches_the_definition(jit):
+def test_poly_lanes_matches_the_definition(jit, py_func):
+    """Both code paths: poly_lanes (base 2**44 with IFMA for 8 and 16 lanes on a CPU
+    with it) and poly_lanes_base26 (the portable code)."""
     rng = np.random.default_rng(16)
-    kernel = jit(every_lane_count)
+    kernel = jit(py_func)
 
     def run(pvs, d):
         kernel(tuple(pvs), d)
@@ -261,12 +276,24 @@ def array_lanes(acc, d, r, n):
             acc[l] = (acc[l] + np.uint64(d[16 * c + l])) * r
 
 
+def lanes_base26(pv, d):
+    poly_lanes_base26(pv, d, 16)
+
+
 @needs_avx2
-def test_poly1305_hot_loop_keeps_the_accumulators_in_registers():
+@pytest.mark.parametrize("path", ["poly_blocks", "base26"])
+def test_poly1305_hot_loop_keeps_the_accumulators_in_registers(path):
     ps, msg = np.zeros(P.STATE_SIZE, np.uint64), np.zeros(4096, np.uint8)
-    # 25 products per block, 16 blocks per chunk: 50 zmm or 100 ymm vpmuludq
-    body = _hot_loop(_asm(lanes, ps, msg, 256), "vpmuludq",
-                     25 * 16 * 64 // (512 if WIDE == "zmm" else 256))
+    if path == "poly_blocks":
+        asm = _asm(lanes, ps, msg, 256)
+    else:
+        asm = _asm(lanes_base26, np.zeros(pv_size(16), np.uint32), msg)
+    if path == "poly_blocks" and IFMA:
+        # 9 high-half multiply-adds per block, 8 blocks per zmm: 18 per chunk
+        body = _hot_loop(asm, "vpmadd52huq", 18, "zmm")
+        assert _count(body, "vpmuludq", "[xyz]mm") == 0
+    else:   # 25 products per block, 16 blocks per chunk: 50 zmm or 100 ymm vpmuludq
+        body = _hot_loop(asm, "vpmuludq", 25 * 16 * 64 // (512 if WIDE == "zmm" else 256))
     assert _stores(body) == [], _stores(body)
     # control: array accumulators are stored inside their loop
     body = _hot_loop(_asm(array_lanes, np.zeros(16, np.uint64), msg, np.uint64(3), 16),

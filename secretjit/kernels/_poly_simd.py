@@ -18,7 +18,10 @@ over lanes loads and stores them every chunk, because numba arrays carry no
 64-bit words (the lanes' low and high halves come out of two ``shufflevector``s
 of whole-vector loads) and split into limbs with 64-bit shifts; every product
 has both operands masked to 32 bits, which x86-64 selects as ``vpmuludq`` and
-AArch64 as ``umull``.  Every address depends on the public length only: no
+AArch64 as ``umull``.  Where the JIT compiles for a CPU with AVX-512 IFMA (and
+``lanes`` is a multiple of 8), the loop is the base 2**44 one of
+:mod:`secretjit.kernels._poly_ifma` instead (``poly_lanes_base26`` keeps the
+portable one).  Every address depends on the public length only: no
 data-dependent address or branch.
 """
 from llvmlite import ir
@@ -26,7 +29,7 @@ from numba.core import types
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-__all__ = ["poly_lanes", "MUL_N", "MUL_L", "pv_size"]
+__all__ = ["poly_lanes", "poly_lanes_base26", "MUL_N", "MUL_L", "pv_size"]
 
 MUL_N = 5          # row of the r**lanes table in pv (times lanes)
 MUL_L = 14         # row of the last chunk's table
@@ -135,10 +138,22 @@ def _is_c(a, dtype):
     return isinstance(a, types.Array) and a.dtype == dtype and a.ndim == 1 and a.layout == "C"
 
 
+def poly_lanes_base26(pv, d, lanes):
+    """:func:`poly_lanes` always in the portable base 2**26 code (on any CPU)."""
+    poly_lanes(pv, d, lanes)
+
+
 @overload(poly_lanes, prefer_literal=True)
 def _poly_lanes_overload(pv, d, lanes):
     def impl(pv, d, lanes):
         _poly_lanes_ir(pv, d, lanes)
+    return impl
+
+
+@overload(poly_lanes_base26, prefer_literal=True)
+def _poly_lanes_base26_overload(pv, d, lanes):
+    def impl(pv, d, lanes):
+        _poly_lanes26_ir(pv, d, lanes)
     return impl
 
 
@@ -180,9 +195,97 @@ def _chunk(builder, ops, src, idx, acc, mult, lanes):
     return _mulmod(h, mult, ops)
 
 
-@intrinsic
-def _poly_lanes_ir(typingctx, pv, d, lanes):
-    """:func:`poly_lanes` in compiled code."""
+def chunk_loop(builder, nchunks, acc0, body):
+    """Emit ``acc = body(acc, i, last)`` for chunk i = 0 .. nchunks - 1 (nothing if 0).
+
+    acc0: the IR values carried across chunks (``phi`` nodes in the loop);
+    ``body(acc, i, False)`` is the loop body, ``body(acc, nchunks - 1, True)`` the
+    last chunk, after the loop.  Returns the final values and leaves the builder in
+    the block after them (where every path, the empty one too, arrives).
+    """
+    i64 = ir.IntType(64)
+    loop = builder.append_basic_block("poly.loop")
+    last = builder.append_basic_block("poly.last")
+    done = builder.append_basic_block("poly.done")
+    nloop = builder.sub(nchunks, ir.Constant(i64, 1))
+    entry = builder.block
+    pre = builder.append_basic_block("poly.some")
+    builder.cbranch(builder.icmp_signed("==", nchunks, ir.Constant(i64, 0)), done, pre)
+    builder.position_at_end(pre)
+    builder.cbranch(builder.icmp_signed(">", nloop, ir.Constant(i64, 0)), loop, last)
+    builder.position_at_end(loop)
+    i = builder.phi(i64)
+    acc = [builder.phi(v.type) for v in acc0]
+    out = body(acc, i, False)
+    inext = builder.add(i, ir.Constant(i64, 1))
+    i.add_incoming(ir.Constant(i64, 0), pre)
+    i.add_incoming(inext, builder.block)
+    for a, a0, o in zip(acc, acc0, out):
+        a.add_incoming(a0, pre)
+        a.add_incoming(o, builder.block)
+    loop_end = builder.block
+    builder.cbranch(builder.icmp_signed("<", inext, nloop), loop, last)
+    builder.position_at_end(last)
+    acc_l = []
+    for a0, o in zip(acc0, out):
+        p = builder.phi(a0.type)
+        p.add_incoming(a0, pre)
+        p.add_incoming(o, loop_end)
+        acc_l.append(p)
+    final = body(acc_l, nloop, True)
+    tail = builder.block
+    builder.branch(done)
+    builder.position_at_end(done)
+    res = []
+    for a0, f in zip(acc0, final):
+        p = builder.phi(a0.type)
+        p.add_incoming(a0, entry)
+        p.add_incoming(f, tail)
+        res.append(p)
+    return res
+
+
+def _lanes_26(builder, dst, src, nitems, n):
+    """The portable loop: five 26-bit limbs per lane, 32x32->64-bit products."""
+    i64 = ir.IntType(64)
+    ops = _IROps(builder, n)
+    nchunks = builder.udiv(nitems, ir.Constant(i64, 16 * n))
+    acc0 = _load_rows(builder, dst, 0, 5, n, False)
+    mult_n = _load_rows(builder, dst, MUL_N, 9, n, True)
+
+    def body(acc, i, last):
+        mult = _load_rows(builder, dst, MUL_L, 9, n, False) if last else mult_n
+        return _chunk(builder, ops, src, i, acc, mult, n)
+    final = chunk_loop(builder, nchunks, acc0, body)
+    store_rows(builder, dst, final, n)
+
+
+def store_rows(builder, dst, rows, n):
+    """pv[k * n:(k + 1) * n] = rows[k] truncated to uint32."""
+    i64 = ir.IntType(64)
+    v32 = ir.VectorType(ir.IntType(32), n)
+    for k, v in enumerate(rows):
+        p = builder.gep(dst, [ir.Constant(i64, k * n)])
+        builder.store(builder.trunc(v, v32), builder.bitcast(p, v32.as_pointer()), align=4)
+
+
+def _use_ifma(context, lanes):
+    """Base 2**44 with AVX-512 IFMA: where the JIT compiles for a CPU that has it.
+
+    IR that leaves this machine (the AOT build re-targets the JIT's IR, see
+    ``SecretCodeLibrary.keep_pre_secret_ir``) stays portable.
+    """
+    if lanes % 8:
+        return False
+    from ..codegen import SecretCodeLibrary
+    if getattr(SecretCodeLibrary, "keep_pre_secret_ir", False):
+        return False
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+avx512ifma" in features.split(",") and "+avx512f" in features.split(",")
+
+
+def _typing(pv, d, lanes, allow_ifma):
+    """The signature and code generator of the two intrinsics below."""
     if not (_is_c(pv, types.uint32) and _is_c(d, types.uint8)):
         raise TypingError("poly_lanes(pv, d, lanes): pv must be a 1-D C-contiguous uint32 "
                           "array and d a 1-D C-contiguous uint8 array, got %s, %s" % (pv, d))
@@ -191,48 +294,25 @@ def _poly_lanes_ir(typingctx, pv, d, lanes):
         raise TypingError("poly_lanes(pv, d, lanes): pv must be writable")
 
     def codegen(context, builder, sig, args):
-        i64 = ir.IntType(64)
-        ops = _IROps(builder, n)
         pvs = context.make_array(sig.args[0])(context, builder, args[0])
         ds = context.make_array(sig.args[1])(context, builder, args[1])
-        src, dst = ds.data, pvs.data
-        nchunks = builder.udiv(ds.nitems, ir.Constant(i64, 16 * n))
-        acc0 = _load_rows(builder, dst, 0, 5, n, False)
-        mult_n = _load_rows(builder, dst, MUL_N, 9, n, True)
-        loop = builder.append_basic_block("poly.loop")
-        last = builder.append_basic_block("poly.last")
-        done = builder.append_basic_block("poly.done")
-        nloop = builder.sub(nchunks, ir.Constant(i64, 1))
-        with builder.if_then(builder.icmp_signed("==", nchunks, ir.Constant(i64, 0))):
-            builder.branch(done)
-        pre = builder.block
-        builder.cbranch(builder.icmp_signed(">", nloop, ir.Constant(i64, 0)), loop, last)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        acc = [builder.phi(ops.ty) for _ in range(5)]
-        out = _chunk(builder, ops, src, i, acc, mult_n, n)
-        inext = builder.add(i, ir.Constant(i64, 1))
-        i.add_incoming(ir.Constant(i64, 0), pre)
-        i.add_incoming(inext, loop)
-        for a, a0, o in zip(acc, acc0, out):
-            a.add_incoming(a0, pre)
-            a.add_incoming(o, loop)
-        builder.cbranch(builder.icmp_signed("<", inext, nloop), loop, last)
-        builder.position_at_end(last)
-        acc_l = []
-        for a0, o in zip(acc0, out):
-            p = builder.phi(ops.ty)
-            p.add_incoming(a0, pre)
-            p.add_incoming(o, loop)
-            acc_l.append(p)
-        final = _chunk(builder, ops, src, nloop, acc_l, _load_rows(builder, dst, MUL_L, 9, n,
-                                                                 False), n)
-        v32 = ir.VectorType(ir.IntType(32), n)
-        for k, v in enumerate(final):
-            p = builder.gep(dst, [ir.Constant(i64, k * n)])
-            builder.store(builder.trunc(v, v32), builder.bitcast(p, v32.as_pointer()), align=4)
-        builder.branch(done)
-        builder.position_at_end(done)
+        if allow_ifma and _use_ifma(context, n):
+            from ._poly_ifma import ifma_lanes
+            ifma_lanes(builder, pvs.data, ds.data, ds.nitems, n, chunk_loop)
+        else:
+            _lanes_26(builder, pvs.data, ds.data, ds.nitems, n)
         return context.get_dummy_value()
 
     return types.void(pv, d, lanes), codegen
+
+
+@intrinsic
+def _poly_lanes_ir(typingctx, pv, d, lanes):
+    """:func:`poly_lanes` in compiled code."""
+    return _typing(pv, d, lanes, True)
+
+
+@intrinsic
+def _poly_lanes26_ir(typingctx, pv, d, lanes):
+    """:func:`poly_lanes_base26` in compiled code."""
+    return _typing(pv, d, lanes, False)
