@@ -77,20 +77,19 @@ def _expected(pv, d, lanes):
     return acc
 
 
-def every_lane_count(pvs, d):
-    poly_lanes(pvs[0], d, 1)
-    poly_lanes(pvs[1], d, 2)
-    poly_lanes(pvs[2], d, 4)
-    poly_lanes(pvs[3], d, 8)
-    poly_lanes(pvs[4], d, 16)
+def _every_lane_count(lanes_fn):
+    """A kernel running lanes_fn on pvs[i] with 1, 2, 4, 8 and 16 lanes (one compile)."""
+    def run(pvs, d):
+        lanes_fn(pvs[0], d, 1)
+        lanes_fn(pvs[1], d, 2)
+        lanes_fn(pvs[2], d, 4)
+        lanes_fn(pvs[3], d, 8)
+        lanes_fn(pvs[4], d, 16)
+    return run
 
 
-def every_lane_count_base26(pvs, d):
-    poly_lanes_base26(pvs[0], d, 1)
-    poly_lanes_base26(pvs[1], d, 2)
-    poly_lanes_base26(pvs[2], d, 4)
-    poly_lanes_base26(pvs[3], d, 8)
-    poly_lanes_base26(pvs[4], d, 16)
+every_lane_count = _every_lane_count(poly_lanes)
+every_lane_count_base26 = _every_lane_count(poly_lanes_base26)
 
 
 LANE_COUNTS = (1, 2, 4, 8, 16)

@@ -226,23 +226,22 @@ def chunk_loop(builder, nchunks, acc0, body):
     loop_end = builder.block
     builder.cbranch(builder.icmp_signed("<", inext, nloop), loop, last)
     builder.position_at_end(last)
-    acc_l = []
-    for a0, o in zip(acc0, out):
-        p = builder.phi(a0.type)
-        p.add_incoming(a0, pre)
-        p.add_incoming(o, loop_end)
-        acc_l.append(p)
-    final = body(acc_l, nloop, True)
+    final = body(_merge(builder, acc0, pre, out, loop_end), nloop, True)
     tail = builder.block
     builder.branch(done)
     builder.position_at_end(done)
-    res = []
-    for a0, f in zip(acc0, final):
-        p = builder.phi(a0.type)
-        p.add_incoming(a0, entry)
-        p.add_incoming(f, tail)
-        res.append(p)
-    return res
+    return _merge(builder, acc0, entry, final, tail)
+
+
+def _merge(builder, first, first_block, second, second_block):
+    """phi nodes joining the values ``first`` (from first_block) and ``second``."""
+    out = []
+    for a, b in zip(first, second):
+        p = builder.phi(a.type)
+        p.add_incoming(a, first_block)
+        p.add_incoming(b, second_block)
+        out.append(p)
+    return out
 
 
 def _lanes_26(builder, dst, src, nitems, n):
