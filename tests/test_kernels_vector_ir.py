@@ -59,8 +59,6 @@ def _pv(rng, lanes, full):
             m = _limbs(pow(r, e, PRIME))
             for k in range(5):
                 pv[(row + k) * lanes + l] = m[k]
-            for k in range(1, 5):
-                pv[(row + 4 + k) * lanes + l] = 5 * m[k]
     return pv
 
 

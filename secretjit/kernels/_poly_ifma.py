@@ -16,6 +16,8 @@ are < 2**42, their sums < 2**44, and the shifted sums fit 64 bits.
 """
 from llvmlite import ir
 
+from ._poly_simd import MUL_L, MUL_N
+
 _M44 = (1 << 44) - 1
 _M42 = (1 << 42) - 1
 _M26 = (1 << 26) - 1
@@ -155,7 +157,7 @@ def ifma_lanes(builder, dst, src, nitems, lanes, chunk_loop):
     acc0 = []
     for g in range(groups):
         acc0 += _to44(v, [_load_group(v, dst, k, lanes, g) for k in range(5)])
-    mult_n = _mult(v, [_load_group(v, dst, 5 + k, lanes, 0, True) for k in range(5)])
+    mult_n = _mult(v, [_load_group(v, dst, MUL_N + k, lanes, 0, True) for k in range(5)])
 
     def body(acc, i, last):
         out = []
@@ -163,7 +165,7 @@ def ifma_lanes(builder, dst, src, nitems, lanes, chunk_loop):
             m = (v.mask(lo, _M44), v.mask(v.b.or_(v.shr(lo, 44), v.shl(hi, 20)), _M44),
                  v.b.or_(v.shr(hi, 24), v.c(1 << 40)))
             h = [v.add(a, x) for a, x in zip(acc[3 * g:3 * g + 3], m)]
-            mult = (_mult(v, [_load_group(v, dst, 14 + k, lanes, g) for k in range(5)])
+            mult = (_mult(v, [_load_group(v, dst, MUL_L + k, lanes, g) for k in range(5)])
                     if last else mult_n)
             out += _mulmod(v, h, mult)
         return out

@@ -7,8 +7,8 @@ accumulators (five 26-bit limbs each, as in :mod:`secretjit.kernels.poly1305`):
 chunk but the last and r**(lanes - l) for the last one, so that the sum of the
 lanes is the serial evaluation.  ``pv`` (uint32) holds the accumulators
 ``pv[k * lanes + l]`` (limb k of lane l, in and out), then the two multiplier
-tables of nine rows each (r0..r4, 5 r1..5 r4 per lane): ``pv[5 * lanes:]`` the
-r**lanes rows, ``pv[14 * lanes:]`` the last chunk's rows.
+tables of five rows each (the limbs r0..r4 per lane; 5 r_i is computed in the IR):
+``pv[5 * lanes:]`` the r**lanes rows, ``pv[10 * lanes:]`` the last chunk's rows.
 
 The loop is written in IR so that the accumulators are ``<lanes x i64>`` SSA
 values carried across chunks by ``phi`` nodes (registers: five zmm pairs with
@@ -32,8 +32,8 @@ from numba.extending import intrinsic, overload
 __all__ = ["poly_lanes", "poly_lanes_base26", "MUL_N", "MUL_L", "pv_size"]
 
 MUL_N = 5          # row of the r**lanes table in pv (times lanes)
-MUL_L = 14         # row of the last chunk's table
-_ROWS = 23         # rows of pv
+MUL_L = 10         # row of the last chunk's table
+_ROWS = 15         # rows of pv
 
 
 def pv_size(lanes):
@@ -53,7 +53,8 @@ def _py_chunk(pv, d, base, lanes, mul):
         m = (lo & _M26, (lo >> 26) & _M26, ((lo >> 52) | (hi << 12)) & _M26,
              (hi >> 14) & _M26, (hi >> 40) | (1 << 24))
         h = [(int(pv[k * lanes + l]) + m[k]) & 0xFFFFFFFF for k in range(5)]
-        r = [int(pv[(mul + k) * lanes + l]) for k in range(9)]
+        r = [int(pv[(mul + k) * lanes + l]) for k in range(5)]
+        r += [5 * x for x in r[1:]]
         for k, v in enumerate(_mulmod(h, r, _PyOps)):
             pv[k * lanes + l] = v
 
@@ -244,16 +245,22 @@ def _merge(builder, first, first_block, second, second_block):
     return out
 
 
+def _with_fives(ops, r):
+    """(r0..r4) -> (r0..r4, 5 r1..5 r4); the (exact) 32-bit masks keep the products 32x32."""
+    return r + [ops.mask(ops.mul(x, ops.const(5)), ops.const(0xFFFFFFFF)) for x in r[1:]]
+
+
 def _lanes_26(builder, dst, src, nitems, n):
     """The portable loop: five 26-bit limbs per lane, 32x32->64-bit products."""
     i64 = ir.IntType(64)
     ops = _IROps(builder, n)
     nchunks = builder.udiv(nitems, ir.Constant(i64, 16 * n))
     acc0 = _load_rows(builder, dst, 0, 5, n, False)
-    mult_n = _load_rows(builder, dst, MUL_N, 9, n, True)
+    mult_n = _with_fives(ops, _load_rows(builder, dst, MUL_N, 5, n, True))
 
     def body(acc, i, last):
-        mult = _load_rows(builder, dst, MUL_L, 9, n, False) if last else mult_n
+        mult = (_with_fives(ops, _load_rows(builder, dst, MUL_L, 5, n, False)) if last
+                else mult_n)
         return _chunk(builder, ops, src, i, acc, mult, n)
     final = chunk_loop(builder, nchunks, acc0, body)
     store_rows(builder, dst, final, n)

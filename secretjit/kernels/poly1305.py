@@ -29,7 +29,7 @@ _H = 5
 _S = 10
 STATE_SIZE = 14
 BULK_MIN_BLOCKS = 2 * LANES      # below this the serial path is used
-# bulk scratch (uint32): lane accumulators, then two 9-row multiplier tables (_poly_simd)
+# bulk scratch (uint32): lane accumulators, then two 5-row multiplier tables (_poly_simd)
 _MUL_N = MUL_N * LANES
 _MUL_L = MUL_L * LANES
 _PV_SIZE = pv_size(LANES)
@@ -121,10 +121,6 @@ def _set_mul(pv, mul, l, p0, p1, p2, p3, p4):
     pv[mul + 2 * LANES + l] = np.uint32(p2)
     pv[mul + 3 * LANES + l] = np.uint32(p3)
     pv[mul + 4 * LANES + l] = np.uint32(p4)
-    pv[mul + 5 * LANES + l] = np.uint32(p1 * _FIVE)
-    pv[mul + 6 * LANES + l] = np.uint32(p2 * _FIVE)
-    pv[mul + 7 * LANES + l] = np.uint32(p3 * _FIVE)
-    pv[mul + 8 * LANES + l] = np.uint32(p4 * _FIVE)
 
 
 @njit
