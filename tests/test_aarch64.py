@@ -368,3 +368,15 @@ def test_poly1305_lanes_path_against_python_integers():
     data = bytes((7 * i + 3) % 256 for i in range(1100))
     for n in (16 * 32 - 1, 16 * 32, 16 * 48 + 5, 1100):
         assert pp.poly1305(key, data[:n]) == ref(data[:n]), n
+
+
+def test_blake2b_vector_compression_against_hashlib():
+    """BLAKE2b's vector-IR compression (four <4 x i64> rows, NEON here) against
+    hashlib, keyed and unkeyed, around the block size."""
+    import hashlib
+    bb = pytest.importorskip('secretjit.kernels.blake2b')
+    data = bytes((11 * i + 5) % 256 for i in range(600))
+    for n in (0, 1, 127, 128, 129, 256, 600):
+        assert bb.blake2b(data[:n]) == hashlib.blake2b(data[:n]).digest(), n
+        assert (bb.blake2b(data[:n], 32, b'k' * 20)
+                == hashlib.blake2b(data[:n], digest_size=32, key=b'k' * 20).digest()), n

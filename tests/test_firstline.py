@@ -12,7 +12,7 @@ import secretjit  # noqa: F401  (installs the lookup)
 from secretjit import _firstline
 
 KERNEL_MODULES = ('aead', 'blake2b', 'chacha20', 'hmac', 'poly1305', 'sha256', 'x25519',
-                  '_simd', '_util', '_bytesarg')
+                  '_simd', '_poly_simd', '_poly_ifma', '_blake2b_simd', '_util', '_bytesarg')
 
 
 def _functions(mod):

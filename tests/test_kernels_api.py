@@ -4,6 +4,7 @@ results written straight into fresh ``bytes`` objects, no copy of the result.
 Speed is measured by ``benchmarks/api.py``, not here.
 """
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 from secretjit import secret_jit
 from secretjit.kernels import aead, blake2b, chacha20, hmac, poly1305, sha256, x25519
@@ -161,9 +163,17 @@ def test_size_errors_from_the_kernel_name_the_parameter():
 
 def test_python_api_without_the_jit():
     """NUMBA_DISABLE_JIT=1 runs the kernels as Python, the outputs filled the same way."""
-    code = ("from secretjit.kernels import aead; "
-            "print(aead.seal(bytes(range(32)), bytes(range(12)), b'abc', b'ad').hex())")
+    # 700 bytes: Poly1305's vector-IR lanes (two chunks) and BLAKE2b's compression, as Python
+    code = ("from secretjit.kernels import aead, blake2b, poly1305; "
+            "print(aead.seal(bytes(range(32)), bytes(range(12)), b'abc', b'ad').hex()); "
+            "m = bytes(range(256)) * 3; "
+            "print(poly1305.poly1305(bytes(range(32)), m[:700]).hex()); "
+            "print(blake2b.blake2b(m[:300], 40, b'k').hex())")
     r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
                        text=True, timeout=300, env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == ChaCha20Poly1305(KEY).encrypt(NONCE, b"abc", b"ad").hex()
+    m = bytes(range(256)) * 3
+    assert r.stdout.split() == [
+        ChaCha20Poly1305(KEY).encrypt(NONCE, b"abc", b"ad").hex(),
+        Poly1305.generate_tag(KEY, m[:700]).hex(),
+        hashlib.blake2b(m[:300], digest_size=40, key=b"k").hexdigest()]

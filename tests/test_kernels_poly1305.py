@@ -41,6 +41,16 @@ def test_all_lengths_against_cryptography():
         assert P.poly1305(key, data[:n]) == ref(key, data[:n]), n
 
 
+def test_every_tail_after_the_vector_chunks():
+    """Every tail of 0..16 * LANES + 1 bytes after the vector chunks, from the bulk
+    threshold (BULK_MIN_BLOCKS blocks) and from three chunks on."""
+    key = os.urandom(32)
+    data = os.urandom(4 * BULK + 2)
+    for base in (16 * P.BULK_MIN_BLOCKS, 3 * BULK):
+        for t in range(BULK + 2):
+            assert P.poly1305(key, data[:base + t]) == ref(key, data[:base + t]), base + t
+
+
 @pytest.mark.parametrize("fill", [0x00, 0xFF])
 @pytest.mark.parametrize("n", [15, 16, 17, BULK * 2, BULK * 2 + 16, BULK * 5 + 3, 10000])
 def test_extreme_limbs(fill, n):

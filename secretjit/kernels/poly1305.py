@@ -3,7 +3,7 @@
 Arithmetic uses five 26-bit limbs in uint64 (poly1305-donna-32 style, every product
 fits in 64 bits).  Long inputs are processed ``LANES`` blocks at a time with
 independent accumulators multiplied by r**LANES (the last chunk by r**(LANES-lane)),
-which LLVM vectorizes across lanes.
+in explicit vector IR (:func:`secretjit.kernels._poly_simd.poly_lanes`).
 
 State layout (uint64 array of ``STATE_SIZE`` words, see ``_poly_init``):
 ``[0:5]`` r, ``[5:10]`` h, ``[10:14]`` s (the 128-bit pad as four 32-bit words).
@@ -14,6 +14,7 @@ from numba import njit
 
 from ..decorators import secret_jit
 from ..intrinsics import wipe
+from ._poly_simd import MUL_L, MUL_N, poly_lanes, pv_size
 from ._util import IN, OUT, ZERO, api_entry, as_buf, as_buf_sized
 
 __all__ = ["poly1305", "poly1305_mac", "poly1305_verify_kernel", "KEY_SIZE", "TAG_SIZE",
@@ -28,10 +29,10 @@ _H = 5
 _S = 10
 STATE_SIZE = 14
 BULK_MIN_BLOCKS = 2 * LANES      # below this the serial path is used
-# bulk scratch (uint32): lane accumulators, then two 9-row multiplier tables
-_MUL_N = 5 * LANES
-_MUL_L = _MUL_N + 9 * LANES
-_PV_SIZE = _MUL_L + 9 * LANES
+# bulk scratch (uint32): lane accumulators, then two 5-row multiplier tables (_poly_simd)
+_MUL_N = MUL_N * LANES
+_MUL_L = MUL_L * LANES
+_PV_SIZE = pv_size(LANES)
 
 _M26 = np.uint64(0x3FFFFFF)
 _M32 = np.uint64(0xFFFFFFFF)
@@ -113,76 +114,6 @@ def _blocks_serial(ps, data, off, nblocks, hibit):
     ps[_H] = h0; ps[_H + 1] = h1; ps[_H + 2] = h2; ps[_H + 3] = h3; ps[_H + 4] = h4
 
 
-@njit(inline="always")
-def _mulmod_s(h0, h1, h2, h3, h4, r0, r1, r2, r3, r4, s1, s2, s3, s4):
-    """_mulmod with precomputed s_i = 5 r_i (all operands zero-extended uint32 -> vpmuludq)."""
-    d0 = h0 * r0 + h1 * s4 + h2 * s3 + h3 * s2 + h4 * s1
-    d1 = h0 * r1 + h1 * r0 + h2 * s4 + h3 * s3 + h4 * s2
-    d2 = h0 * r2 + h1 * r1 + h2 * r0 + h3 * s4 + h4 * s3
-    d3 = h0 * r3 + h1 * r2 + h2 * r1 + h3 * r0 + h4 * s4
-    d4 = h0 * r4 + h1 * r3 + h2 * r2 + h3 * r1 + h4 * r0
-    c = d0 >> _U26
-    h0 = d0 & _M26
-    d1 += c
-    c = d1 >> _U26
-    h1 = d1 & _M26
-    d2 += c
-    c = d2 >> _U26
-    h2 = d2 & _M26
-    d3 += c
-    c = d3 >> _U26
-    h3 = d3 & _M26
-    d4 += c
-    c = d4 >> _U26
-    h4 = d4 & _M26
-    h0 += c * _FIVE
-    c = h0 >> _U26
-    h0 &= _M26
-    h1 += c
-    return h0, h1, h2, h3, h4
-
-
-@njit
-def _lanes_chunk(pv, mul, blk):
-    """acc[l] = (acc[l] + block[l]) * mult[l] for the LANES blocks of blk (uint32[4*LANES]).
-
-    pv[0:5*LANES] holds the lane accumulators (uint32 limbs, lane-major); pv[mul:mul+9*LANES]
-    the multiplier limbs r0..r4, s1..s4 per lane.  Everything is uint32 so that the
-    64-bit products vectorize to vpmuludq; blk is a slice of its own, so that its indices
-    are known to be non-negative (no wraparound selects) and LLVM loads the four words of
-    each block with a stride-4 interleaved group (vector loads and shuffles).
-    """
-    # limbs stay below 2^27 (see _mulmod), so the uint32 truncations below are exact and
-    # tell LLVM the products are 32x32->64 bit
-    for l in range(LANES):
-        t0 = np.uint64(blk[4 * l])
-        t1 = np.uint64(blk[4 * l + 1])
-        t2 = np.uint64(blk[4 * l + 2])
-        t3 = np.uint64(blk[4 * l + 3])
-        m0 = t0 & _M26
-        m1 = ((t0 >> np.uint64(26)) | (t1 << np.uint64(6))) & _M26
-        m2 = ((t1 >> np.uint64(20)) | (t2 << np.uint64(12))) & _M26
-        m3 = ((t2 >> np.uint64(14)) | (t3 << np.uint64(18))) & _M26
-        m4 = (t3 >> np.uint64(8)) | _HIBIT
-        h0 = np.uint64(np.uint32(np.uint64(pv[0 * LANES + l]) + m0))
-        h1 = np.uint64(np.uint32(np.uint64(pv[1 * LANES + l]) + m1))
-        h2 = np.uint64(np.uint32(np.uint64(pv[2 * LANES + l]) + m2))
-        h3 = np.uint64(np.uint32(np.uint64(pv[3 * LANES + l]) + m3))
-        h4 = np.uint64(np.uint32(np.uint64(pv[4 * LANES + l]) + m4))
-        h0, h1, h2, h3, h4 = _mulmod_s(
-            h0, h1, h2, h3, h4,
-            np.uint64(pv[mul + 0 * LANES + l]), np.uint64(pv[mul + 1 * LANES + l]),
-            np.uint64(pv[mul + 2 * LANES + l]), np.uint64(pv[mul + 3 * LANES + l]),
-            np.uint64(pv[mul + 4 * LANES + l]), np.uint64(pv[mul + 5 * LANES + l]),
-            np.uint64(pv[mul + 6 * LANES + l]), np.uint64(pv[mul + 7 * LANES + l]),
-            np.uint64(pv[mul + 8 * LANES + l]))
-        pv[0 * LANES + l] = np.uint32(h0)
-        pv[1 * LANES + l] = np.uint32(h1)
-        pv[2 * LANES + l] = np.uint32(h2)
-        pv[3 * LANES + l] = np.uint32(h3)
-        pv[4 * LANES + l] = np.uint32(h4)
-
-
 @njit
 def _set_mul(pv, mul, l, p0, p1, p2, p3, p4):
     pv[mul + 0 * LANES + l] = np.uint32(p0)
@@ -190,10 +121,6 @@ def _set_mul(pv, mul, l, p0, p1, p2, p3, p4):
     pv[mul + 2 * LANES + l] = np.uint32(p2)
     pv[mul + 3 * LANES + l] = np.uint32(p3)
     pv[mul + 4 * LANES + l] = np.uint32(p4)
-    pv[mul + 5 * LANES + l] = np.uint32(p1 * _FIVE)
-    pv[mul + 6 * LANES + l] = np.uint32(p2 * _FIVE)
-    pv[mul + 7 * LANES + l] = np.uint32(p3 * _FIVE)
-    pv[mul + 8 * LANES + l] = np.uint32(p4 * _FIVE)
 
 
 @njit
@@ -215,10 +142,7 @@ def _poly_blocks(ps, data, off, nblocks):
         _set_mul(pv, _MUL_N, l, p0, p1, p2, p3, p4)
     for i in range(5):
         pv[i * LANES] = np.uint32(ps[_H + i])            # h joins the first block of lane 0
-    d32 = data[off:off + 16 * LANES * nchunks].view(np.uint32)
-    for c in range(nchunks - 1):
-        _lanes_chunk(pv, _MUL_N, d32[4 * LANES * c:4 * LANES * (c + 1)])
-    _lanes_chunk(pv, _MUL_L, d32[4 * LANES * (nchunks - 1):4 * LANES * nchunks])
+    poly_lanes(pv, data[off:off + 16 * LANES * nchunks], LANES)
     # h = sum of the lanes (each limb < 2^27, so the sums fit easily), then one carry pass
     h0 = np.uint64(0); h1 = np.uint64(0); h2 = np.uint64(0); h3 = np.uint64(0); h4 = np.uint64(0)
     for l in range(LANES):
