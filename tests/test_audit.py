@@ -149,3 +149,53 @@ def test_audit_cli_json_and_exit_status(tmp_path, capsys):
     rep = json.loads(out.read_text())
     assert rep['ok'] and rep['boundaries'][0]['registers_ok']
     assert main(['audit', str(tmp_path / 'none.so')]) == 2
+
+
+# -- calls through a register: the callee's address follows the control flow ----
+
+def _fake_object(code, relocs):
+    """An :class:`ObjectCode` stand-in holding one function, ``code`` at 0."""
+    import types
+
+    from secretjit.audit.elf import Function
+    cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    cs.detail = True
+    obj = types.SimpleNamespace(
+        relocatable=True, cs=cs, relocs={(1, off + 2): name for off, name in relocs.items()}, by_addr={})
+    obj.named = lambda f, offset, imm: obj.relocs.get((f.section, offset))
+    f = Function('f', 1, 0, bytes(code))
+    from secretjit.audit.x86_64 import ARCH
+    ARCH.analyse(obj, f)
+    return dict(f.calls)
+
+
+MOVABS_R15 = [0x49, 0xbf] + [0] * 8          # movabs r15, imm64 (a relocation at +2)
+CALL_R15 = [0x41, 0xff, 0xd7]                # call r15
+TEST_EDI, RET, NOP = [0x85, 0xff], [0xc3], [0x90]
+
+
+def test_callee_in_a_saved_register_is_followed_across_blocks():
+    """``movabs r15, A``; a side block (before the call in address order,
+    not on its path) overwrites r15 and returns; the call through r15 is A.
+    (A scan in address order lost r15 at the side block: LLVM lays out
+    ``_seal``'s decref calls that way, and the audit failed it.)"""
+    code = (MOVABS_R15 + TEST_EDI + [0x75, 0x06]          # 0, 10; 12: jne 20
+            + [0x49, 0x89, 0xcf] + RET + NOP + NOP        # 14: mov r15, rcx; ret
+            + CALL_R15 + RET)                             # 20: call r15
+    assert _fake_object(code, {0: 'NRT_decref'}) == {20: 'NRT_decref'}
+
+
+def test_callee_that_differs_between_paths_is_not_resolved():
+    """Two paths load different functions into r15 before a shared call:
+    the call's target is unknown (None), where a scan in address order
+    would have named the last one it read; the same code loading one
+    function on both paths names it (must-not-fire)."""
+    code = (MOVABS_R15 + TEST_EDI + [0x74, 0x05]          # 0, 10; 12: je 19
+            + CALL_R15 + [0xeb, 0x0a]                     # 14: call r15; 17: jmp 29
+            + MOVABS_R15                                  # 19: movabs r15, B
+            + CALL_R15 + RET)                             # 29: call r15
+    assert _fake_object(code, {0: 'A', 19: 'B'}) == {14: 'A', 29: None}
+    assert _fake_object(code, {0: 'A', 19: 'A'}) == {14: 'A', 29: 'A'}
+    # a 32-bit write replaces the whole register (the scan missed it)
+    code = MOVABS_R15 + [0x45, 0x31, 0xff] + CALL_R15 + RET     # xor r15d, r15d
+    assert _fake_object(code, {0: 'A'}) == {13: None}

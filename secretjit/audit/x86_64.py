@@ -81,9 +81,8 @@ class X86_64(core.Arch):
         return obj.named(f, ins.address + 1, op.imm)
 
     def analyse(self, obj, f):
-        consts = {}                     # register -> symbol loaded with movabs
-        for ins in obj.cs.disasm(f.code, f.addr):
-            f.insns.append(ins)
+        f.insns.extend(obj.cs.disasm(f.code, f.addr))
+        for ins in f.insns:
             m, ops = ins.mnemonic, ins.op_str.replace(' ', '')
             if m == 'push':
                 f.frame += 8
@@ -91,35 +90,61 @@ class X86_64(core.Arch):
                 f.frame += int(ops[4:], 0)
             elif m == 'and' and ops.startswith('rsp,'):
                 f.frame += -int(ops[4:], 0)
+        # register -> symbol loaded with movabs, per block: a forward data
+        # flow over the function's blocks (a value holds where every path in
+        # agrees), so a callee address kept in a callee-saved register across
+        # blocks is followed, and one that differs on some path is not
+        blks, succs = core.blocks(f, self)
+        if not blks:
+            return
+        outs = core.solve(blks, succs, {}, lambda c, b: self._consts(obj, f, c, b),
+                          _agree)
+        preds = {}
+        for b, ss in succs.items():
+            for s in ss:
+                preds.setdefault(s, []).append(b)
+        for b in sorted(blks):
+            into = [outs[p] for p in preds.get(b, []) if p in outs]
+            consts = {} if b == min(blks) or not into else _agree_all(into)
+            self._consts(obj, f, consts, blks[b], calls=f.calls)
+
+    def _consts(self, obj, f, consts, block, calls=None):
+        """Symbols in registers after ``block``; ``calls``: append its calls."""
+        consts = dict(consts)
+        for ins in block:
+            m = ins.mnemonic
             if m == 'movabs' and obj.relocatable:
-                consts[ops.split(',')[0]] = obj.relocs.get((f.section, ins.address + 2))
+                reg = canon(ins.reg_name(ins.operands[0].reg))
+                consts[reg] = obj.relocs.get((f.section, ins.address + 2))
                 continue
             if m == 'mov' and len(ins.operands) == 2 and all(
                     o.type == _REG for o in ins.operands):
-                src = consts.get(ins.reg_name(ins.operands[1].reg))
-                dst = ins.reg_name(ins.operands[0].reg)
-                if src:
-                    consts[dst] = src
+                src, dst = (ins.reg_name(o.reg) for o in (ins.operands[1], ins.operands[0]))
+                if src == canon(src) and dst == canon(dst) and consts.get(src):
+                    consts[dst] = consts[src]       # a 64-bit copy keeps the address
                 else:
-                    consts.pop(dst, None)
+                    consts.pop(canon(dst), None)
                 continue
             if m == 'call':
-                f.leaf = False
-                if ins.operands[0].type == _REG:
-                    f.calls.append((ins.address, consts.get(ins.reg_name(ins.operands[0].reg))))
-                else:
-                    f.calls.append((ins.address, self._target(obj, f, ins)))
+                if calls is not None:
+                    f.leaf = False
+                    if ins.operands[0].type == _REG:
+                        calls.append((ins.address, consts.get(canon(
+                            ins.reg_name(ins.operands[0].reg)))))
+                    else:
+                        calls.append((ins.address, self._target(obj, f, ins)))
                 for reg in contract.X86_64_CALL_CLOBBERED:
                     consts.pop(reg, None)          # the callee may change them
                 continue
-            elif m == 'jmp' and ins.operands[0].type == _IMM:
+            if m == 'jmp' and ins.operands[0].type == _IMM and calls is not None:
                 name = self._target(obj, f, ins)
                 if name and name != f.name and not (
                         f.addr <= ins.operands[0].imm < f.addr + len(f.code)):
                     f.leaf = False
-                    f.calls.append((ins.address, name))      # tail call
+                    calls.append((ins.address, name))      # tail call
             for reg in ins.regs_access()[1]:
-                consts.pop(ins.reg_name(reg), None)
+                consts.pop(canon(ins.reg_name(reg)), None)
+        return {r: v for r, v in consts.items() if v}
 
     # -- the boundary ------------------------------------------------------------
 
@@ -201,6 +226,18 @@ class X86_64(core.Arch):
                     ins.operands[1].type == _IMM:
                 return ins.operands[1].imm
         return None
+
+
+def _agree(a, b):
+    """The registers two paths give the same symbol."""
+    return {r: v for r, v in a.items() if b.get(r) == v}
+
+
+def _agree_all(states):
+    out = states[0]
+    for st in states[1:]:
+        out = _agree(out, st)
+    return out
 
 
 # every call-clobbered register the tree writes is the boundary's to zero:
