@@ -20,7 +20,6 @@ elffile = pytest.importorskip('elftools.elf.elffile')
 
 from secretjit import audit, secret_jit  # noqa: E402
 from secretjit.__main__ import main  # noqa: E402
-from secretjit.kernels import chacha20, x25519  # noqa: E402
 
 from _kernels import stack_kernel  # noqa: E402
 
@@ -118,19 +117,28 @@ def test_call_to_an_unlisted_external_is_caught(built):
     assert not res.calls_ok and 'PyBytes_FromStringAndSize' in res.unlisted and not res.ok
 
 
-@pytest.mark.parametrize('kernel', [chacha20.chacha20_xor, x25519.x25519_kernel],
-                         ids=['chacha20_xor', 'x25519_kernel'])
-def test_vetted_kernels_pass(kernel):
+VETTED = ['aead_seal_kernel', 'aead_open_kernel', 'xaead_seal_kernel', 'blake2b_into',
+          'chacha20_xor', 'hchacha20_kernel', 'hmac_sha256_into', 'hkdf_sha256_into',
+          'poly1305_mac', 'poly1305_verify_kernel', 'sha256_into', 'x25519_kernel']
+
+
+@pytest.fixture(scope='module')
+def vetted_cases():
+    """Every vetted entry kernel with sample arguments (the ctcheck cases)."""
+    from _ctcheck_cases import ctcheck_cases
+    cases = {k.py_func.__name__: (k, args) for k, args in ctcheck_cases()
+             if k.__module__.startswith('secretjit.kernels')}
+    assert sorted(cases) == sorted(VETTED), 'the vetted kernels changed: update VETTED'
+    return cases
+
+
+@pytest.mark.parametrize('name', VETTED)
+def test_vetted_kernels_pass(name, vetted_cases):
     # the entry kernels themselves (the Python API runs its own API kernels)
-    u8 = np.zeros
-    if kernel is chacha20.chacha20_xor:
-        kernel(u8(32, np.uint8), u8(12, np.uint8), 0, u8(70, np.uint8),
-               u8(70, np.uint8))
-    else:
-        u = u8(32, np.uint8)
-        u[0] = 9
-        kernel(u8(32, np.uint8), u8(32, np.uint8), u)
-    results = audit.audit_dispatcher(audit.fresh_copy(kernel))
+    from numba import typeof
+    kernel, args = vetted_cases[name]
+    results = audit.audit_dispatcher(
+        audit.fresh_copy(kernel, [tuple(typeof(a) for a in args)]))
     assert results and all(r.ok for r in results), results
     for r in results:
         assert r.depth_scrubbed >= r.depth_required
