@@ -31,11 +31,13 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import _firstline, channels, constant_time, mergesort, policy, secretmem
+from . import (_firstline, channels, constant_time, line_tables, mergesort,
+               policy, secretmem, stage_times)
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
 _firstline.install()       # one source parse per file for debug-info def lines
+stage_times.install()      # SECRETJIT_PROFILE_PASSES=1: time numba's stages too
 
 TARGET = 'secret'
 
@@ -193,7 +195,15 @@ class SecretDispatcher(Dispatcher):
             policy.check_generator(self.py_func)
         return super()._compile_for_args(*args, **kws)
 
+    # Line tables on demand: a retry compiles into a table of its own.
+    overloads = property(line_tables.overloads_of,
+                         lambda self, v: self.__dict__.update(_plain_overloads=v))
+
     def add_overload(self, cres):
+        if line_tables.forcing():
+            # a retry for line tables: Python calls keep the first entries
+            self.overloads[tuple(cres.signature.args)] = cres
+            return
         if not self._generator:
             return super().add_overload(cres)
         # Keep a generator's compiled entry out of the table Python calls
@@ -212,7 +222,8 @@ class SecretDispatcher(Dispatcher):
             with channels.compiling(channels.allow_of(pipeline),
                                     channels.stack_allowance_of(pipeline)), \
                     constant_time.compiling(self):
-                return self._compile_secret(sig)
+                return line_tables.compile_on_demand(self, sig,
+                                                     self._compile_secret)
         finally:
             stack.pop()
 

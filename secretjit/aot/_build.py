@@ -61,8 +61,10 @@ def error_line(stderr):
 
 def worker_env(target, tmp):
     """Environment of the compiling interpreter."""
+    # SECRETJIT_LINE_TABLES=1: the AOT's constant-time check reads the
+    # captured IR later (secretjit.aot.ct), so it needs line tables always.
     return {'NUMBA_CPU_NAME': 'generic', 'NUMBA_CPU_FEATURES': '',
-            'SECRETJIT_NO_SHANI': '1',
+            'SECRETJIT_NO_SHANI': '1', 'SECRETJIT_LINE_TABLES': '1',
             'NUMBA_CACHE_DIR': os.path.join(tmp, 'numba-cache')}
 
 
