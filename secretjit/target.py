@@ -19,6 +19,7 @@ import weakref
 from functools import cached_property
 
 from numba.core import cgutils, externals, typing, types, utils
+from numba.core.caching import FunctionCache
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.cpu import CPUContext
 from numba.core.datamodel import models, register_default
@@ -32,7 +33,7 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          target_registry)
 
 from . import (_firstline, channels, constant_time, line_tables, mergesort,
-               policy, secretmem, stage_times)
+               policy, secret_cache, secretmem, stage_times)
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -239,6 +240,9 @@ class SecretDispatcher(Dispatcher):
                 # TypingError; surface the policy violation itself.
                 raise policy_error.with_context(exc) from exc
 
+    def enable_caching(self):
+        self._cache = secret_cache.SecretFunctionCache(self.py_func)
+
     @property
     def _numba_type_(self):
         return SecretDispatcherType(self)
@@ -313,7 +317,7 @@ def secret_twin(disp):
         twin._secret_internal = True
         # numba's cache does not record opt-outs: a twin compiled under
         # allow= is never cached (a later kernel without it could load it)
-        if disp._cache.__class__.__name__ == 'FunctionCache' and not allow:
+        if isinstance(disp._cache, FunctionCache) and not allow:
             twin.enable_caching()
         _twins[disp][allow] = twin
     return twin
