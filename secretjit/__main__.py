@@ -1,4 +1,4 @@
-"""Command line: ``python -m secretjit demo``, ``aot``, ``verify``, ``audit`` and ``ctcheck``."""
+"""Command line: ``python -m secretjit demo``, ``aot``, ``verify``, ``audit``, ``ctcheck`` and ``warm``."""
 
 import argparse
 import sys
@@ -37,7 +37,10 @@ def main(argv=None):
     _add_verify(sub)
     _add_audit(sub)
     _add_ctcheck(sub)
+    _add_warm(sub)
     args = parser.parse_args(argv)
+    if args.command == 'warm':
+        return _warm(parser, args)
     if args.command == 'verify':
         return _verify(args)
     if args.command == 'audit':
@@ -50,6 +53,22 @@ def main(argv=None):
         from . import demo as demo_mod
         return 0 if demo_mod.run(seed=args.seed) else 1
     return 2
+
+
+def _add_warm(sub):
+    warm = sub.add_parser('warm', help="compile the vetted kernels into "
+                          "numba's cache once after installing, so that their "
+                          'first call in a process loads instead of compiling')
+    warm.add_argument('names', nargs='*', metavar='NAME',
+                      help='only these functions, e.g. aead.seal (default: all)')
+
+
+def _warm(parser, args):
+    from . import warm
+    try:
+        return warm.run(args.names or None)
+    except ValueError as exc:
+        parser.error(str(exc))
 
 
 def _add_verify(sub):

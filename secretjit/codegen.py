@@ -18,6 +18,7 @@ from numba.core.codegen import JITCPUCodegen, JITCodeLibrary
 
 from . import (arena_nrt, channels, constant_time, passes, pipeline,
                secretmem, stack_bound)
+from .stage_times import timed
 from .passes.textir import Module
 from .pipeline import host_arch, host_has_sve  # noqa: F401 (probes import host_arch)
 from .stack_bound import StackBound
@@ -99,17 +100,19 @@ class SecretCodeLibrary(JITCodeLibrary):
         arch = self._codegen.arch
         if self.keep_pre_secret_ir:
             self.pre_secret_ir = str(self._final_module)
-        mod = Module.parse(str(self._final_module))
-        self.pass_reports = pipeline.before_optimization(
-            mod, self._secret_entries, arch, self._codegen.epilogue)
-        if self.pass_reports[0]['boundaries_added']:
-            self._final_module = self._reparse(mod.text())
+        with timed('secret boundaries (text IR)'):
+            mod = Module.parse(str(self._final_module))
+            self.pass_reports = pipeline.before_optimization(
+                mod, self._secret_entries, arch, self._codegen.epilogue)
+            if self.pass_reports[0]['boundaries_added']:
+                self._final_module = self._reparse(mod.text())
 
         super()._optimize_final_module()            # numba's -O3 pipeline
 
         # the constant-time check reads the line tables and strips them
-        line_text = str(self._final_module)
-        text = constant_time.check_module(self, line_text)
+        with timed('secret constant-time check'):
+            line_text = str(self._final_module)
+            text = constant_time.check_module(self, line_text)
         result = pipeline.after_optimization(
             text, self._codegen._tm, arch,
             extra_allowance=dict(channels.current_stack_allowance(),
@@ -119,10 +122,11 @@ class SecretCodeLibrary(JITCodeLibrary):
         self.pass_reports.extend(result.reports)
         self.stack_bounds, self.frame_sizes = result.bounds, result.frames
         self._final_module = result.module
-        final = str(result.module)
-        if '!dbg' in final:         # a helper library: linked with, run without
-            self._final_module = self._reparse(
-                constant_time.strip_for_codegen(self, final))
+        with timed('secret line-table strip'):
+            final = str(result.module)
+            if '!dbg' in final:     # a helper library: linked with, run without
+                self._final_module = self._reparse(
+                    constant_time.strip_for_codegen(self, final))
 
     def _get_module_for_linking(self):
         return constant_time.module_for_linking(
@@ -178,11 +182,13 @@ class SecretCodegen(JITCPUCodegen):
         self._install_runtime()
 
     def _install_runtime(self):
-        arena_nrt.register_symbols()
-        mod, self.runtime_depths = pipeline.arena_nrt_module(
-            self._tm, self.arch, self._llvm_module.triple, self._data_layout)
-        self._engine.add_module(mod)
-        self._engine.finalize_object()
+        with timed('secret runtime module'):
+            arena_nrt.register_symbols()
+            mod, self.runtime_depths = pipeline.arena_nrt_module(
+                self._tm, self.arch, self._llvm_module.triple,
+                self._data_layout)
+            self._engine.add_module(mod)
+            self._engine.finalize_object()
         self._runtime_module = mod
 
     def magic_tuple(self):

@@ -11,7 +11,8 @@
   tables the check read.
 - :class:`SecretTargetOptions` compiles secret code with line tables only
   (numba's ``debug`` in "directives only" mode: no variables, no
-  ``noinline``, no bounds checks), which is where the check's Python lines
+  ``noinline``, no bounds checks) when :mod:`secretjit.line_tables` wants
+  them: on a retry after a finding, which is where the check's Python lines
   come from.
 - :func:`hardened_backend` and :func:`harden_features` (from
   :mod:`secretjit.ct_backend`, which also holds the machine-code division
@@ -30,7 +31,7 @@ import llvmlite.binding as ll
 from numba.core.cpu import CPUTargetOptions
 from numba.core.errors import NumbaDebugInfoWarning
 
-from . import passes
+from . import line_tables, passes
 from .ct_backend import (DIV_MNEMONICS, division_instructions, harden_features,  # noqa: F401
                          hardened_backend, hardening_enabled,
                          machine_divisions)
@@ -125,10 +126,10 @@ def current_policy():
 
 
 class SecretTargetOptions(CPUTargetOptions):
-    """numba's CPU options, with line tables on unless ``debug`` is given."""
+    """numba's CPU options, with line tables when wanted (unless ``debug`` is given)."""
 
     def finalize(self, flags, options):
-        if not flags.is_set('debuginfo') and line_tables_enabled():
+        if not flags.is_set('debuginfo') and line_tables.wanted():
             flags.debuginfo = True
             flags.dbg_directives_only = True
             if not flags.is_set('boundscheck'):
@@ -138,9 +139,6 @@ class SecretTargetOptions(CPUTargetOptions):
         super().finalize(flags, options)
 
 
-def line_tables_enabled():
-    """False when ``SECRETJIT_LINE_TABLES=0`` (used to prove they change nothing)."""
-    return os.environ.get('SECRETJIT_LINE_TABLES', '1') != '0'
 
 
 # -- the check -------------------------------------------------------------
@@ -165,6 +163,8 @@ def check_module(library, text):
         findings, report = passes.find_ct_violations(text, kernels)
         library.pass_reports.append(report)
         findings += _machine_code_divisions(library, text, findings)
+        if findings:
+            line_tables.request()       # to name their lines (no-op if here)
         library.ct_findings = findings
         report_findings(findings, policy)
     return passes.strip_debug_info(text)[0]

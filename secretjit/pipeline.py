@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as ll
 
-from . import arena_nrt, passes, secretmem, stack_bound
+from . import arena_nrt, line_tables, passes, secretmem, stack_bound
 from .errors import SecretPolicyError
 from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
 from .stack_bound.destructors import CALL_DTOR_PLAIN, for_module
+from .stage_times import timed
 
 _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
          'arm64': 'aarch64'}
@@ -146,12 +147,13 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     ``line_text``, the module with numba's line tables, is given).
     """
     reparse = reparse or ll.parse_assembly
-    mod = Module.parse(text)
-    reports = [passes.internalize_linkonce(mod)[1],
-               passes.zero_call_used_regs(mod, skip=skip)[1]]
-    kernels = passes.placeholders(mod)
-    if not kernels:
-        return SecretModule(reparse(mod.text()), reports=reports)
+    with timed('secret internalize + zero regs'):
+        mod = Module.parse(text)
+        reports = [passes.internalize_linkonce(mod)[1],
+                   passes.zero_call_used_regs(mod, skip=skip)[1]]
+        kernels = passes.placeholders(mod)
+        if not kernels:
+            return SecretModule(reparse(mod.text()), reports=reports)
     extra_allowance = for_module(extra_allowance, text)
     try:
         bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
@@ -159,11 +161,14 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     except SecretPolicyError as err:
         if not hasattr(err, 'callee'):
             raise
+        if line_text is not None and '!dbg' not in line_text:
+            line_tables.request()       # to name the call's line
         raise stack_bound.unknown.with_location(err, line_text) from None
     check_stack_limit(bounds, stack_limit)
-    reports.append(passes.write_depths(
-        mod, {k: b.depth for k, b in bounds.items()})[1])
-    return SecretModule(reparse(mod.text()), bounds, frames, reports)
+    with timed('secret write depths + reparse'):
+        reports.append(passes.write_depths(
+            mod, {k: b.depth for k, b in bounds.items()})[1])
+        return SecretModule(reparse(mod.text()), bounds, frames, reports)
 
 
 def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
@@ -173,21 +178,24 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     # wrappers (argument unboxing, result boxing; the bulk of a small
     # kernel's module) are compiled as stubs here, which saves code
     # generation time, and their frames are not reported.
-    analysed = mod.copy()
-    stubbed = [name for name in skip if name in analysed.functions]
-    passes.stub_functions(analysed, stubbed)
-    analysed_text = analysed.text()
-    llmod = reparse(analysed_text)
-    funcs, data = module_symbols(llmod)
-    asm = str(tm.emit_assembly(llmod))
+    with timed('secret stack bound: stub + parse'):
+        analysed = mod.copy()
+        stubbed = [name for name in skip if name in analysed.functions]
+        passes.stub_functions(analysed, stubbed)
+        analysed_text = analysed.text()
+        llmod = reparse(analysed_text)
+        funcs, data = module_symbols(llmod)
+    with timed('secret stack bound: emit assembly'):
+        asm = str(tm.emit_assembly(llmod))
     # The secret stack holds the thunk's frame and, below it, the kernel's
     # call tree: bound the thunk.
     thunks = {passes.thunk_name(k): k for k in kernels}
     frames = {}
-    by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
-                              extra_allowance=extra_allowance,
-                              module_name=module_name, frames=frames,
-                              ir_text=analysed_text)
+    with timed('secret stack bound: analysis'):
+        by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
+                                  extra_allowance=extra_allowance,
+                                  module_name=module_name, frames=frames,
+                                  ir_text=analysed_text)
     for name in stubbed:
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)

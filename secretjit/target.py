@@ -19,6 +19,7 @@ import weakref
 from functools import cached_property
 
 from numba.core import cgutils, externals, typing, types, utils
+from numba.core.caching import FunctionCache
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.cpu import CPUContext
 from numba.core.datamodel import models, register_default
@@ -31,11 +32,13 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import _firstline, channels, constant_time, mergesort, policy, secretmem
+from . import (_firstline, channels, constant_time, line_tables, mergesort,
+               policy, secret_cache, secretmem, stage_times)
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
 _firstline.install()       # one source parse per file for debug-info def lines
+stage_times.install()      # SECRETJIT_PROFILE_PASSES=1: time numba's stages too
 
 TARGET = 'secret'
 
@@ -193,7 +196,15 @@ class SecretDispatcher(Dispatcher):
             policy.check_generator(self.py_func)
         return super()._compile_for_args(*args, **kws)
 
+    # Line tables on demand: a retry compiles into a table of its own.
+    overloads = property(line_tables.overloads_of,
+                         lambda self, v: self.__dict__.update(_plain_overloads=v))
+
     def add_overload(self, cres):
+        if line_tables.forcing():
+            # a retry for line tables: Python calls keep the first entries
+            self.overloads[tuple(cres.signature.args)] = cres
+            return
         if not self._generator:
             return super().add_overload(cres)
         # Keep a generator's compiled entry out of the table Python calls
@@ -212,7 +223,8 @@ class SecretDispatcher(Dispatcher):
             with channels.compiling(channels.allow_of(pipeline),
                                     channels.stack_allowance_of(pipeline)), \
                     constant_time.compiling(self):
-                return self._compile_secret(sig)
+                return line_tables.compile_on_demand(self, sig,
+                                                     self._compile_secret)
         finally:
             stack.pop()
 
@@ -227,6 +239,9 @@ class SecretDispatcher(Dispatcher):
                 # numba wraps errors from nested compilations in a generic
                 # TypingError; surface the policy violation itself.
                 raise policy_error.with_context(exc) from exc
+
+    def enable_caching(self):
+        self._cache = secret_cache.SecretFunctionCache(self.py_func)
 
     @property
     def _numba_type_(self):
@@ -302,7 +317,7 @@ def secret_twin(disp):
         twin._secret_internal = True
         # numba's cache does not record opt-outs: a twin compiled under
         # allow= is never cached (a later kernel without it could load it)
-        if disp._cache.__class__.__name__ == 'FunctionCache' and not allow:
+        if isinstance(disp._cache, FunctionCache) and not allow:
             twin.enable_caching()
         _twins[disp][allow] = twin
     return twin

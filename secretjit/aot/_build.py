@@ -68,7 +68,10 @@ def worker_env(variants, tmp):
     features); the SHA-256 kernel uses SHA-NI only when every variant's
     CPU has it (the kernels are compiled once for all variants).
     """
+    # SECRETJIT_LINE_TABLES=1: the AOT's constant-time check reads the
+    # captured IR later (secretjit.aot.ct), so it needs line tables always.
     env = {'NUMBA_CPU_NAME': 'generic', 'NUMBA_CPU_FEATURES': '',
+           'SECRETJIT_LINE_TABLES': '1',
            'NUMBA_CACHE_DIR': os.path.join(tmp, 'numba-cache')}
     cpus = [variant_cpu(v) for v in variants]
     if all(c.sha_ni for c in cpus):

@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 from numba import types
+from numba.core.caching import FunctionCache
 
 if sys.byteorder != "little":  # pragma: no cover - the kernels view byte buffers as LE words
     raise ImportError("secretjit.kernels requires a little-endian host")
@@ -192,7 +193,7 @@ def api_entry(kernel, name, *argtypes):
     exec(compile(src, code.co_filename, "exec"), scope)
     api = scope[name]
     cache = getattr(kernel, "_cache", None)         # none with NUMBA_DISABLE_JIT=1
-    opts = {"cache": cache is None or type(cache).__name__ == "FunctionCache",
+    opts = {"cache": cache is None or isinstance(cache, FunctionCache),
             "nogil": getattr(kernel, "targetoptions", {}).get("nogil", True)}
     policy = getattr(kernel, "_ct_policy", None)
     if policy is not None:
