@@ -23,6 +23,7 @@ from secretjit.testing.heaplog import heap_log
 from secretjit.stack_bound import (NUMBA_HELPER_ALLOWANCE, external_allowance,
                                    readable)
 
+import _a64_mutate as mutate
 from _child import run_python
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,
                       stack_kernel, stack_kernel_raises)
@@ -279,26 +280,6 @@ def test_chacha20_stream_vectorized_path():
 
 # -- machine-code audit of the object code the JIT loaded (secretjit.audit) ---------
 
-def _nop_in_boundary(data, op_str):
-    """``data`` (a relocatable object) with the boundary's ``mov <op_str>`` made a nop."""
-    import io
-    import struct
-
-    import capstone
-    from elftools.elf.elffile import ELFFile
-    elf = ELFFile(io.BytesIO(data))
-    md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-    for sym in elf.get_section_by_name('.symtab').iter_symbols():
-        if sym.name.startswith('__secretjit.boundary.') and sym['st_size']:
-            base = elf.get_section(sym['st_shndx'])['sh_offset'] + sym['st_value']
-            code = data[base:base + sym['st_size']]
-            (ins,) = [i for i in md.disasm(code, 0) if i.op_str == op_str]
-            out = bytearray(data)
-            out[base + ins.address:base + ins.address + 4] = struct.pack('<I', 0xd503201f)
-            return bytes(out)
-    raise AssertionError('no boundary in the object')
-
-
 def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
     """Every boundary of the JIT's object code passes, scrubbing exactly the
     stack bound, which the audit's own depth reaches; the same object with
@@ -316,6 +297,7 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
              (cc.chacha20_block, (u8, u8, typeof(1), u8))]    # a vetted kernel
     for kernel, sig in cases:
         copy = audit.fresh_copy(kernel, [sig])
+        _COMPILED['audited', kernel] = copy     # the cross JIT agreement test reuses it
         results = audit.audit_dispatcher(copy)
         assert results and all(r.ok and r.arch == 'aarch64' for r in results), results
         for r in results:
@@ -325,10 +307,70 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
     if probes.sve_vector_length():            # SVE code: the predicates are required
         drops.append(('p3.b', 'p3'))
     for op_str, reg in drops:
-        data = _nop_in_boundary(lib._get_compiled_object(), op_str)
+        data = mutate.nop_in_boundary(lib._get_compiled_object(), op_str)
         (res,) = audit.audit_object(data, allowances=dict(lib.codegen.runtime_depths),
                                     stack_bounds=lib.stack_bounds)
         assert res.registers_missing == [reg] and not res.ok
+
+
+def _host_python():
+    """The host's Python with secretjit (test.sh passes it; default: the repo's .venv)."""
+    import os
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    exe = os.environ.get('SECRETJIT_HOST_PYTHON') or os.path.join(repo, '.venv', 'bin', 'python')
+    assert os.path.exists(exe), ("no host Python with secretjit at %s: set "
+                                 "SECRETJIT_HOST_PYTHON (tools/aarch64/test.sh does)" % exe)
+    return exe
+
+
+_CROSS = """
+import json, sys
+from secretjit.audit import cross
+(row,) = [r for r in cross.cross_objects(sys.argv[1]) if r[1] == cross.QEMU_JIT[0]]
+print(json.dumps(cross.summary(*row[2:])))
+"""
+
+
+def test_cross_jit_object_agrees_with_the_qemu_jit(tmp_path, key):
+    """The cross JIT object of chacha20_block (built by the host's Python for
+    the qemu JIT's CPU, secretjit.audit.cross) and the object the JIT loaded
+    here agree on everything the audit checks: the boundaries, the registers
+    required and zeroed, the scrub depths (audit's, scrubbed, stack_bound's),
+    the calls.  This justifies auditing every vetted kernel on cross objects
+    (tests/test_audit_aarch64_jit.py)."""
+    import json
+    import os
+    import subprocess
+
+    from numba import typeof
+
+    from secretjit import audit
+    from secretjit.audit import cross
+    cc = pytest.importorskip('secretjit.kernels.chacha20')
+    u8 = typeof(np.zeros(1, np.uint8))
+    copy = _COMPILED.get(('audited', cc.chacha20_block)) or audit.fresh_copy(
+        cc.chacha20_block, [(u8, u8, typeof(1), u8)])
+    lib = copy.overloads[copy.signatures[0]].library
+    assert lib.codegen._tm_features.split(',')[:4] == cross.QEMU_JIT[2].split(','), \
+        lib.codegen._tm_features
+    here = cross.summary(lib._get_compiled_object(), dict(lib.codegen.runtime_depths),
+                         lib.stack_bounds)
+    cases = tmp_path / 'block_cases.py'
+    cases.write_text('import numpy as np\nfrom secretjit.kernels import chacha20\n'
+                     'def ctcheck_cases():\n'
+                     '    u8 = np.uint8\n'
+                     '    return [(chacha20.chacha20_block, (np.zeros(32, u8), '
+                     'np.zeros(12, u8), 1, np.zeros(64, u8)))]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'NUMBA'))}
+    proc = subprocess.run([_host_python(), '-c', _CROSS, str(cases)], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # keyed by the kernel's name: the mangled names' ABI tags hash the options
+    there = {readable(k): v for k, v in json.loads(proc.stdout).items()}
+    here = {readable(k): v for k, v in json.loads(json.dumps(here)).items()}
+    assert there == here and len(here) == 1, (there, here)
+    (row,) = here.values()
+    assert row['registers_ok'] and row['scrub_ok'] and 'p15' in row['required']
 
 
 # -- constant time ------------------------------------------------------------------

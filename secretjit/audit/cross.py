@@ -234,5 +234,22 @@ def cross_objects(cases_path, only=()):
             for k, t, obj, depths, bounds in rows]
 
 
+def summary(data, allowances=None, stack_bounds=None):
+    """What the audit checks of an object, per boundary: the verdicts, the
+    registers it requires and misses, the depths, the calls (JSON-ready)."""
+    from . import audit_object
+    from .core import BOUNDARY
+    from .elf import ObjectCode
+    obj = ObjectCode(data, allowances)
+    required = obj.arch.required(obj, [obj.fn(n) for n in obj.functions
+                                       if n.startswith(BOUNDARY)])
+    out = {}
+    for r in audit_object(data, allowances=allowances, stack_bounds=stack_bounds):
+        row = dict(vars(r))
+        row['required'] = sorted(required)
+        out[row.pop('name')] = row
+    return out
+
+
 if __name__ == '__main__':
     _child(*sys.argv[1:4])
