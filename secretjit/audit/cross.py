@@ -24,10 +24,14 @@ object the JIT loads under qemu agree on everything the audit checks.
 Differences from the JIT, by construction: numba compiles on the host (its IR
 is the same for both 64-bit little-endian targets once NRT_incref/decref get
 their generic bodies, as in AOT builds; x86-only intrinsics are an error), and
-the object is assembled by GNU as from LLVM's assembly (llvmlite has no AArch64
-assembler on another host, which the inline asm of the scrub needs).
+the object is assembled by GNU as from LLVM's assembly: llvmlite has no AArch64
+assembler on another host, so the scrub's inline asm is emitted empty with its
+depth in x8 (the JIT lets the allocator choose the register) and put back into
+the assembly, and the ``declassify`` markers are emitted empty with the same
+constraints (:func:`passes.empty_inline_asm`, :func:`passes.restore_scrubs`).
 """
 
+import json
 import os
 import pickle
 import re
@@ -36,7 +40,6 @@ import sys
 import tempfile
 
 from .. import passes, pipeline
-from ..passes.boundary import SCRUB_ASM
 from ..stack_bound import StackBound
 
 ARCH = 'aarch64'
@@ -105,7 +108,6 @@ def jit_object(text, entries, skip, cpu, features):
         return mod
     with hardened_backend(ARCH):
         _, depths = pipeline.arena_nrt_module(tm, ARCH, TRIPLE, data_layout)
-        text = re.sub(r'(?m)^target (triple|datalayout) = .*$', '', text)
         mod = Module.parse(text)
         passes.strip_target_attributes(mod)
         passes.generic_refcount(mod)         # numba optimized them for the host
@@ -117,51 +119,12 @@ def jit_object(text, entries, skip, cpu, features):
         llmod = reparse(mod.text())
         llmod = _optimize(llmod, tm)
         text, _ = passes.strip_debug_info(str(llmod))
-        text, scrubs = _empty_asm(text)
+        text, emptied = passes.empty_inline_asm(text, ARCH)
         result = pipeline.after_optimization(text, tm, ARCH, extra_allowance=depths,
                                              module_name='cross', skip=skip, reparse=reparse)
-        asm = _scrubs_back(tm.emit_assembly(result.module), scrubs)
+        asm = passes.restore_scrubs(tm.emit_assembly(result.module), ARCH,
+                                    emptied['scrubs_emptied'])
     return assemble(asm), depths, result.bounds
-
-
-_SCRUB, _SCRUB_CONS = SCRUB_ASM[ARCH]
-_DEPTH_REG = 'x8'
-_DECLASSIFY = 'asm "%s", "=r,0"' % passes.DECLASSIFY_ASM
-
-
-def _empty_asm(text):
-    """The module with each inline asm made empty, which LLVM emits without an
-    assembler: the scrub's depth operand in :data:`_DEPTH_REG` (the JIT lets
-    the allocator choose), the ``declassify`` markers with the same constraints.
-    Returns ``(text, {boundary: number of scrubs})``."""
-    text = text.replace(_DECLASSIFY, 'asm "", "=r,0"')
-    old = 'asm sideeffect "%s", "%s"(' % (_SCRUB, _SCRUB_CONS)
-    new = 'asm sideeffect "", "{%s}%s"(' % (_DEPTH_REG, _SCRUB_CONS[1:])
-    scrubs = {}
-    for m in re.finditer(r'(?ms)^define [^\n]*@"?(__secretjit\.boundary\.[^"(]+)"?\(.*?^}', text):
-        scrubs[m.group(1)] = m.group(0).count(old)
-    left = re.search(r' asm (?:sideeffect |alignstack |inteldialect )*"[^"]', text.replace(old, ''))
-    if sum(scrubs.values()) != text.count(old) or left:
-        raise ValueError("inline asm outside the boundaries' scrubs and declassify markers")
-    return text.replace(old, new), scrubs
-
-
-def _scrubs_back(asm, scrubs):
-    """LLVM's assembly with the scrub's instructions where its empty asm is
-    (``//APP``/``//NO_APP`` in each boundary), as the JIT's assembler puts them."""
-    body = _SCRUB.replace('\\0A', '\n\t').replace('$0', _DEPTH_REG)
-    out, current, seen = [], None, {}
-    for line in asm.splitlines():
-        label = re.match(r'^"?(__secretjit\.boundary\.[^":]+)"?:', line)
-        if label:
-            current = label.group(1)
-        if line.strip() == '//APP' and current in scrubs:
-            seen[current] = seen.get(current, 0) + 1
-            line += '\n\t' + body
-        out.append(line)
-    if seen != {k: n for k, n in scrubs.items() if n}:
-        raise ValueError('scrubs in the assembly %r, in the IR %r' % (seen, scrubs))
-    return '\n'.join(out) + '\n'
 
 
 def assemble(asm):
@@ -188,7 +151,7 @@ def assemble(asm):
             return fh.read()
 
 
-def _child(cases_path, out_path, only=''):
+def _child(cases_path, out_path, only='', targets=''):
     """In the worker: compile every case on the host, build its objects for each target."""
     import numba
 
@@ -196,6 +159,7 @@ def _child(cases_path, out_path, only=''):
     from ..ctcheck import _load_module
     from ..decorators import secret_jit
     SecretCodeLibrary.keep_pre_secret_ir = True
+    targets = [tuple(t) for t in json.loads(targets)] if targets else TARGETS
     out = []
     for kernel, args in _load_module(cases_path):
         if not kernel.__module__.startswith('secretjit.kernels') or (
@@ -206,7 +170,7 @@ def _child(cases_path, out_path, only=''):
         sig = tuple(numba.typeof(a) for a in args)
         fresh.compile(sig)
         lib = fresh.overloads[sig].library
-        for name, cpu, features in TARGETS:
+        for name, cpu, features in targets:
             obj, depths, bounds = jit_object(lib.pre_secret_ir, lib._secret_entries,
                                              lib._wrappers(), cpu, features)
             out.append((kernel.py_func.__qualname__, name, obj, depths,
@@ -215,16 +179,17 @@ def _child(cases_path, out_path, only=''):
         pickle.dump(out, fh)
 
 
-def cross_objects(cases_path, only=()):
+def cross_objects(cases_path, only=(), targets=TARGETS):
     """``[(kernel, target name, object, allowances, stack_bounds)]`` for the
     vetted kernels (those of :mod:`secretjit.kernels`; ``only``: these names)
-    of a ``ctcheck_cases()`` module, built in one child process."""
+    of a ``ctcheck_cases()`` module and each ``(name, CPU, features)`` of
+    ``targets``, built in one child process."""
     from ..aot._build import worker_env
     with tempfile.TemporaryDirectory(prefix='secretjit-cross-') as tmp:
         out = os.path.join(tmp, 'objects.pickle')
         env = dict(os.environ, **worker_env(ARCH, tmp))
         proc = subprocess.run([sys.executable, '-m', 'secretjit.audit.cross', cases_path, out,
-                               ','.join(only)],
+                               ','.join(only), json.dumps(targets)],
                               env=env, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError('cross JIT build failed:\n' + proc.stderr[-4000:])
@@ -252,4 +217,4 @@ def summary(data, allowances=None, stack_bounds=None):
 
 
 if __name__ == '__main__':
-    _child(*sys.argv[1:4])
+    _child(*sys.argv[1:5])
