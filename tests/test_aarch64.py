@@ -23,6 +23,7 @@ from secretjit.testing.heaplog import heap_log
 from secretjit.stack_bound import (NUMBA_HELPER_ALLOWANCE, external_allowance,
                                    readable)
 
+import _a64_cross
 import _a64_mutate as mutate
 from _child import run_python
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,
@@ -313,24 +314,6 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
         assert res.registers_missing == [reg] and not res.ok
 
 
-def _host_python():
-    """The host's Python with secretjit (test.sh passes it; default: the repo's .venv)."""
-    import os
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    exe = os.environ.get('SECRETJIT_HOST_PYTHON') or os.path.join(repo, '.venv', 'bin', 'python')
-    assert os.path.exists(exe), ("no host Python with secretjit at %s: set "
-                                 "SECRETJIT_HOST_PYTHON (tools/aarch64/test.sh does)" % exe)
-    return exe
-
-
-_CROSS = """
-import json, sys
-from secretjit.audit import cross
-(row,) = cross.cross_objects(sys.argv[1], targets=[('here', sys.argv[2], sys.argv[3])])
-print(json.dumps(cross.summary(*row[2:])))
-"""
-
-
 def test_cross_jit_object_agrees_with_the_qemu_jit(tmp_path, key):
     """The cross JIT object of chacha20_block (built by the host's Python for
     this JIT's CPU and features, secretjit.audit.cross) and the object the JIT loaded
@@ -339,8 +322,6 @@ def test_cross_jit_object_agrees_with_the_qemu_jit(tmp_path, key):
     the calls.  This justifies auditing every vetted kernel on cross objects
     (tests/test_audit_aarch64_jit.py)."""
     import json
-    import os
-    import subprocess
 
     import llvmlite.binding as ll
     from numba import typeof
@@ -365,16 +346,14 @@ def test_cross_jit_object_agrees_with_the_qemu_jit(tmp_path, key):
                      '    u8 = np.uint8\n'
                      '    return [(chacha20.chacha20_block, (np.zeros(32, u8), '
                      'np.zeros(12, u8), 1, np.zeros(64, u8)))]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(('PYTHON', 'NUMBA'))}
-    proc = subprocess.run([_host_python(), '-c', _CROSS, str(cases), cpu, features], env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    there = _a64_cross.cross_summary(cases, cpu, features)
     # keyed by the kernel's name: the mangled names' ABI tags hash the options
-    there = {readable(k): v for k, v in json.loads(proc.stdout).items()}
+    there = {readable(k): v for k, v in there.items()}
     here = {readable(k): v for k, v in json.loads(json.dumps(here)).items()}
     assert there == here and len(here) == 1, (there, here)
     (row,) = here.values()
-    assert row['registers_ok'] and row['scrub_ok'] and 'p15' in row['required']
+    assert row['registers_ok'] and row['scrub_ok']
+    assert ('p15' in row['required']) == bool(probes.sve_vector_length())
 
 
 # -- constant time ------------------------------------------------------------------
