@@ -15,6 +15,7 @@ from .atomics import neutral_atomics
 from .c_wrapper import WrapperSpec, c_abi_wrappers
 from .constant_time import Finding, find_ct_violations
 from .debug_info import line_tables_for_dwarf, strip_debug_info
+from .empty_asm import empty_inline_asm, restore_scrubs
 from .declassify import DECLASSIFY_ASM, lower_declassify
 from .epilogue import register_epilogue
 from .internalize import internalize_linkonce
@@ -32,7 +33,7 @@ __all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
            'WrapperSpec', 'boundary_name', 'c_abi_wrappers', 'depth_symbol',
            'find_ct_violations', 'generic_refcount', 'insert_boundaries',
            'internalize_all_but', 'internalize_linkonce', 'line_tables_for_dwarf',
-           'lower_declassify',
+           'empty_inline_asm', 'lower_declassify', 'restore_scrubs',
            'neutral_atomics', 'outline_scrub', 'placeholders', 'register_epilogue',
            'strip_debug_info', 'strip_target_attributes', 'stub_functions',
            'thunk_name', 'write_depths', 'zero_call_used_regs']

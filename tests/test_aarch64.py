@@ -23,6 +23,8 @@ from secretjit.testing.heaplog import heap_log
 from secretjit.stack_bound import (NUMBA_HELPER_ALLOWANCE, external_allowance,
                                    readable)
 
+import _a64_cross
+import _a64_mutate as mutate
 from _child import run_python
 from _kernels import (derived_words, heap_temp_kernel, register_kernel,
                       stack_kernel, stack_kernel_raises)
@@ -279,26 +281,6 @@ def test_chacha20_stream_vectorized_path():
 
 # -- machine-code audit of the object code the JIT loaded (secretjit.audit) ---------
 
-def _nop_in_boundary(data, op_str):
-    """``data`` (a relocatable object) with the boundary's ``mov <op_str>`` made a nop."""
-    import io
-    import struct
-
-    import capstone
-    from elftools.elf.elffile import ELFFile
-    elf = ELFFile(io.BytesIO(data))
-    md = capstone.Cs(capstone.CS_ARCH_ARM64, capstone.CS_MODE_ARM)
-    for sym in elf.get_section_by_name('.symtab').iter_symbols():
-        if sym.name.startswith('__secretjit.boundary.') and sym['st_size']:
-            base = elf.get_section(sym['st_shndx'])['sh_offset'] + sym['st_value']
-            code = data[base:base + sym['st_size']]
-            (ins,) = [i for i in md.disasm(code, 0) if i.op_str == op_str]
-            out = bytearray(data)
-            out[base + ins.address:base + ins.address + 4] = struct.pack('<I', 0xd503201f)
-            return bytes(out)
-    raise AssertionError('no boundary in the object')
-
-
 def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
     """Every boundary of the JIT's object code passes, scrubbing exactly the
     stack bound, which the audit's own depth reaches; the same object with
@@ -316,6 +298,7 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
              (cc.chacha20_block, (u8, u8, typeof(1), u8))]    # a vetted kernel
     for kernel, sig in cases:
         copy = audit.fresh_copy(kernel, [sig])
+        _COMPILED['audited', kernel] = copy     # the cross JIT agreement test reuses it
         results = audit.audit_dispatcher(copy)
         assert results and all(r.ok and r.arch == 'aarch64' for r in results), results
         for r in results:
@@ -325,10 +308,52 @@ def test_audit_passes_jit_kernels_and_catches_a_dropped_zeroing(key):
     if probes.sve_vector_length():            # SVE code: the predicates are required
         drops.append(('p3.b', 'p3'))
     for op_str, reg in drops:
-        data = _nop_in_boundary(lib._get_compiled_object(), op_str)
+        data = mutate.nop_in_boundary(lib._get_compiled_object(), op_str)
         (res,) = audit.audit_object(data, allowances=dict(lib.codegen.runtime_depths),
                                     stack_bounds=lib.stack_bounds)
         assert res.registers_missing == [reg] and not res.ok
+
+
+def test_cross_jit_object_agrees_with_the_qemu_jit(tmp_path, key):
+    """The cross JIT object of chacha20_block (built by the host's Python for
+    this JIT's CPU and features, secretjit.audit.cross) and the object the JIT loaded
+    here agree on everything the audit checks: the boundaries, the registers
+    required and zeroed, the scrub depths (audit's, scrubbed, stack_bound's),
+    the calls.  This justifies auditing every vetted kernel on cross objects
+    (tests/test_audit_aarch64_jit.py)."""
+    import json
+
+    import llvmlite.binding as ll
+    from numba import typeof
+
+    from secretjit import audit
+    from secretjit.audit import cross
+    cc = pytest.importorskip('secretjit.kernels.chacha20')
+    u8 = typeof(np.zeros(1, np.uint8))
+    copy = _COMPILED.get(('audited', cc.chacha20_block)) or audit.fresh_copy(
+        cc.chacha20_block, [(u8, u8, typeof(1), u8)])
+    lib = copy.overloads[copy.signatures[0]].library
+    cpu, features = ll.get_host_cpu_name(), lib.codegen._tm_features
+    if cpu == 'generic':                # qemu-user: what the cross audit builds for
+        assert features.split(',')[:4] == cross.QEMU_JIT[2].split(','), (
+            "the JIT under qemu compiles for %s: update secretjit.audit.cross.QEMU_JIT"
+            % features)
+    here = cross.summary(lib._get_compiled_object(), dict(lib.codegen.runtime_depths),
+                         lib.stack_bounds)
+    cases = tmp_path / 'block_cases.py'
+    cases.write_text('import numpy as np\nfrom secretjit.kernels import chacha20\n'
+                     'def ctcheck_cases():\n'
+                     '    u8 = np.uint8\n'
+                     '    return [(chacha20.chacha20_block, (np.zeros(32, u8), '
+                     'np.zeros(12, u8), 1, np.zeros(64, u8)))]\n')
+    there = _a64_cross.cross_summary(cases, cpu, features)
+    # keyed by the kernel's name: the mangled names' ABI tags hash the options
+    there = {readable(k): v for k, v in there.items()}
+    here = {readable(k): v for k, v in json.loads(json.dumps(here)).items()}
+    assert there == here and len(here) == 1, (there, here)
+    (row,) = here.values()
+    assert row['registers_ok'] and row['scrub_ok']
+    assert ('p15' in row['required']) == bool(probes.sve_vector_length())
 
 
 # -- constant time ------------------------------------------------------------------

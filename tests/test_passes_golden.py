@@ -124,6 +124,21 @@ def test_neutral_atomics_refuses_unknown_condition():
         passes.neutral_atomics(source)
 
 
+def test_empty_inline_asm_refuses_other_asm_and_restore_scrubs_puts_it_back():
+    """Other inline asm (here the x86-64 scrub) cannot be emitted empty; the
+    AArch64 scrub goes back after the //APP of a boundary, not elsewhere."""
+    source = _canonical((GOLDEN / 'after_boundary.input.ll').read_text())
+    with pytest.raises(ValueError, match='inline asm other than the scrub'):
+        passes.empty_inline_asm(source, 'aarch64')
+    asm = ('f:\n\t//APP\n\t//NO_APP\n\tret\n__secretjit.boundary.k:\n\tmov\tx8, #64\n'
+           '.LBB1_1:\n\t//APP\n\t//NO_APP\n\tret\n')
+    out = passes.restore_scrubs(asm, 'aarch64', 1)
+    assert out.count('sub x10, x9, x8') == 1
+    assert out.index('sub x10, x9, x8') > out.index('.LBB1_1:')
+    with pytest.raises(ValueError, match='1 empty asm blocks in the boundaries, 2'):
+        passes.restore_scrubs(asm, 'aarch64', 2)
+
+
 def test_passes_chain_on_one_parsed_module():
     """A Module handed from pass to pass gives what the text round trips give."""
     from secretjit.passes.textir import Module

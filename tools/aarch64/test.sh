@@ -12,6 +12,12 @@ bash "$HERE/build-root.sh"
 # dependencies (hypothesis, cryptography, capstone) the root does not have.
 FILES=(tests/test_aarch64.py tests/test_stack_bound_aarch64.py)
 
+# The host's Python with secretjit (the venv this runs in), for the test that
+# compares a cross JIT object with the qemu JIT's (tests/test_aarch64.py).
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+    export SECRETJIT_HOST_PYTHON="${SECRETJIT_HOST_PYTHON:-$VIRTUAL_ENV/bin/python}"
+fi
+
 set +e
 bash "$HERE/run.sh" -m pytest -m aarch64 -q -p no:cacheprovider "${FILES[@]}" "$@"
 rc=$?
