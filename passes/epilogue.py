@@ -12,9 +12,10 @@ before each of the boundary's returns, the status tied to eax::
                                ret i32 %statusz
 
     fldz x 8, fstp %st(0) x 8    the x87 stack: eight zeros pushed, then popped
-    vxorps %xmmN, %xmmN, %xmmN   xmm0-15, 0-31 with AVX-512 (VEX/EVEX forms
-                                 clear the whole ymm/zmm register)
-    kxorq %k0, %k0, %kN          k0-k7 with AVX-512
+    vxorps %xmmN, %xmmN, %xmmN   xmm0-15 (the VEX form clears the whole ymm/zmm)
+    vpxord %zmmN, %zmmN, %zmmN   zmm16-31 with AVX-512 (AVX512F alone suffices)
+    kxorw %k0, %k0, %kN          k0-k7 with AVX-512 (a VEX mask write zeroes the
+                                 register's upper bits; kxorq would need AVX512BW)
 
 The registers are the contract's (:mod:`secretjit.contract`); the audit
 checks the result like LLVM's own epilogue.  Without AVX (and on AArch64)
@@ -22,6 +23,17 @@ there is no epilogue: LLVM's ``"all"`` stays.
 """
 
 from secretjit.contract import X86_64_MASKS, x86_64_vectors
+
+
+def _zero_vector(reg):
+    """One zeroing idiom for ``reg`` that clears the whole zmm register with
+    AVX-512F alone: VEX ``vxorps`` for xmm0-15; xmm16-31 have no VEX form and
+    EVEX ``vxorps``/``kxorq`` need AVX512DQ/VL/BW, so ``vpxord`` on the zmm
+    register (what LLVM itself uses on AVX512F-only targets)."""
+    n = int(reg[3:])
+    if n < 16:
+        return 'vxorps %{0}, %{0}, %{0}'.format(reg)
+    return 'vpxord %zmm{0}, %zmm{0}, %zmm{0}'.format(n)
 
 
 def register_epilogue(arch, features):
@@ -34,8 +46,8 @@ def register_epilogue(arch, features):
     vectors = x86_64_vectors(avx512)
     masks = X86_64_MASKS if avx512 else ()
     lines = (['fldz'] * 8 + ['fstp %st(0)'] * 8
-             + ['vxorps %{0}, %{0}, %{0}'.format(r) for r in vectors]
-             + ['kxorq %k0, %k0, %{0}'.format(k) for k in masks])
+             + [_zero_vector(r) for r in vectors]
+             + ['kxorw %k0, %k0, %{0}'.format(k) for k in masks])
     clobbers = (['~{%s}' % r for r in vectors + masks]
                 + ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
                 + ['~{fpsr}', '~{flags}', '~{dirflag}'])
