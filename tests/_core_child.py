@@ -42,11 +42,12 @@ from secretjit import secret_jit, wipe  # noqa: E402
 from secretjit.kernels.aead import aead_seal_kernel  # noqa: E402
 from secretjit.kernels.hmac import hkdf_sha256_into  # noqa: E402
 
-# Long enough (about 256 KiB) that a call spends most of its time inside the
-# kernel (on the secret stack), not in the dispatcher or waiting for the GIL:
-# a dump taken while threads call then stops some thread mid-call almost
-# surely (with a 37-byte message, 6 dumps in a row once caught none).
-MESSAGE = b'core dumps must not hold session keys. ' * 6600
+# Long enough (about 1 MiB) that a call spends most of its time inside the
+# kernel (on the secret stack), not in the dispatcher or queued for the GIL
+# behind the other threads: a dump taken while threads call then stops most
+# of them mid-call (3-8 of 8 in 8 dumps here; with 256 KiB 0-4, half the dumps
+# caught none; with the original 37 bytes, 6 dumps in a row once caught none).
+MESSAGE = b'core dumps must not hold session keys. ' * 26400
 INFO_PREFIX = b'secretjit core'
 PLANTED_THREAD = 0xFFFF
 _PREFIX = np.frombuffer(INFO_PREFIX, np.uint8)

@@ -44,7 +44,7 @@ THREADS = 8
 CALLS = 1000           # calls per thread before the "after" dump
 WINDOW = 1024          # key(t, c mod WINDOW): THREADS * WINDOW keys to search
 DURING_DUMPS = 2       # at least; up to MAX_DURING_DUMPS until one catches a thread mid-call
-MAX_DURING_DUMPS = 6
+MAX_DURING_DUMPS = 16
 
 pytestmark = [
     pytest.mark.skipif(shutil.which('gdb') is None, reason='gdb (for gcore) is not installed'),
