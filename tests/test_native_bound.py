@@ -7,7 +7,11 @@ Checked here: the objdump reader against a C object built with gcc (every
 bound covers the poisoned-stack measurement of the same function; an unknown
 external and an unresolved pointer call are refused), and the plain bound
 against numba's C destructor path measured on both kinds of plain MemInfo
-(the arena's, and one numba's C runtime made with libc's allocator).
+(the arena's, and one numba's C runtime made with libc's allocator), and
+why libc's free stays in that bound: a structref argument hands a kernel the
+last reference to such a MemInfo (numba's C free runs inside the call; the
+secret stack is clean after it, and clean only because of the scrub: the
+control with scrub depth 0 leaves the tree's frames).
 """
 import ctypes
 import platform
@@ -15,6 +19,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from secretjit import pipeline, secretmem
@@ -161,3 +166,86 @@ def test_runtime_own_frames_fit_their_allowances():
     for name, b in bounds.items():
         assert 0 < b.depth <= external_allowance(name), (name, b)
     assert {'pthread_mutex_lock', 'pthread_setspecific'} <= set(libc)
+
+
+def _structref_box():
+    from numba import njit, types
+    from numba.experimental import structref
+
+    @structref.register
+    class BoxType(types.StructRef):
+        def preprocess_fields(self, fields):
+            return tuple((n, types.unliteral(t)) for n, t in fields)
+
+    class Box(structref.StructRefProxy):
+        pass
+
+    structref.define_proxy(Box, BoxType, ['arr'])
+
+    @njit
+    def make():
+        return Box(np.arange(64, dtype=np.uint64))
+    return make
+
+
+def replace_field(box, key):
+    old = box.arr
+    acc = old[0] ^ key
+    box.arr = np.full(8, key, np.uint64)    # the old array's last reference
+    return acc
+
+
+def _left_after(kernel, box, key):
+    """Non-zero words on the secret stack after one call (below-depth scrub off)."""
+    lo, hi = secretmem.stack_range()
+    was = secretmem.test_deep_scrub(False)
+    try:
+        ctypes.memset(lo, 0, hi - lo)
+        kernel(box, key)
+        raw = ctypes.string_at(lo, hi - lo)
+    finally:
+        secretmem.test_deep_scrub(was)
+    return int(np.count_nonzero(np.frombuffer(raw, np.uint64)))
+
+
+def test_libc_free_stays_in_the_plain_bound():
+    """Why the plain bound keeps libc's free: a structref argument made by
+    plain numba hands the kernel the last reference to its field's array, a
+    MemInfo numba's C runtime made with libc malloc, which then dies inside
+    the secret call.  The module names no varsize entry (plain bound); the
+    free is counted in it; nothing is left below the bound on the secret
+    stack (the runtime's below-depth scrub off)."""
+    from numba.core.runtime import _nrt_python, rtsys
+    from secretjit import secret_jit
+    make = _structref_box()
+    kernel = secret_jit(replace_field)
+    key = np.uint64(0x5EC2E7)
+    assert kernel(make(), key) == key
+    depths = _codegen_depths()
+    (b,) = kernel.overloads[kernel.signatures[0]].library.stack_bounds.values()
+    assert b.externals[CALL_DTOR] == depths[CALL_DTOR_PLAIN]
+    assert depths[CALL_DTOR_PLAIN] >= external_allowance('free')
+    _nrt_python.memsys_enable_stats()
+    try:
+        box = make()
+        before = rtsys.get_allocation_stats()
+        left = _left_after(kernel, box, key)
+        after = rtsys.get_allocation_stats()
+    finally:
+        _nrt_python.memsys_disable_stats()
+    assert after.mi_free - before.mi_free == 1      # numba's C free ran in the call
+    assert left == 0
+
+
+def test_control_scrub_zero_leaves_the_structref_tree(monkeypatch):
+    """Control for the scan above: the same kernel with scrub depth 0 leaves
+    its tree's frames (the kernel's, numba's destructor path, libc's free)."""
+    from secretjit import secret_jit
+    write = pipeline.passes.write_depths
+    monkeypatch.setattr(pipeline.passes, 'write_depths',
+                        lambda mod, depths: write(mod, dict.fromkeys(depths, 0)))
+    make = _structref_box()
+    kernel = secret_jit(replace_field)
+    key = np.uint64(0x5EC2E7)
+    kernel(make(), key)
+    assert _left_after(kernel, make(), key) > 0, "control failed: the scan sees nothing"
