@@ -172,19 +172,13 @@ def _structref_box():
     from numba import njit, types
     from numba.experimental import structref
 
-    @structref.register
-    class BoxType(types.StructRef):
-        def preprocess_fields(self, fields):
-            return tuple((n, types.unliteral(t)) for n, t in fields)
-
-    class Box(structref.StructRefProxy):
-        pass
-
-    structref.define_proxy(Box, BoxType, ['arr'])
+    box_type = structref.register(type('BoxType', (types.StructRef,), {}))
+    box = type('Box', (structref.StructRefProxy,), {})
+    structref.define_proxy(box, box_type, ['arr'])
 
     @njit
     def make():
-        return Box(np.arange(64, dtype=np.uint64))
+        return box(np.arange(64, dtype=np.uint64))
     return make
 
 
