@@ -137,10 +137,15 @@ def test_unmodelled_numba_path_keeps_the_allowance(monkeypatch):
     """A numba whose destructor path makes more pointer calls than the model
     describes (dtor, two frees) gets the 1 KiB allowance back."""
     assert native.numba_dtor_frames('x86_64') is not None
-    monkeypatch.setattr(native, '_MODELLED_POINTER_CALLS', 2)
-    assert native.numba_dtor_frames('x86_64') is None
-    monkeypatch.setattr(native, 'numba_nrt_path', lambda: '/nonexistent.so')
-    assert native.numba_dtor_frames('x86_64') is None
+    try:
+        native.numba_dtor_frames.cache_clear()
+        monkeypatch.setattr(native, '_MODELLED_POINTER_CALLS', 2)
+        assert native.numba_dtor_frames('x86_64') is None
+        native.numba_dtor_frames.cache_clear()
+        monkeypatch.setattr(native, 'numba_nrt_path', lambda: '/nonexistent.so')
+        assert native.numba_dtor_frames('x86_64') is None
+    finally:
+        native.numba_dtor_frames.cache_clear()
 
 
 RUNTIME_ENTRIES = ('secretjit_slab_alloc', 'secretjit_slab_free', 'secretjit_slab_realloc',

@@ -146,6 +146,7 @@ def numba_nrt_path():
     return getattr(_nrt_python, '__file__', None)
 
 
+@functools.lru_cache(maxsize=4)
 def numba_dtor_frames(arch):
     """Bytes numba's C destructor path writes itself, around the calls it
     makes through pointers (the destructor, the allocator's free), read from
