@@ -35,6 +35,7 @@ from . import arena_nrt, line_tables, passes, secretmem, stack_bound
 from .errors import SecretPolicyError
 from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
+from .stack_bound import native
 from .stack_bound.destructors import CALL_DTOR_PLAIN, for_module
 from .stage_times import timed
 
@@ -44,6 +45,8 @@ _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
 # NRT_MemInfo_destroy, NRT_dealloc and the numba-generated item destructors
 # they call back), on top of the secret runtime's own free path.  Measured:
 # about 60 bytes of C frames per nesting level; 1 KiB covers a dozen levels.
+# For plain MemInfos (no nesting) the x86-64 JIT reads numba's frames from its
+# machine code instead (stack_bound.native.numba_dtor_frames).
 NUMBA_DTOR_ALLOWANCE = 1024
 # The AOT libraries' out-of-line stack scrub (passes.outline_scrub) is a
 # frameless leaf that writes only the span it scrubs.
@@ -118,7 +121,11 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
         # A JIT module that makes no varsize MemInfo: the arena's free, or,
         # for a MemInfo numba's C runtime made, its C destructor (a memset)
         # and libc's free (stack_bound.destructors.for_module).
-        depths[CALL_DTOR_PLAIN] = NUMBA_DTOR_ALLOWANCE + max(
+        # numba's C frames there are read from its machine code where they
+        # can be (x86-64 host: stack_bound.native), else the allowance.
+        frames = native.numba_dtor_frames(arch)
+        depths[CALL_DTOR_PLAIN] = (NUMBA_DTOR_ALLOWANCE if frames is None
+                                   else frames) + max(
             depths['secretjit_ea_free'], stack_bound.external_allowance('free'),
             stack_bound.external_allowance('memset'))
     return mod, depths

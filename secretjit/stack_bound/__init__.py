@@ -28,7 +28,8 @@ with :class:`~secretjit.errors.SecretPolicyError`.
 Layout: :mod:`.core` (function bodies, basic blocks, the forward data flow,
 depths), one module per architecture behind the registry
 :data:`~.core.ARCHES` (:mod:`.x86_64`, :mod:`.aarch64`: syntax, stack-pointer
-arithmetic, loaded addresses) and :mod:`.allowances` (external functions).
+arithmetic, loaded addresses), :mod:`.allowances` (external functions) and
+:mod:`.native` (C code bounded from a shared object's machine code).
 """
 
 from . import unknown

@@ -23,7 +23,12 @@ payload's destructor through a pointer (numba's destructor-path allowance
 covers it); a module that names none of numba's varsize entries only makes
 plain MemInfos (arrays, structrefs), destroyed by the arena's free, and gets
 the shallower allowance :data:`CALL_DTOR_PLAIN`, which still covers a plain
-MemInfo numba's C runtime made (its C destructor, then libc ``free``).
+MemInfo numba's C runtime made (its C destructor, then libc ``free``): such a
+MemInfo can die inside a kernel when an argument hands the kernel its last
+reference (a structref or jitclass field replaced, an item popped from a typed
+container made by plain numba), which the module's text does not show.  On
+x86-64 numba's own frames on that path come from its machine code
+(:func:`.native.numba_dtor_frames`).
 """
 
 import re
