@@ -168,6 +168,7 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     with timed('secret write depths + reparse'):
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
+        reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds))[1])
         return SecretModule(reparse(mod.text()), bounds, frames, reports)
 
 

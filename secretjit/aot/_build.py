@@ -35,7 +35,7 @@ C_RUNTIME_SYMBOLS = frozenset([
     'secretjit_libc_errno_location', 'secretjit_arena_alloc',
     'secretjit_arena_free', 'secretjit_arena_realloc', 'secretjit_arena_owns',
     'secretjit_slab_alloc', 'secretjit_slab_free', 'secretjit_slab_realloc',
-    'secretjit_secret_call', 'secretjit_stack_range', 'secretjit_aot_scrub',
+    'secretjit_secret_call', 'secretjit_secret_call_exact', 'secretjit_stack_range', 'secretjit_aot_scrub',
     'secretjit_aot_clear_vregs'])
 # Each export zeroes the registers the CPU has beyond what baseline-CPU code
 # zeroes (nrt_aot.c): x86-64 ymm/zmm upper bits, zmm16-31, k0-k7; AArch64

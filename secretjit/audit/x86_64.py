@@ -186,7 +186,7 @@ class X86_64(core.Arch):
         if m == 'call':
             target = ctx.calls.get(ins.address)
             tree = self.secret_call_tree(ctx.obj, ctx.f, ins) \
-                if target == core.SECRET_CALL else None
+                if target in core.SECRET_CALLS else None
             core.on_call(walk, ins, target, ctx.consts.get('rdx'), tree)
             return
         if m.startswith('rep stos') or (m == 'stosq' and 'rep' in ins.op_str):

@@ -1,0 +1,131 @@
+"""The exact secret call: no frame-window check where the depth is exact.
+
+A call tree whose stack bound counts no allowance (``StackBound.externals``
+empty: no external callee, no indirect call) runs through
+``secretjit_secret_call_exact``, which skips the 1 KiB frame-window check
+below the depth (the rseq-gated signal-window check stays).  Checked here:
+
+- the runtime (C, natively and for AArch64 under qemu): a write below the
+  depth is found and zeroed by the plain entry every time (must-fire) and
+  left by the exact entry (the check skipped), a signal frame below the depth
+  is still found and zeroed by the exact entry, and left with the deep scrub
+  off (its control);
+- the JIT: a trivial kernel gets the exact entry, kernels that allocate or
+  call libm (allowances) keep the plain one;
+- the audit: the exact entry on a clean build passes, and a build whose pass
+  marked a tree with an external callee exact fails (must-fire).
+"""
+
+import math
+import os
+import platform
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from numba import typeof
+
+from secretjit import _csrc, passes, secret_jit
+from secretjit.stack_bound import StackBound
+
+HERE = os.path.dirname(__file__)
+
+
+def trivial(x):
+    return x + 1
+
+
+def allocating(x):
+    a = np.empty(4, np.uint64)
+    a[:] = x
+    return a.sum()
+
+
+def with_libm(x):
+    return math.exp(x)
+
+
+@pytest.mark.parametrize('target', ['native', 'aarch64'])
+def test_c_level_exact_entry_skips_only_the_frame_window(tmp_path, target):
+    if target == 'native':
+        cc, run = shutil.which('gcc') or shutil.which('cc'), []
+    else:
+        cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
+        if not qemu:
+            pytest.skip('no qemu-aarch64')
+        run = [qemu, '-cpu', 'max']
+    if not cc:
+        pytest.skip('no C compiler for %s' % target)
+    exe = tmp_path / 'exact_call'
+    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', _csrc.CSRC,
+                    *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
+                    os.path.join(HERE, 'c', 'exact_call.c'), *_csrc.paths(), '-lpthread'],
+                   check=True)
+    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = dict(kv.split('=') for kv in r.stdout.split())
+    assert got['setup'] == '0', r.stdout
+    # The plain entry finds the word below the depth on every call ...
+    assert (got['plain_left'], got['plain_scrubs']) == ('0', '5'), r.stdout
+    # ... the exact one does not look (unless rseq says the call was
+    # interrupted: a preemption in the few ns of a call is rare; without
+    # rseq every call counts as interrupted and the whole window is checked).
+    if got['rseq'] == '1':
+        assert int(got['exact_left']) >= 1, r.stdout
+    else:
+        assert got['exact_left'] == '0', r.stdout
+    # A signal frame below an exact call's depth is found and zeroed ...
+    assert (got['sig_rc'], got['sig_handled'], got['sig_left'], got['sig_scrubs']) \
+        == ('0', '1', '0', '1'), r.stdout
+    # ... and left without the deep scrub (control).
+    assert got['off_handled'] == '2' and int(got['off_left']) > 0, r.stdout
+
+
+def _calls(kernel):
+    lib = kernel.overloads[kernel.signatures[0]].library
+    return sorted({name for line in str(lib._final_module).splitlines()
+                   if ' call ' in line
+                   for name in (passes.SECRET_CALL, passes.SECRET_CALL_EXACT)
+                   if '@%s(' % name in line})
+
+
+def test_exact_entry_only_for_a_tree_without_allowances():
+    k = secret_jit(trivial)
+    assert k(41) == 42
+    assert k.stack_bound(k.signatures[0]).externals == {}
+    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    for fn, arg, expected in ((allocating, 3, 12), (with_libm, 1.0, math.e)):
+        k = secret_jit(fn)
+        assert k(arg) == pytest.approx(expected)
+        assert k.stack_bound(k.signatures[0]).externals       # an allowance
+        assert _calls(k) == [passes.SECRET_CALL], fn.__name__
+
+
+def test_exact_kernels_reads_the_externals():
+    bounds = {'a': StackBound('a', 160, [], {}),
+              'b': StackBound('b', 2640, [], {'NRT_MemInfo_alloc_aligned': 1024}),
+              'c': StackBound('c', 320, [], {'<indirect call>': 1024})}
+    assert passes.exact_kernels(bounds) == ['a']
+
+
+audit = pytest.importorskip('secretjit.audit')
+pytest.importorskip('capstone')
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 JIT audit')
+def test_audit_passes_exact_call_and_fails_a_wrong_one(monkeypatch):
+    (clean,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(trivial),
+                                                       [(typeof(1),)]))
+    assert clean.ok and clean.externals == [passes.SECRET_CALL_EXACT], clean
+    (plain,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(allocating),
+                                                       [(typeof(1),)]))
+    assert plain.ok and passes.SECRET_CALL in plain.externals, plain
+    # A broken pass: every tree marked exact, also one that allocates.
+    monkeypatch.setattr(passes, 'exact_kernels', lambda bounds: sorted(bounds))
+    (bad,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(allocating),
+                                                     [(typeof(1),)]))
+    assert passes.SECRET_CALL_EXACT in bad.externals
+    assert not bad.scrub_ok and not bad.ok
+    assert any('exact secret call' in p and 'NRT_MemInfo' in p
+               for p in bad.scrub_problems), bad.scrub_problems
