@@ -36,6 +36,12 @@ def _zero_vector(reg):
     return 'vpxord %zmm{0}, %zmm{0}, %zmm{0}'.format(n)
 
 
+# The x87 part of the epilogue's asm and clobbers, as register_epilogue
+# writes them (passes.exact_call drops it where the tree has no x87 code).
+X87_ASM = '\\0A'.join(['fldz'] * 8 + ['fstp %st(0)'] * 8) + '\\0A'
+X87_CLOBBERS = ','.join(['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]) + ','
+
+
 def register_epilogue(arch, features):
     """``(asm, clobbers)`` for ``arch`` with LLVM target ``features``
     (``'+avx,+avx512f,...'``), or None where LLVM's ``"all"`` stays."""
@@ -45,10 +51,9 @@ def register_epilogue(arch, features):
     avx512 = '+avx512f' in flags
     vectors = x86_64_vectors(avx512)
     masks = X86_64_MASKS if avx512 else ()
-    lines = (['fldz'] * 8 + ['fstp %st(0)'] * 8
+    lines = ([X87_ASM[:-3]]
              + [_zero_vector(r) for r in vectors]
              + ['kxorw %k0, %k0, %{0}'.format(k) for k in masks])
     clobbers = (['~{%s}' % r for r in vectors + masks]
-                + ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-                + ['~{fpsr}', '~{flags}', '~{dirflag}'])
+                + [X87_CLOBBERS[:-1]] + ['~{fpsr}', '~{flags}', '~{dirflag}'])
     return '\\0A'.join(lines), ','.join(clobbers)

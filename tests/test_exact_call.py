@@ -129,3 +129,47 @@ def test_audit_passes_exact_call_and_fails_a_wrong_one(monkeypatch):
     assert not bad.scrub_ok and not bad.ok
     assert any('exact secret call' in p and 'NRT_MemInfo' in p
                for p in bad.scrub_problems), bad.scrub_problems
+
+
+# -- x87: the epilogue leaves the x87 stack alone only where no code touches it --
+
+def _x87_zeroing(kernel):
+    lib = kernel.overloads[kernel.signatures[0]].library
+    return 'fldz' in ''.join(line for line in str(lib._final_module).splitlines()
+                             if '%stz = call' in line)
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_x87_zeroing_dropped_only_without_x87_code():
+    from _kernels import register_kernel
+    k = secret_jit(trivial)
+    k(1)
+    if not any('x87_dropped' in str(r) for r in k.overloads[k.signatures[0]]
+               .library.pass_reports):
+        pytest.skip('no register epilogue on this CPU (no AVX)')
+    assert not _x87_zeroing(k)
+    # The register canary kernel writes the x87 stack: exact, but zeroing kept.
+    r = secret_jit(register_kernel)
+    r(np.uint64(1))
+    assert _calls(r) == [passes.SECRET_CALL_EXACT]
+    assert _x87_zeroing(r)
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_x87_scan_is_what_keeps_the_zeroing(monkeypatch):
+    """Control: with the scan forced blind, the canary kernel's boundary loses
+    its x87 zeroing, the probe finds the canary in st registers and the audit
+    fails the boundary (registers: x87)."""
+    from secretjit import pipeline
+    from secretjit.testing import probes
+
+    from _kernels import register_kernel
+    monkeypatch.setattr(pipeline, 'x87_functions', lambda asm, functions: [])
+    blind = secret_jit(register_kernel)
+    blind(np.uint64(1))
+    if _x87_zeroing(blind):
+        pytest.skip('no register epilogue on this CPU (no AVX)')
+    found = probes.canary_registers(probes.registers_after_call(blind, probes.CANARY))
+    assert found and all(r.startswith('st') for r in found), found
+    (bad,) = audit.audit_dispatcher(audit.fresh_copy(blind, [(typeof(np.uint64(1)),)]))
+    assert not bad.registers_ok and bad.registers_missing == ['x87'], bad

@@ -81,7 +81,7 @@ def _needed(obj, f, memo):
 
 
 def _audit_boundary(obj, f, required, memo, stack_bounds):
-    checked = check_boundary(obj, f, required, memo)
+    checked = check_boundary(obj, f, required - obj.arch.optional(obj, f), memo)
     if checked is None:
         return None
     rets, missing, problems = checked

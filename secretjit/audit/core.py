@@ -60,6 +60,10 @@ class Arch:
     def tree_problems(self, obj, root):
         return []
 
+    def optional(self, obj, f):
+        """Registers boundary ``f`` need not zero (its tree cannot write them)."""
+        return set()
+
 
 # -- the call tree ---------------------------------------------------------------
 
