@@ -259,7 +259,7 @@ def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
 
 
 def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
-               check=None):
+               check=None, epilogue=None):
     """The whole secret pipeline of an AOT library, for target machine ``tm``.
 
     ``texts`` are the kernels' modules before any secret pass, ``specs`` the
@@ -268,7 +268,8 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     boundaries, no register zeroing, no scrub.  ``check(text)`` (the
     constant-time check, :mod:`secretjit.aot.ct`) sees the optimized module
     with its line tables and ``declassify`` markers, which go after it.  A
-    pass refusing the IR raises ``ValueError``.
+    pass refusing the IR raises ``ValueError``.  ``epilogue``: the boundaries'
+    register epilogue (:func:`passes.register_epilogue`, a ``--cpu`` build with AVX).
     """
     data_layout = str(tm.target_data)
 
@@ -280,7 +281,7 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     mod, reports = aot_prepare(texts, specs, arch, triple, data_layout, secret)
     if secret:
         reports += before_optimization(
-            mod, [(s.c_name, s.kernel) for s in specs], arch)
+            mod, [(s.c_name, s.kernel) for s in specs], arch, epilogue)
     if arch != host_arch():
         reports.append(passes.outline_scrub(mod, arch)[1])
     text = mod.text()

@@ -173,3 +173,29 @@ def test_x87_scan_is_what_keeps_the_zeroing(monkeypatch):
     assert found and all(r.startswith('st') for r in found), found
     (bad,) = audit.audit_dispatcher(audit.fresh_copy(blind, [(typeof(np.uint64(1)),)]))
     assert not bad.registers_ok and bad.registers_missing == ['x87'], bad
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_c_runtime_has_no_x87_code():
+    """The rest of the x87 argument: what runs around an exact tree (the
+    runtime's call, its checks and scrub) is C without x87 or MMX code;
+    must-fire: the scan finds the x87 stack's zeroing in a boundary."""
+    from secretjit import secretmem
+    from secretjit.audit.elf import ObjectCode
+    from secretjit.audit.x86_64 import _x87
+    with open(secretmem.lib()._name, 'rb') as fh:
+        obj = ObjectCode(fh.read())
+    assert passes.SECRET_CALL_EXACT in obj.functions
+    found = sorted(n for n in obj.functions if any(_x87(obj, i) for i in obj.fn(n).insns))
+    assert found == []
+    r = secret_jit(trivial)
+    r(1)
+    lib = r.overloads[r.signatures[0]].library
+    boundary = ObjectCode(lib._get_compiled_object())
+    names = [n for n in boundary.functions if n.startswith(passes.BOUNDARY_PREFIX)]
+    assert names
+    # the trivial boundary has none where the epilogue dropped it; an fldz is found
+    if any('x87_dropped' in str(rep) for rep in lib.pass_reports):
+        assert not any(_x87(boundary, i) for i in boundary.fn(names[0]).insns)
+    fldz = next(boundary.cs.disasm(b'\xd9\xee', 0))
+    assert _x87(boundary, fldz)

@@ -225,7 +225,7 @@ def compile_exports(exports):
 def build_ir(exports, kernels, target, secret=True, cpu=None):
     """Compile ``exports`` for ``target`` (and ``cpu``, a :class:`cpu.Cpu`):
     (object bytes, info dict)."""
-    from secretjit import pipeline
+    from secretjit import passes, pipeline
     arch, triple, _, _, _ = TARGETS[target]
     tm = _target_machine(target, secret, cpu)
     # a --cpu build's exports are ifuncs (cpu.check_source) that resolve to
@@ -241,11 +241,14 @@ def build_ir(exports, kernels, target, secret=True, cpu=None):
     found = ct.Findings()
     # the control build (secret=False) inlines the kernels into the wrappers
     groups = ct.kernel_policies(exports, specs) if secret else []
+    # a --cpu build with AVX: the JIT's one-pass vector/x87 epilogue
+    epilogue = passes.register_epilogue(arch, ct.target_features(
+        arch, secret, cpu.feature_string())) if prefix and secret else None
     with ct.backend(arch, secret):
         try:
             result = pipeline.aot_module(
                 texts, specs, tm, arch, triple, secret=secret,
-                optimize=_optimize,
+                optimize=_optimize, epilogue=epilogue,
                 check=ct.checker(groups, found, texts))
         except ValueError as exc:       # a pass refusing the IR
             raise AotError(str(exc)) from None
