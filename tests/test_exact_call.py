@@ -17,19 +17,15 @@ below the depth (the rseq-gated signal-window check stays).  Checked here:
 """
 
 import math
-import os
 import platform
-import shutil
-import subprocess
+import types
 
 import numpy as np
 import pytest
 from numba import typeof
 
-from secretjit import _csrc, passes, secret_jit
+from secretjit import passes, secret_jit
 from secretjit.stack_bound import StackBound
-
-HERE = os.path.dirname(__file__)
 
 
 def trivial(x):
@@ -48,23 +44,9 @@ def with_libm(x):
 
 @pytest.mark.parametrize('target', ['native', 'aarch64'])
 def test_c_level_exact_entry_skips_only_the_frame_window(tmp_path, target):
-    if target == 'native':
-        cc, run = shutil.which('gcc') or shutil.which('cc'), []
-    else:
-        cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
-        if not qemu:
-            pytest.skip('no qemu-aarch64')
-        run = [qemu, '-cpu', 'max']
-    if not cc:
-        pytest.skip('no C compiler for %s' % target)
-    exe = tmp_path / 'exact_call'
-    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', _csrc.CSRC,
-                    *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
-                    os.path.join(HERE, 'c', 'exact_call.c'), *_csrc.paths(), '-lpthread'],
-                   check=True)
-    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    got = dict(kv.split('=') for kv in r.stdout.split())
+    from _c_runtime import run_c_test
+    got = run_c_test(tmp_path, target, 'exact_call')
+    r = types.SimpleNamespace(stdout=' '.join('%s=%s' % kv for kv in got.items()))
     assert got['setup'] == '0', r.stdout
     # The plain entry finds the word below the depth on every call ...
     assert (got['plain_left'], got['plain_scrubs']) == ('0', '5'), r.stdout

@@ -19,10 +19,9 @@
  * Every call keeps secretjit_signal_reserve() bytes free below its tree, so
  * that a signal does not run into the guard page.
  *
- * secretjit_secret_call_exact skips the frame window: its caller's depth is
- * exact (derived from the machine code of a tree without any external
- * callee, allowance or indirect call), so only a signal frame can lie below
- * it; the signal window's check stays, gated by rseq as before.
+ * secretjit_secret_call_exact skips the frame window: the depth is exact (a
+ * tree with no external callee, allowance or indirect call), so only a signal
+ * frame can lie below it; the rseq-gated signal window check stays.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
@@ -351,9 +350,7 @@ int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
     return secret_call(fn, arg, scrub, 0);
 }
 
-/* The tree's depth was derived from its own machine code alone (no external
- * callee, allowance or indirect call): nothing can have written below it
- * but a signal frame, so only the rseq-gated signal window is checked. */
+/* See the top: only the signal window is checked (when interrupted). */
 int secretjit_secret_call_exact(void (*fn)(void *), void *arg, size_t scrub)
 {
     return secret_call(fn, arg, scrub, 1);

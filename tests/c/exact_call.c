@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "secretmem.h"
+#include "stack_probe.h"
 
 #define DEPTH 64
 #define TRIES 5
@@ -33,24 +34,6 @@ static volatile uint64_t *marker(void)
 }
 
 static void write_below(void *arg) { (void)arg; *marker() = 0x5ec7e7ULL; }
-
-static size_t nonzero_words(void)
-{
-    uintptr_t lo, hi, p;
-    size_t n = 0;
-    if (!secretjit_stack_range(&lo, &hi))
-        return (size_t)-1;
-    for (p = lo; p < hi; p += 8)
-        n += *(uint64_t *)p != 0;
-    return n;
-}
-
-static void zero_stack(void)
-{
-    uintptr_t lo, hi;
-    if (secretjit_stack_range(&lo, &hi))
-        memset((void *)lo, 0, hi - lo);
-}
 
 static unsigned long long scrubs(void)
 {
