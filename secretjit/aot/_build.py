@@ -241,9 +241,11 @@ def build_ir(exports, kernels, target, secret=True, cpu=None):
     found = ct.Findings()
     # the control build (secret=False) inlines the kernels into the wrappers
     groups = ct.kernel_policies(exports, specs) if secret else []
-    # a --cpu build with AVX: the JIT's one-pass vector/x87 epilogue
+    # the JIT's one-pass vector/x87 epilogue: a --cpu build with AVX, or
+    # the SSE form where secretjit_aot_clear_vregs clears the upper bits after
     epilogue = passes.register_epilogue(arch, ct.target_features(
-        arch, secret, cpu.feature_string())) if prefix and secret else None
+        arch, secret, (cpu or variant_cpu(dict(target=target))).feature_string()),
+        sse=clear is not None) if secret else None
     with ct.backend(arch, secret):
         try:
             result = pipeline.aot_module(
