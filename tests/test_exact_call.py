@@ -181,3 +181,19 @@ def test_c_runtime_has_no_x87_code():
         assert not any(_x87(boundary, i) for i in boundary.fn(names[0]).insns)
     fldz = next(boundary.cs.disasm(b'\xd9\xee', 0))
     assert _x87(boundary, fldz)
+
+
+def test_x87_scan_of_assembly_text():
+    """Must-fire: x87 mnemonics (with a prefix too), MMX registers, st
+    operands; must-not-fire: SSE/AVX code, labels and comments naming them."""
+    from secretjit.stack_bound.x87 import x87_functions
+    asm = '\n'.join([
+        'clean:', '\tvxorps %xmm0, %xmm0, %xmm0', '\tmovq %rax, %rbx  # fldz %st(0)',
+        '.Lfldz:', '\tretq', '.Lfunc_end0:',
+        'fpu:', '\tfldz', '\tretq', '.Lfunc_end1:',
+        'mmx:', '\tmovq %mm0, %rax', '\tretq', '.Lfunc_end2:',
+        'prefixed:', '\tlock fstp %st(1)', '.Lfunc_end3:',
+        'state:', '\tfxsave (%rdi)', '.Lfunc_end4:'])
+    names = ['clean', 'fpu', 'mmx', 'prefixed', 'state']
+    assert x87_functions(asm, names) == ['fpu', 'mmx', 'prefixed', 'state']
+    assert x87_functions(asm, ['clean']) == []
