@@ -9,7 +9,9 @@
  *                   wrapper -> kernel call costs, the baseline)
  *   secret_call/N   secretjit_secret_call onto the secret stack with a scrub
  *                   depth of N bytes: TLS lookup, rseq marks, the stack switch,
- *                   the 1 KiB window check and the memset of N bytes
+ *                   the 1 KiB window check and the scrub of N bytes
+ *   secret_call_exact/N  secretjit_secret_call_exact: the same without the
+ *                   1 KiB window check (a tree whose depth is exact)
  *   memset/N        secretjit__wipe of N bytes alone (the scrub's share)
  *   window          the 1 KiB below-depth check alone (the same loop as
  *                   secretstack.c's any_nonzero, AVX-512 clone)
@@ -153,6 +155,10 @@ static double run_case(int c)
     case 13: for (i = 0; i < ITERS; i++) regs_no_x87(); break;
     case 14: for (i = 0; i < ITERS; i++) regs_x87(); break;
     case 15: for (i = 0; i < ITERS; i++) sink += xgetbv1(); break;
+    case 16: case 17:
+        for (i = 0; i < ITERS; i++)
+            sink += secretjit_secret_call_exact(empty, buf, sizes[c - 16]);
+        break;
     }
     if (sink == 12345)
         puts("");
@@ -165,7 +171,8 @@ int main(void)
         "call", "secret_call/160", "secret_call/1024", "secret_call/1648",
         "secret_call/2640", "memset/160", "memset/1024", "memset/1648",
         "memset/2640", "window", "tls", "regs/llvm-all", "regs/once",
-        "regs/no-x87", "regs/x87", "xgetbv1"};
+        "regs/no-x87", "regs/x87", "xgetbv1", "secret_call_exact/160",
+        "secret_call_exact/1024"};
     enum { N = sizeof names / sizeof names[0] };
     static double t[N][ROUNDS];
     int r, c;

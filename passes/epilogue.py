@@ -36,19 +36,33 @@ def _zero_vector(reg):
     return 'vpxord %zmm{0}, %zmm{0}, %zmm{0}'.format(n)
 
 
-def register_epilogue(arch, features):
+# The x87 part of the epilogue's asm and clobbers, as register_epilogue
+# writes them (passes.exact_call drops it where the tree has no x87 code).
+X87_ASM = '\\0A'.join(['fldz'] * 8 + ['fstp %st(0)'] * 8) + '\\0A'
+X87_CLOBBERS = ','.join(['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]) + ','
+
+
+def register_epilogue(arch, features, sse=False):
     """``(asm, clobbers)`` for ``arch`` with LLVM target ``features``
-    (``'+avx,+avx512f,...'``), or None where LLVM's ``"all"`` stays."""
+    (``'+avx,+avx512f,...'``), or None where LLVM's ``"all"`` stays.
+    ``sse``: without AVX too, with legacy ``xorps`` on xmm0-15, which leaves
+    any upper bits alone: only for code whose caller clears those (an AOT
+    baseline export, ``secretjit_aot_clear_vregs``)."""
     flags = set(features.split(','))
-    if arch != 'x86_64' or '+avx' not in flags:
+    if arch != 'x86_64' or ('+avx' not in flags and not sse):
         return None
+    if '+avx' not in flags:
+        vectors = x86_64_vectors(False)
+        lines = [X87_ASM[:-3]] + ['xorps %{0}, %{0}'.format(r) for r in vectors]
+        clobbers = (['~{%s}' % r for r in vectors]
+                    + [X87_CLOBBERS[:-1]] + ['~{fpsr}', '~{flags}', '~{dirflag}'])
+        return '\\0A'.join(lines), ','.join(clobbers)
     avx512 = '+avx512f' in flags
     vectors = x86_64_vectors(avx512)
     masks = X86_64_MASKS if avx512 else ()
-    lines = (['fldz'] * 8 + ['fstp %st(0)'] * 8
+    lines = ([X87_ASM[:-3]]
              + [_zero_vector(r) for r in vectors]
              + ['kxorw %k0, %k0, %{0}'.format(k) for k in masks])
     clobbers = (['~{%s}' % r for r in vectors + masks]
-                + ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-                + ['~{fpsr}', '~{flags}', '~{dirflag}'])
+                + [X87_CLOBBERS[:-1]] + ['~{fpsr}', '~{flags}', '~{dirflag}'])
     return '\\0A'.join(lines), ','.join(clobbers)

@@ -341,6 +341,7 @@ def _define_allocate_free(d):
 
 ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
                    'secretjit_arena_realloc', 'secretjit_secret_call',
+                   'secretjit_secret_call_exact',
                    'secretjit_slab_alloc', 'secretjit_slab_free',
                    'secretjit_slab_realloc')
 

@@ -37,6 +37,7 @@ from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
 from .stack_bound import native
 from .stack_bound.destructors import CALL_DTOR_PLAIN, for_module
+from .stack_bound.x87 import x87_functions
 from .stage_times import timed
 
 _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
@@ -163,7 +164,7 @@ def after_optimization(text, tm, arch, extra_allowance=None,
             return SecretModule(reparse(mod.text()), reports=reports)
     extra_allowance = for_module(extra_allowance, text)
     try:
-        bounds, frames = _stack_bounds(mod, tm, arch, kernels, skip,
+        bounds, frames, x87 = _stack_bounds(mod, tm, arch, kernels, skip,
                                        extra_allowance, module_name, reparse)
     except SecretPolicyError as err:
         if not hasattr(err, 'callee'):
@@ -175,12 +176,15 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     with timed('secret write depths + reparse'):
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
+        reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
+                                              x87_free=not x87)[1])
         return SecretModule(reparse(mod.text()), bounds, frames, reports)
 
 
 def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
                   reparse):
-    """``({kernel: StackBound}, {function: frame})`` from ``tm``'s assembly."""
+    """``({kernel: StackBound}, {function: frame}, x87 or MMX code in a
+    function other than the boundaries)`` from ``tm``'s assembly."""
     # The analysis needs the machine code of the secret call trees only: the
     # wrappers (argument unboxing, result boxing; the bulk of a small
     # kernel's module) are compiled as stubs here, which saves code
@@ -207,7 +211,9 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
               for t, b in by_thunk.items()}
-    return bounds, frames
+    x87 = arch != 'x86_64' or bool(x87_functions(
+        asm, [f for f in funcs if not f.startswith(passes.BOUNDARY_PREFIX)]))
+    return bounds, frames, x87
 
 
 def check_stack_limit(bounds, stack_limit=None):
@@ -260,7 +266,7 @@ def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
 
 
 def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
-               check=None):
+               check=None, epilogue=None):
     """The whole secret pipeline of an AOT library, for target machine ``tm``.
 
     ``texts`` are the kernels' modules before any secret pass, ``specs`` the
@@ -269,7 +275,8 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     boundaries, no register zeroing, no scrub.  ``check(text)`` (the
     constant-time check, :mod:`secretjit.aot.ct`) sees the optimized module
     with its line tables and ``declassify`` markers, which go after it.  A
-    pass refusing the IR raises ``ValueError``.
+    pass refusing the IR raises ``ValueError``.  ``epilogue``: the boundaries'
+    register epilogue (:func:`passes.register_epilogue`, a ``--cpu`` build with AVX).
     """
     data_layout = str(tm.target_data)
 
@@ -281,7 +288,7 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     mod, reports = aot_prepare(texts, specs, arch, triple, data_layout, secret)
     if secret:
         reports += before_optimization(
-            mod, [(s.c_name, s.kernel) for s in specs], arch)
+            mod, [(s.c_name, s.kernel) for s in specs], arch, epilogue)
     if arch != host_arch():
         reports.append(passes.outline_scrub(mod, arch)[1])
     text = mod.text()

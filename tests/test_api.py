@@ -73,9 +73,11 @@ def test_inspection_shows_the_secret_code():
     sig = k.signatures[0]
     ir = k.inspect_llvm(sig)
     # the boundary zeroes every register: LLVM's "all", or "all-gpr" and the
-    # vector/x87 epilogue of passes.epilogue (x86-64 with AVX)
+    # vector/x87 epilogue of passes.epilogue (x86-64 with AVX; without its x87
+    # part here: x + 1 is an exact tree without x87 code, passes.exact_call)
     assert '"zero-call-used-regs"="all"' in ir or (
-        '"zero-call-used-regs"="all-gpr"' in ir and 'fldz' in ir)
+        '"zero-call-used-regs"="all-gpr"' in ir and 'vxorps %xmm15' in ir)
+    assert 'secretjit_secret_call_exact(' in ir
     assert '__secretjit.boundary.' in ir
     assert '__secretjit.thunk.' in ir and 'secretjit_secret_call' in ir
     asm = k.inspect_asm(sig)
@@ -84,10 +86,12 @@ def test_inspection_shows_the_secret_code():
     reports = k.pass_reports(sig)
     assert [r.name for r in reports] == ['insert_boundaries',
                                          'internalize_linkonce',
-                                         'zero_call_used_regs', 'write_depths']
+                                         'zero_call_used_regs', 'write_depths',
+                                         'use_exact_calls']
     assert reports[0]['boundaries_added'] == 1
     # one depth for the secret stack's scrub, one for the fallback's
-    assert reports[-1]['depths_written'] == 2
+    assert reports[-2]['depths_written'] == 2
+    assert reports[-1]['calls_exact'] == 1
     bound = k.stack_bound(sig)
     assert 16 <= bound.depth <= 512, bound       # a tiny leaf: tiny bound
 

@@ -15,10 +15,10 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
-from secretjit import _csrc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -84,30 +84,11 @@ def test_deep_destructor_chain_below_the_bound_is_zeroed(results, depth):
 
 # -- the same at the C level, natively and for AArch64 under qemu --------------
 
-CSRC = _csrc.CSRC
-SOURCES = _csrc.paths()
-
-
 @pytest.mark.parametrize('target', ['native', 'aarch64'])
 def test_c_level_signal_frame_scrub_and_nested_call(tmp_path, target):
-    import shutil
-    if target == 'native':
-        cc, run = shutil.which('gcc') or shutil.which('cc'), []
-    else:
-        cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
-        if not qemu:
-            pytest.skip('no qemu-aarch64')
-        run = [qemu, '-cpu', 'max,sve512=on']
-    if not cc:
-        pytest.skip('no C compiler for %s' % target)
-    exe = tmp_path / 'signal_scrub'
-    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', CSRC,
-                    *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
-                    os.path.join(HERE, 'c', 'signal_scrub.c'), *SOURCES, '-lpthread'],
-                   check=True)
-    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    got = dict(kv.split('=') for line in r.stdout.split() for kv in [line])
+    from _c_runtime import run_c_test
+    got = run_c_test(tmp_path, target, 'signal_scrub')
+    r = types.SimpleNamespace(stdout=' '.join('%s=%s' % kv for kv in got.items()))
     assert got['setup'] == '0' and int(got['window']) > 2048, r.stdout
     # The signal frame below the depth: zeroed and counted ...
     assert (got['on_rc'], got['on_handled'], got['on_left']) == ('0', '1', '0'), r.stdout

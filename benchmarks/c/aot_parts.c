@@ -83,6 +83,7 @@ int main(int argc, char **argv)
         PART("loop", __asm__ __volatile__("" ::: "memory"));
         PART("secret_call(depth 16)", secretjit_secret_call(noop, buf, 16));
         PART("secret_call(depth 160)", secretjit_secret_call(noop, buf, 160));
+        PART("secret_call_exact(depth 160)", secretjit_secret_call_exact(noop, buf, 160));
         PART("wipe 160 B (memset)", secretjit__wipe(buf, 160));
         PART("zeroing: x87 stack", __asm__ __volatile__(X87 ::: "memory"));
         PART("zeroing: baseline boundary (x87, 8 gpr, 16 xorps)",
@@ -94,6 +95,8 @@ int main(int argc, char **argv)
             PART("zeroing: same without the two repeated 16 xmm",
                  __asm__ __volatile__(X87 GPR K8 V16("vxorps") HI16
                                       "vzeroupper\n" CLOB));
+            PART("zeroing: one-pass epilogue, exact tree (8 gpr, 16 xmm, 16 hi, 8 k)",
+                 __asm__ __volatile__(GPR V16("vxorps") HI16 K8 CLOB));
             PART("clear_vregs before (16 hi, 8 k, vzeroall)",
                  __asm__ __volatile__(HI16 K8 "vzeroall\n" ::: "memory"));
         }

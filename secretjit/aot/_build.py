@@ -35,7 +35,7 @@ C_RUNTIME_SYMBOLS = frozenset([
     'secretjit_libc_errno_location', 'secretjit_arena_alloc',
     'secretjit_arena_free', 'secretjit_arena_realloc', 'secretjit_arena_owns',
     'secretjit_slab_alloc', 'secretjit_slab_free', 'secretjit_slab_realloc',
-    'secretjit_secret_call', 'secretjit_stack_range', 'secretjit_aot_scrub',
+    'secretjit_secret_call', 'secretjit_secret_call_exact', 'secretjit_stack_range', 'secretjit_aot_scrub',
     'secretjit_aot_clear_vregs'])
 # Each export zeroes the registers the CPU has beyond what baseline-CPU code
 # zeroes (nrt_aot.c): x86-64 ymm/zmm upper bits, zmm16-31, k0-k7; AArch64
@@ -225,7 +225,7 @@ def compile_exports(exports):
 def build_ir(exports, kernels, target, secret=True, cpu=None):
     """Compile ``exports`` for ``target`` (and ``cpu``, a :class:`cpu.Cpu`):
     (object bytes, info dict)."""
-    from secretjit import pipeline
+    from secretjit import passes, pipeline
     arch, triple, _, _, _ = TARGETS[target]
     tm = _target_machine(target, secret, cpu)
     # a --cpu build's exports are ifuncs (cpu.check_source) that resolve to
@@ -241,11 +241,16 @@ def build_ir(exports, kernels, target, secret=True, cpu=None):
     found = ct.Findings()
     # the control build (secret=False) inlines the kernels into the wrappers
     groups = ct.kernel_policies(exports, specs) if secret else []
+    # the JIT's one-pass vector/x87 epilogue: a --cpu build with AVX, or
+    # the SSE form where secretjit_aot_clear_vregs clears the upper bits after
+    epilogue = passes.register_epilogue(arch, ct.target_features(
+        arch, secret, (cpu or variant_cpu(dict(target=target))).feature_string()),
+        sse=clear is not None) if secret else None
     with ct.backend(arch, secret):
         try:
             result = pipeline.aot_module(
                 texts, specs, tm, arch, triple, secret=secret,
-                optimize=_optimize,
+                optimize=_optimize, epilogue=epilogue,
                 check=ct.checker(groups, found, texts))
         except ValueError as exc:       # a pass refusing the IR
             raise AotError(str(exc)) from None

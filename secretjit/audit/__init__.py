@@ -31,8 +31,8 @@ machine's instructions), :mod:`.targets` (JIT dispatchers, AOT libraries),
 from .. import stack_bound
 from ..stack_bound.destructors import for_module
 from . import aarch64, x86_64  # noqa: F401  (register the architectures)
-from .core import (BOUNDARY, SECRET_CALL, BoundaryAudit, check_boundary, depth,
-                   reachable)
+from .core import (BOUNDARY, SECRET_CALL, SECRET_CALLS, BoundaryAudit, check_boundary,
+                   depth, reachable)
 from .core import allowed as _allowed
 from .elf import AuditError, ObjectCode
 from .report import main, report, table
@@ -72,16 +72,16 @@ def _calls(obj, name):
 
 def _needed(obj, f, memo):
     """The deepest tree the boundary calls, in place or on the secret stack."""
-    trees = [next((t for _, t in f.calls if t and t != SECRET_CALL and not _allowed(obj, t)
+    trees = [next((t for _, t in f.calls if t and t not in SECRET_CALLS and not _allowed(obj, t)
                    and not getattr(obj.fn(t), 'scrub_arg', None)), None)]
     for ins in f.insns:
-        if dict(f.calls).get(ins.address) == SECRET_CALL:
+        if dict(f.calls).get(ins.address) in SECRET_CALLS:
             trees.append(obj.arch.secret_call_tree(obj, f, ins))
     return max([depth(obj, t, memo) for t in trees if t] or [0])
 
 
 def _audit_boundary(obj, f, required, memo, stack_bounds):
-    checked = check_boundary(obj, f, required, memo)
+    checked = check_boundary(obj, f, required - obj.arch.optional(obj, f), memo)
     if checked is None:
         return None
     rets, missing, problems = checked

@@ -263,7 +263,7 @@ class AArch64(core.Arch):
                 walk.zeroed = set()
                 return
             tree = self.secret_call_tree(ctx.obj, ctx.f, ins) \
-                if target == core.SECRET_CALL else None
+                if target in core.SECRET_CALLS else None
             core.on_call(walk, ins, target, ctx.consts.get('x2'), tree)
             return
         regs = [canon(r) for r in _regs(ins)]

@@ -14,7 +14,8 @@ its last call.  The architecture's ``step`` reads one instruction and calls
 from dataclasses import dataclass
 
 from .. import stack_bound
-from .elf import ARCHES, BOUNDARY, SECRET_CALL, AuditError  # noqa: F401  (re-exported)
+from .elf import (ARCHES, BOUNDARY, SECRET_CALL, SECRET_CALL_EXACT,  # noqa: F401  (re-exported)
+                  SECRET_CALLS, AuditError)
 
 _MAX_VISITS = 10000
 
@@ -59,6 +60,10 @@ class Arch:
     def tree_problems(self, obj, root):
         return []
 
+    def optional(self, obj, f):
+        """Registers boundary ``f`` need not zero (its tree cannot write them)."""
+        return set()
+
 
 # -- the call tree ---------------------------------------------------------------
 
@@ -66,7 +71,7 @@ def allowed(obj, name):
     """Whether ``name`` is C code the contract covers with an allowance."""
     base = name[:-1] if name.endswith('f') and name[:-1] in stack_bound.LIBM else name
     return (name in stack_bound.EXTERNAL_ALLOWANCE or base in stack_bound.LIBM
-            or name in obj.allowances or name == SECRET_CALL)
+            or name in obj.allowances or name in SECRET_CALLS)
 
 
 def depth(obj, name, memo, seen=()):
@@ -88,7 +93,7 @@ def depth(obj, name, memo, seen=()):
         for _, target in f.calls:
             if target is None:
                 below = max(below, stack_bound.DEFAULT_ALLOWANCE)
-            elif target != SECRET_CALL:
+            elif target not in SECRET_CALLS:
                 below = max(below, depth(obj, target, memo, seen + (name,)))
         d = f.frame + below
     memo[name] = d
@@ -105,6 +110,23 @@ def reachable(obj, root):
         out.add(n)
         if n in obj.functions and not allowed(obj, n):
             todo += [t for _, t in obj.fn(n).calls if t]
+    return out
+
+
+def inexact(obj, root):
+    """Why ``root``'s depth is not exact (empty when it is): every function
+    it reaches must be machine code of the object the audit read itself, not
+    C code with an allowance, and every call must have a known target.  An
+    unknown tree is not exact (fail closed)."""
+    if root is None:
+        return ['its tree is unknown']
+    out = []
+    for n in sorted(reachable(obj, root)):
+        if n not in obj.functions or allowed(obj, n):
+            out.append('its tree calls %s' % stack_bound.readable(n))
+        else:
+            out += ['%s makes an indirect call at 0x%x' % (stack_bound.readable(n), a)
+                    for a, t in obj.fn(n).calls if t is None]
     return out
 
 
@@ -204,11 +226,14 @@ def on_call(walk, ins, target, depth_arg, tree):
     """
     walk.zeroed, walk.aux = set(), 0
     obj = walk.ctx.obj
-    if target == SECRET_CALL:
+    if target in SECRET_CALLS:
         need = depth(obj, tree, walk.ctx.memo) if tree else None
         if depth_arg is None or need is None or depth_arg < need:
             walk.problems.append('secret stack scrub of %s bytes at 0x%x, tree '
                                  'needs %s' % (depth_arg, ins.address, need))
+        if target == SECRET_CALL_EXACT:
+            walk.problems += ['exact secret call at 0x%x, but %s' % (ins.address, why)
+                              for why in inexact(obj, tree)]
         walk.pending = None
     elif target is not None and not allowed(obj, target):
         walk.pending = depth(obj, target, walk.ctx.memo)

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 ARCHES = {}
 BOUNDARY = '__secretjit.boundary.'
 SECRET_CALL = 'secretjit_secret_call'
+# The runtime's entry for a tree whose depth is exact (no frame-window check):
+# the audit requires that tree to call nothing outside its own machine code.
+SECRET_CALL_EXACT = 'secretjit_secret_call_exact'
+SECRET_CALLS = (SECRET_CALL, SECRET_CALL_EXACT)
 
 
 class AuditError(Exception):

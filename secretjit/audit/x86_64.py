@@ -35,6 +35,16 @@ def canon(reg):
     return reg
 
 
+def _x87(obj, ins):
+    """Whether ``ins`` is x87 or MMX code (touches the x87 register stack)."""
+    if ins.mnemonic.startswith('f') or ins.mnemonic in ('emms', 'femms'):
+        return True
+    read, written = ins.regs_access()
+    return any(ins.reg_name(r).startswith(('st', 'mm')) for r in read + written) or \
+        any(o.type == _REG and ins.reg_name(o.reg).startswith(('st', 'mm'))
+            for o in ins.operands)
+
+
 def zeroes(ins):
     """Registers ``ins`` sets to zero (the idioms LLVM's zero-call-used-regs emits)."""
     m = ins.mnemonic
@@ -156,6 +166,24 @@ class X86_64(core.Arch):
             req |= set(contract.X86_64_MASKS)
         return req
 
+    def optional(self, obj, f):
+        """{'x87'} where boundary ``f`` need not zero the x87 stack: it calls
+        only the exact entry, its tree reaches no code outside the object's
+        own (:func:`core.inexact`), and no function it reaches (itself
+        included) has an x87 or MMX instruction; else nothing (fail closed)."""
+        calls = [(a, t) for a, t in f.calls if t in core.SECRET_CALLS]
+        if not calls or any(t != core.SECRET_CALL_EXACT for _, t in calls):
+            return set()
+        by_addr = {i.address: i for i in f.insns}
+        for a, _ in calls:
+            if core.inexact(obj, self.secret_call_tree(obj, f, by_addr[a])):
+                return set()
+        for n in core.reachable(obj, f.name):
+            if n in obj.functions and not core.allowed(obj, n) and \
+                    any(_x87(obj, i) for i in obj.fn(n).insns):
+                return set()
+        return {'x87'}
+
     def branch(self, ins):
         m = ins.mnemonic
         if not (ins.group(1) or m == 'ret' or m.startswith('j')):
@@ -186,7 +214,7 @@ class X86_64(core.Arch):
         if m == 'call':
             target = ctx.calls.get(ins.address)
             tree = self.secret_call_tree(ctx.obj, ctx.f, ins) \
-                if target == core.SECRET_CALL else None
+                if target in core.SECRET_CALLS else None
             core.on_call(walk, ins, target, ctx.consts.get('rdx'), tree)
             return
         if m.startswith('rep stos') or (m == 'stosq' and 'rep' in ins.op_str):

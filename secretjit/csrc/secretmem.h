@@ -77,6 +77,12 @@ SECRETJIT_EXPORT void *secretjit_slab_realloc(void *p, size_t size);
  * nested_calls). */
 SECRETJIT_EXPORT int secretjit_secret_call(void (*fn)(void *), void *arg,
                                            size_t scrub);
+/* The same for a tree whose depth `scrub` is exact (derived from its own
+ * machine code: no external callee, allowance or indirect call): the 1 KiB
+ * frame window below the depth is not checked (the signal window still is,
+ * when the call may have been interrupted). */
+SECRETJIT_EXPORT int secretjit_secret_call_exact(void (*fn)(void *), void *arg,
+                                                 size_t scrub);
 /* Bytes kept free below every call tree on the secret stack, for a signal
  * frame (red zone + the kernel's largest signal frame, AT_MINSIGSTKSZ) and
  * its handler's frames: a call tree may use at most the stack size minus

@@ -19,6 +19,10 @@
  * Every call keeps secretjit_signal_reserve() bytes free below its tree, so
  * that a signal does not run into the guard page.
  *
+ * secretjit_secret_call_exact skips the frame window: the depth is exact (a
+ * tree with no external callee, allowance or indirect call), so only a signal
+ * frame can lie below it; the rseq-gated signal window check stays.
+ *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
  * caller's boundary runs the kernel in place and zeroes its depth below its
@@ -209,7 +213,9 @@ static void zero_range(char *p, char *end)
 }
 
 /* The scrub: zero [below, s->hi), and remember how deep calls zeroed (the
- * span the stack's release zeroes again, secretstack_setup.c). */
+ * span the stack's release zeroes again, secretstack_setup.c).  (Inline
+ * 16-byte stores instead of memset for small scrubs were measured, issue 15:
+ * 0.2 ns less in the exact call, 1.5 ns more in the plain one.) */
 static void zero_from(struct secret_stack *s, char *below)
 {
     size_t n = (size_t)(s->hi - below);
@@ -270,7 +276,11 @@ static inline char *rseq_area(void)
 #endif
 }
 
-int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
+/* The call; `exact`: the caller's scrub depth is an exact bound of the
+ * tree (secretjit_secret_call_exact). */
+__attribute__((always_inline))
+static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
+                              int exact)
 {
     struct secret_stack *s = &tls_stack;
     char *below, *rseq;
@@ -311,7 +321,9 @@ int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
         __atomic_store_n((uint64_t *)(rseq + 8), saved, __ATOMIC_RELAXED);
     }
     below = s->hi - scrub;
-    if (__builtin_expect(any_nonzero(below - FRAME_WINDOW, FRAME_WINDOW)
+    if (__builtin_expect(exact ? interrupted && any_nonzero(below - SC.sig_window,
+                                                            SC.sig_window)
+                         : any_nonzero(below - FRAME_WINDOW, FRAME_WINDOW)
                          || (interrupted && any_nonzero(below - SC.sig_window,
                                                         SC.sig_window - FRAME_WINDOW)), 0)
         && !__atomic_load_n(&detect_off, __ATOMIC_RELAXED)) {
@@ -321,6 +333,17 @@ int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
     }
     zero_from(s, below);
     return 0;
+}
+
+int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
+{
+    return secret_call(fn, arg, scrub, 0);
+}
+
+/* See the top: only the signal window is checked (when interrupted). */
+int secretjit_secret_call_exact(void (*fn)(void *), void *arg, size_t scrub)
+{
+    return secret_call(fn, arg, scrub, 1);
 }
 
 int secretjit_stack_range(uintptr_t *lo, uintptr_t *hi)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "secretmem.h"
+#include "stack_probe.h"
 
 static volatile int handled;
 static void on_usr1(int sig) { (void)sig; handled++; }
@@ -20,24 +21,6 @@ static void noop(void *arg) { __asm__ volatile("" : : "r"(arg) : "memory"); }
 static void with_signal(void *arg) { (void)arg; raise(SIGUSR1); }
 static int nested_rc = -9;
 static void nested(void *arg) { (void)arg; nested_rc = secretjit_secret_call(noop, 0, 64); }
-
-static size_t nonzero_words(void)
-{
-    uintptr_t lo, hi, p;
-    size_t n = 0;
-    if (!secretjit_stack_range(&lo, &hi))
-        return (size_t)-1;
-    for (p = lo; p < hi; p += 8)
-        n += *(uint64_t *)p != 0;
-    return n;
-}
-
-static void zero_stack(void)
-{
-    uintptr_t lo, hi;
-    if (secretjit_stack_range(&lo, &hi))
-        memset((void *)lo, 0, hi - lo);
-}
 
 int main(void)
 {

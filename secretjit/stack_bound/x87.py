@@ -1,0 +1,44 @@
+"""Whether x86-64 assembly touches the x87 register stack (x87 or MMX code).
+
+The boundary's register epilogue (:mod:`passes.epilogue`) zeroes the x87
+stack (8 ``fldz`` + 8 ``fstp``, 2.2 ns a call) in case the call tree left a
+secret there.  numba's code uses SSE for floating point and never x87 (no
+``long double``); a tree without any x87 or MMX instruction (MMX registers
+are the x87 registers) cannot leave anything in them, so
+:mod:`passes.exact_call` drops that part for an exact tree (no external
+callee: nothing outside the scanned code runs) whose module has none.
+
+    x87_functions(asm, functions) -> the functions with an instruction that is
+        x87 (mnemonic ``f...``), ``emms``/``femms``, or names ``%st``/``%mm``
+
+Conservative by construction: every x87 mnemonic starts with ``f`` (and no
+SSE/AVX one does), and any instruction naming an x87 or MMX register counts;
+a false positive only keeps the zeroing.  The machine-code audit checks the
+same on the object the JIT loaded (:mod:`secretjit.audit.x86_64`).
+"""
+
+import re
+
+from .core import ARCHES, function_bodies
+
+_X87_OPERAND = re.compile(r'%(?:st\b|st\(|mm[0-7]\b)')
+_PREFIXES = ('lock', 'rep', 'repe', 'repne', 'repz', 'repnz', 'data16', 'rex64')
+
+
+def x87_functions(asm, functions):
+    """The ``functions`` of LLVM's x86-64 assembly text ``asm`` (as many as it
+    defines) with an x87 or MMX instruction."""
+    out = []
+    for name, body in function_bodies(asm, set(functions), ARCHES['x86_64']).items():
+        for mnem, ops in body:
+            if mnem == ':label':
+                continue
+            words = [mnem] + ' '.join(ops).split()
+            while words and words[0] in _PREFIXES:
+                words = words[1:]
+            m = words[0] if words else ''
+            if (m.startswith('f') or m in ('emms', 'femms')
+                    or any(_X87_OPERAND.search(o) for o in ops)):
+                out.append(name)
+                break
+    return sorted(out)

@@ -1,0 +1,199 @@
+"""The exact secret call: no frame-window check where the depth is exact.
+
+A call tree whose stack bound counts no allowance (``StackBound.externals``
+empty: no external callee, no indirect call) runs through
+``secretjit_secret_call_exact``, which skips the 1 KiB frame-window check
+below the depth (the rseq-gated signal-window check stays).  Checked here:
+
+- the runtime (C, natively and for AArch64 under qemu): a write below the
+  depth is found and zeroed by the plain entry every time (must-fire) and
+  left by the exact entry (the check skipped), a signal frame below the depth
+  is still found and zeroed by the exact entry, and left with the deep scrub
+  off (its control);
+- the JIT: a trivial kernel gets the exact entry, kernels that allocate or
+  call libm (allowances) keep the plain one;
+- the audit: the exact entry on a clean build passes, and a build whose pass
+  marked a tree with an external callee exact fails (must-fire).
+"""
+
+import math
+import platform
+import types
+
+import numpy as np
+import pytest
+from numba import typeof
+
+from secretjit import passes, secret_jit
+from secretjit.stack_bound import StackBound
+
+
+def trivial(x):
+    return x + 1
+
+
+def allocating(x):
+    a = np.empty(4, np.uint64)
+    a[:] = x
+    return a.sum()
+
+
+def with_libm(x):
+    return math.exp(x)
+
+
+@pytest.mark.parametrize('target', ['native', 'aarch64'])
+def test_c_level_exact_entry_skips_only_the_frame_window(tmp_path, target):
+    from _c_runtime import run_c_test
+    got = run_c_test(tmp_path, target, 'exact_call')
+    r = types.SimpleNamespace(stdout=' '.join('%s=%s' % kv for kv in got.items()))
+    assert got['setup'] == '0', r.stdout
+    # The plain entry finds the word below the depth on every call ...
+    assert (got['plain_left'], got['plain_scrubs']) == ('0', '5'), r.stdout
+    # ... the exact one does not look (unless rseq says the call was
+    # interrupted: a preemption in the few ns of a call is rare; without
+    # rseq every call counts as interrupted and the whole window is checked).
+    if got['rseq'] == '1':
+        assert int(got['exact_left']) >= 1, r.stdout
+    else:
+        assert got['exact_left'] == '0', r.stdout
+    # A signal frame below an exact call's depth is found and zeroed ...
+    assert (got['sig_rc'], got['sig_handled'], got['sig_left'], got['sig_scrubs']) \
+        == ('0', '1', '0', '1'), r.stdout
+    # ... and left without the deep scrub (control).
+    assert got['off_handled'] == '2' and int(got['off_left']) > 0, r.stdout
+
+
+def _calls(kernel):
+    lib = kernel.overloads[kernel.signatures[0]].library
+    return sorted({name for line in str(lib._final_module).splitlines()
+                   if ' call ' in line
+                   for name in (passes.SECRET_CALL, passes.SECRET_CALL_EXACT)
+                   if '@%s(' % name in line})
+
+
+def test_exact_entry_only_for_a_tree_without_allowances():
+    k = secret_jit(trivial)
+    assert k(41) == 42
+    assert k.stack_bound(k.signatures[0]).externals == {}
+    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    for fn, arg, expected in ((allocating, 3, 12), (with_libm, 1.0, math.e)):
+        k = secret_jit(fn)
+        assert k(arg) == pytest.approx(expected)
+        assert k.stack_bound(k.signatures[0]).externals       # an allowance
+        assert _calls(k) == [passes.SECRET_CALL], fn.__name__
+
+
+def test_exact_kernels_reads_the_externals():
+    bounds = {'a': StackBound('a', 160, [], {}),
+              'b': StackBound('b', 2640, [], {'NRT_MemInfo_alloc_aligned': 1024}),
+              'c': StackBound('c', 320, [], {'<indirect call>': 1024})}
+    assert passes.exact_kernels(bounds) == ['a']
+
+
+audit = pytest.importorskip('secretjit.audit')
+pytest.importorskip('capstone')
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 JIT audit')
+def test_audit_passes_exact_call_and_fails_a_wrong_one(monkeypatch):
+    (clean,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(trivial),
+                                                       [(typeof(1),)]))
+    assert clean.ok and clean.externals == [passes.SECRET_CALL_EXACT], clean
+    (plain,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(allocating),
+                                                       [(typeof(1),)]))
+    assert plain.ok and passes.SECRET_CALL in plain.externals, plain
+    # A broken pass: every tree marked exact, also one that allocates.
+    monkeypatch.setattr(passes, 'exact_kernels', lambda bounds: sorted(bounds))
+    (bad,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(allocating),
+                                                     [(typeof(1),)]))
+    assert passes.SECRET_CALL_EXACT in bad.externals
+    assert not bad.scrub_ok and not bad.ok
+    assert any('exact secret call' in p and 'NRT_MemInfo' in p
+               for p in bad.scrub_problems), bad.scrub_problems
+
+
+# -- x87: the epilogue leaves the x87 stack alone only where no code touches it --
+
+def _x87_zeroing(kernel):
+    lib = kernel.overloads[kernel.signatures[0]].library
+    return 'fldz' in ''.join(line for line in str(lib._final_module).splitlines()
+                             if '%stz = call' in line)
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_x87_zeroing_dropped_only_without_x87_code():
+    from _kernels import register_kernel
+    k = secret_jit(trivial)
+    k(1)
+    if not any('x87_dropped' in str(r) for r in k.overloads[k.signatures[0]]
+               .library.pass_reports):
+        pytest.skip('no register epilogue on this CPU (no AVX)')
+    assert not _x87_zeroing(k)
+    # The register canary kernel writes the x87 stack: exact, but zeroing kept.
+    r = secret_jit(register_kernel)
+    r(np.uint64(1))
+    assert _calls(r) == [passes.SECRET_CALL_EXACT]
+    assert _x87_zeroing(r)
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_x87_scan_is_what_keeps_the_zeroing(monkeypatch):
+    """Control: with the scan forced blind, the canary kernel's boundary loses
+    its x87 zeroing, the probe finds the canary in st registers and the audit
+    fails the boundary (registers: x87)."""
+    from secretjit import pipeline
+    from secretjit.testing import probes
+
+    from _kernels import register_kernel
+    monkeypatch.setattr(pipeline, 'x87_functions', lambda asm, functions: [])
+    blind = secret_jit(register_kernel)
+    blind(np.uint64(1))
+    if _x87_zeroing(blind):
+        pytest.skip('no register epilogue on this CPU (no AVX)')
+    found = probes.canary_registers(probes.registers_after_call(blind, probes.CANARY))
+    assert found and all(r.startswith('st') for r in found), found
+    (bad,) = audit.audit_dispatcher(audit.fresh_copy(blind, [(typeof(np.uint64(1)),)]))
+    assert not bad.registers_ok and bad.registers_missing == ['x87'], bad
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='x86-64 x87')
+def test_c_runtime_has_no_x87_code():
+    """The rest of the x87 argument: what runs around an exact tree (the
+    runtime's call, its checks and scrub) is C without x87 or MMX code;
+    must-fire: the scan finds the x87 stack's zeroing in a boundary."""
+    from secretjit import secretmem
+    from secretjit.audit.elf import ObjectCode
+    from secretjit.audit.x86_64 import _x87
+    with open(secretmem.lib()._name, 'rb') as fh:
+        obj = ObjectCode(fh.read())
+    assert passes.SECRET_CALL_EXACT in obj.functions
+    found = sorted(n for n in obj.functions if any(_x87(obj, i) for i in obj.fn(n).insns))
+    assert found == []
+    r = secret_jit(trivial)
+    r(1)
+    lib = r.overloads[r.signatures[0]].library
+    boundary = ObjectCode(lib._get_compiled_object())
+    names = [n for n in boundary.functions if n.startswith(passes.BOUNDARY_PREFIX)]
+    assert names
+    # the trivial boundary has none where the epilogue dropped it; an fldz is found
+    if any('x87_dropped' in str(rep) for rep in lib.pass_reports):
+        assert not any(_x87(boundary, i) for i in boundary.fn(names[0]).insns)
+    fldz = next(boundary.cs.disasm(b'\xd9\xee', 0))
+    assert _x87(boundary, fldz)
+
+
+def test_x87_scan_of_assembly_text():
+    """Must-fire: x87 mnemonics (with a prefix too), MMX registers, st
+    operands; must-not-fire: SSE/AVX code, labels and comments naming them."""
+    from secretjit.stack_bound.x87 import x87_functions
+    asm = '\n'.join([
+        'clean:', '\tvxorps %xmm0, %xmm0, %xmm0', '\tmovq %rax, %rbx  # fldz %st(0)',
+        '.Lfldz:', '\tretq', '.Lfunc_end0:',
+        'fpu:', '\tfldz', '\tretq', '.Lfunc_end1:',
+        'mmx:', '\tmovq %mm0, %rax', '\tretq', '.Lfunc_end2:',
+        'prefixed:', '\tlock fstp %st(1)', '.Lfunc_end3:',
+        'state:', '\tfxsave (%rdi)', '.Lfunc_end4:'])
+    names = ['clean', 'fpu', 'mmx', 'prefixed', 'state']
+    assert x87_functions(asm, names) == ['fpu', 'mmx', 'prefixed', 'state']
+    assert x87_functions(asm, ['clean']) == []
