@@ -11,6 +11,7 @@ before and after 10^5 calls, in a fresh process per decorator.
 
     python benchmarks/run.py                  # full run: RESULTS.md, results.json, results.png
     python benchmarks/run.py --quick          # smoke run in under a minute (no files unless asked)
+    python benchmarks/run.py --only compile   # the compile rows only (printed)
 """
 
 import argparse
@@ -117,6 +118,11 @@ def _fresh(snippet, env):
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
     return float(r.stdout.strip().splitlines()[-1])
+
+
+COMPILE_KERNELS = ['chacha20', 'poly1305', 'chacha20-poly1305 seal',
+                   'xchacha20-poly1305 seal', 'sha256', 'hmac-sha256',
+                   'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
 
 
 def compile_times(kernels, runs):
@@ -368,15 +374,20 @@ def main(argv=None):
     p.add_argument('--out', default=None,
                    help='folder for RESULTS.md, results.json, results.png '
                         '(default: benchmarks/ for a full run, none for --quick)')
+    p.add_argument('--only', choices=['compile'],
+                   help='run one part only and print it (compile: the compile '
+                        'rows, 3 fresh-process rounds; no files written)')
     args = p.parse_args(argv)
+    if args.only == 'compile':
+        for kernel, r in compile_times(COMPILE_KERNELS, runs=3).items():
+            print('ratio %-26s %.2f' % (
+                kernel, r['secret_jit_compile'] / r['njit_compile']))
+        return 0
     t0 = time.time()
     rows, ghz = time_cases(args.quick)
     data = {'machine': machine(), 'quick': args.quick, 'rows': rows}
     if not args.quick:
-        kernels = ['chacha20', 'poly1305', 'chacha20-poly1305 seal',
-                   'xchacha20-poly1305 seal', 'sha256', 'hmac-sha256',
-                   'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
-        data['compile'] = compile_times(kernels, runs=2)
+        data['compile'] = compile_times(COMPILE_KERNELS, runs=2)
         import first_use                  # first aead.seal after install (issue 15)
         data['first_use'] = first_use.collect()
         data['memory'] = memory(100_000)

@@ -32,8 +32,8 @@ from numba.core.target_extension import (CPU, dispatcher_registry,
                                          jit_registry, target_override,
                                          target_registry)
 
-from . import (_firstline, channels, constant_time, line_tables, mergesort,
-               policy, secret_cache, secretmem, stage_times)
+from . import (_firstline, channels, constant_time, frame_chunk, line_tables,
+               mergesort, policy, secret_cache, secretmem, stage_times)
 from .codegen import SecretCodegen
 from .errors import SecretPolicyError
 
@@ -216,6 +216,10 @@ class SecretDispatcher(Dispatcher):
     _secret_internal = False
 
     def compile(self, sig):
+        # numba's compiler on a frame-stack chunk of its own (frame_chunk)
+        return frame_chunk.call_in_roomy_chunk(self._compile_tracked, sig)
+
+    def _compile_tracked(self, sig):
         stack = _compiling.__dict__.setdefault('stack', [])
         stack.append(self._secret_internal)
         try:
