@@ -22,9 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROWS = [
     ('call', 'indirect call of an empty function (baseline)'),
     ('secret_call/160', 'secretjit_secret_call, scrub 160 B (the trivial kernel)'),
-    ('secret_call/1024', 'secretjit_secret_call, scrub 1024 B'),
-    ('secret_call/1648', 'secretjit_secret_call, scrub 1648 B (64-byte temporary now)'),
-    ('secret_call/2640', 'secretjit_secret_call, scrub 2640 B (64-byte temporary before)'),
+    ('secret_call/1024', 'secretjit_secret_call, scrub 1024 B (64-byte temporary now: 1008 B)'),
+    ('secret_call/1648', 'secretjit_secret_call, scrub 1648 B (64-byte temporary before scrub2)'),
+    ('secret_call/2640', 'secretjit_secret_call, scrub 2640 B (64-byte temporary before scrubdepth)'),
     ('memset/160', 'the scrub alone (libc memset), 160 B'),
     ('memset/1024', 'the scrub alone, 1024 B'),
     ('memset/1648', 'the scrub alone, 1648 B'),
