@@ -36,7 +36,7 @@ from .errors import SecretPolicyError
 from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
 from .stack_bound import native
-from .stack_bound.destructors import CALL_DTOR_PLAIN, for_module
+from .stack_bound.destructors import CALL_DTOR_OWN, CALL_DTOR_PLAIN, for_module
 from .stack_bound.x87 import x87_functions
 from .stage_times import timed
 
@@ -103,6 +103,10 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     funcs, data = module_symbols(mod)
     asm = str(tm.emit_assembly(mod))
     roots = [r for r in arena_nrt.INTERPOSED + arena_nrt.CALLBACKS if r in funcs]
+    # The JIT's runtime entries from _secretmem's machine code (x86-64;
+    # elsewhere, and in AOT libraries, their allowances).
+    runtime = {} if standalone else native.runtime_bounds(arch)
+    extra_allowance = dict(runtime, **(extra_allowance or {}))
     # Calls through pointers here: a varsize payload's destructor (numba IR
     # that decrefs the items: a small frame, then NRT_decref's C path) and
     # numba's own C varsize functions for MemInfos numba's C code made (a
@@ -125,10 +129,13 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
         # numba's C frames there are read from its machine code where they
         # can be (x86-64 host: stack_bound.native), else the allowance.
         frames = native.numba_dtor_frames(arch)
-        depths[CALL_DTOR_PLAIN] = (NUMBA_DTOR_ALLOWANCE if frames is None
-                                   else frames) + max(
+        frames = NUMBA_DTOR_ALLOWANCE if frames is None else frames
+        depths[CALL_DTOR_PLAIN] = frames + max(
             depths['secretjit_ea_free'], stack_bound.external_allowance('free'),
             stack_bound.external_allowance('memset'))
+        # ... and one whose kernels take only arrays, scalars and tuples of
+        # them: only arena MemInfos die inside (destructors.closed_arguments).
+        depths[CALL_DTOR_OWN] = frames + depths['secretjit_ea_free']
     return mod, depths
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from secretjit import pipeline, secret_jit, secretmem
 from secretjit.stack_bound import CALL_DTOR
-from secretjit.stack_bound.destructors import CALL_DTOR_PLAIN, for_module
+from secretjit.stack_bound.destructors import (CALL_DTOR_OWN, CALL_DTOR_PLAIN,
+                                               closed_arguments, for_module)
 
 from _kernels import derived_words, list_of_arrays, mix
 from secretjit.testing import probes
@@ -82,13 +83,41 @@ def test_for_module_picks_the_bound_from_the_ir(text, plain):
     assert for_module({CALL_DTOR: 3000}, text) == {CALL_DTOR: 3000}
 
 
+_ARRAY = '5ArrayIyLi1E1C7mutable7alignedE'
+_KERNEL = '_ZN8__main__1kB2v1B38c8tJTIeFIjxB2IKSgI4CrvQClQZ6FczSBAA_3dE'
+
+
+@pytest.mark.parametrize('args, closed', [
+    (_ARRAY + 'xd', True),                                   # array, int64, float64
+    ('5TupleI' + _ARRAY + '5ArrayIhLi2E1A8readonly7alignedEEb', True),
+    ('8UniTupleIyLi3EE', True),
+    ('y', True),
+    ('7BoxType', False),                                     # a structref
+    ('8ListTypeI' + _ARRAY + 'E', False),                    # a typed List
+    ('10complex128', False),                                 # not listed: kept
+    (_ARRAY + '12DictType', False),
+])
+def test_closed_arguments_from_the_mangled_boundary(args, closed):
+    text = 'call void @"__secretjit.boundary.%s%s"(ptr %%a)' % (_KERNEL, args)
+    assert closed_arguments(text) is closed
+    table = {CALL_DTOR: 3000, CALL_DTOR_PLAIN: 2000, CALL_DTOR_OWN: 900}
+    assert for_module(table, text)[CALL_DTOR] == (900 if closed else 2000)
+    # a varsize entry keeps the deep bound whatever the arguments
+    assert for_module(table, text + ' @NRT_MemInfo_new_varsize(')[CALL_DTOR] == 3000
+    # a second boundary with a structref argument: the plain bound
+    other = '\n@"__secretjit.boundary.%s7BoxType"' % _KERNEL
+    assert for_module(table, text + other)[CALL_DTOR] == 2000
+    assert not closed_arguments('no boundary here')
+
+
 def test_plain_memInfos_get_the_shallow_bound(key):
     kernel = secret_jit(plain_temporaries)
     assert kernel(key) == plain_temporaries(key)
     depths, b = _bound(kernel)
-    assert depths[CALL_DTOR_PLAIN] < depths[CALL_DTOR]
-    assert b.externals[CALL_DTOR] == depths[CALL_DTOR_PLAIN]
-    assert b.depth < depths[CALL_DTOR]
+    assert depths[CALL_DTOR_OWN] < depths[CALL_DTOR_PLAIN] < depths[CALL_DTOR]
+    # an array argument: only arena MemInfos die inside (closed_arguments)
+    assert b.externals[CALL_DTOR] == depths[CALL_DTOR_OWN]
+    assert b.depth < depths[CALL_DTOR_PLAIN]
     nonzero, keys = _left_on_secret_stack(kernel, key)
     assert (nonzero, keys) == (0, 0)
 

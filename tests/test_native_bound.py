@@ -156,9 +156,10 @@ def test_runtime_own_frames_fit_their_allowances():
     """The secret runtime's own frames (every path; the C library calls with
     no allowance of their own counted 0, memset/memcpy/strlen with theirs),
     read from _secretmem's machine code, fit the allowances its
-    entries keep; the C library calls below them (pthread_setspecific, which
-    may calloc, __tls_get_addr, which may malloc a thread's TLS block) are
-    why the entries keep measured allowances (README, issue 15)."""
+    entries keep.  The public arena entries still enrol a thread that calls
+    them from C or Python (pthread_setspecific, __tls_get_addr below them);
+    the kernel path's (secretjit_slab_*) no longer reach either and are
+    bounded exactly: tests/test_runtime_bound.py."""
     so = secretmem.library_path()
     libc = {}
     for _ in range(64):                 # every C library function reached: 0

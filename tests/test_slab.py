@@ -202,6 +202,7 @@ def test_slabs_are_locked_undumped_wiped_on_fork(libpath):
         assert {'dd', 'sh' if memfd else 'wf'} <= vmas[0]['flags'], vmas
         ready, go = threading.Barrier(2), threading.Event()
         def worker():
+            L.secretjit_arena_thread_enroll()   # as its first secret call would
             for q in [A(500) for _ in range(40)]:
                 F(q)                       # 40 slots cached in this thread
             ready.wait()

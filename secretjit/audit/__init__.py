@@ -48,7 +48,8 @@ def _dtor_allowance(obj):
     A JIT object's allowance depends on whether it names a varsize entry
     (:func:`stack_bound.destructors.for_module`)."""
     obj.allowances = for_module(
-        obj.allowances, sorted(obj.undefined) + sorted(set(obj.relocs.values())))
+        obj.allowances, sorted(obj.undefined) + sorted(set(obj.relocs.values()))
+        + sorted(obj.functions))
     dtor = stack_bound.CALL_DTOR
     if dtor in obj.functions and dtor not in obj.allowances:
         from .. import arena_nrt

@@ -67,16 +67,33 @@ struct arena_cfg AC = { .lock_gen = 1 };
 struct arena_shared AG = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+/* This thread's cache lives in general-dynamic TLS (it is too large for the
+ * static TLS surplus a dlopen'ed library may take), reached only through
+ * tcp, an initial-exec pointer (8 bytes of static TLS, one %fs-relative
+ * load): the kernel path never calls __tls_get_addr, which may malloc a
+ * thread's TLS block or a larger DTV.  tcp is set when the thread enrols
+ * (secretjit__arena_enroll: at its first secret call, from the secret
+ * stack's setup, or at its first call of the public entries below) and
+ * stays set; after the thread-exit destructor the cache is T_DEAD. */
 static __thread struct tcache tc;
+static __thread struct tcache *tcp __attribute__((tls_model("initial-exec")));
+/* Threads that never enrolled, on the kernel path: no cache (T_DEAD), every
+ * span through the global lists; its free lists stay empty. */
+static struct tcache nocache = { .mode = T_DEAD };
 
-/* This thread's cache.  The empty asm makes the compiler keep the address
- * instead of calling __tls_get_addr again at every use (it does that in a
- * shared library otherwise). */
+/* The public entries' cache: enrols the thread on its first call. */
 static inline struct tcache *my_cache(void)
 {
-    struct tcache *t = &tc;
-    __asm__("" : "+r"(t));
-    return t;
+    struct tcache *t = tcp;
+    return __builtin_expect(t != NULL, 1) ? t : secretjit__arena_enroll_thread();
+}
+
+/* The kernel path's (slab.c's) cache: never enrols, so neither
+ * pthread_setspecific nor __tls_get_addr is on a secret call's stack. */
+static inline struct tcache *kernel_cache(void)
+{
+    struct tcache *t = tcp;
+    return __builtin_expect(t != NULL, 1) ? t : &nocache;
 }
 
 /* Misuse (bad or double free) is reported once per kind and never fatal. */
@@ -96,26 +113,40 @@ static inline void ensure_init(void)
         pthread_once(&once, secretjit__arena_init);
 }
 
+/* Enrol this thread: register its cache and arm the thread-exit destructor
+ * (T_LIVE), or T_DEAD when that is not possible; then tcp is set. */
+__attribute__((noinline))
+struct tcache *secretjit__arena_enroll_thread(void)
+{
+    struct tcache *t = tcp;
+    if (t)
+        return t;
+    ensure_init();
+    t = &tc;
+    __asm__("" : "+r"(t));      /* one __tls_get_addr, here only */
+    secretjit__arena_enroll(t);
+    tcp = t;
+    return t;
+}
+
 /* -- API --------------------------------------------------------------------- */
 
-void *secretjit_arena_alloc(size_t size)
+/* The bodies of the entries; t: my_cache() or kernel_cache(). */
+static inline __attribute__((always_inline))
+void *alloc_in(struct tcache *t, size_t size)
 {
-    struct tcache *t = my_cache();
     size_t pages;
     unsigned c;
     int64_t h;
     struct span *s;
     uint32_t gen;
 
-    ensure_init();
     if (size == 0 || size > SIZE_MAX - 15 - AC.page)
         goto fail;
     pages = (((size + 15) & ~(size_t)15) + AC.page - 1) >> AC.pshift;
     if (pages >= AC.npages)
         goto fail;
     c = class_of(pages);
-    if (__builtin_expect(t->mode != T_LIVE, 0))
-        secretjit__arena_enroll(t);
     if (t->fl[c].head) {
         h = pop(&t->fl[c]);
         t->locked_cached -= locked_of((uint32_t)h);
@@ -163,9 +194,9 @@ static inline int64_t span_of(const void *p, const char *what)
     return h;
 }
 
-void secretjit_arena_free(void *p)
+static inline __attribute__((always_inline))
+void free_in(struct tcache *t, void *p)
 {
-    struct tcache *t;
     struct span *s;
     struct freelist *l;
     int64_t h;
@@ -183,8 +214,7 @@ void secretjit_arena_free(void *p)
         return;
     }
     secretjit__wipe(p, (s->req + 15) & ~(size_t)15);
-    t = my_cache();
-    if (__builtin_expect(t->mode != T_LIVE, 0) && secretjit__arena_enroll(t) != T_LIVE) {
+    if (__builtin_expect(t->mode != T_LIVE, 0)) {
         count_in_use(t, -(((size_t)s->pages + 1) << AC.pshift));
         pthread_mutex_lock(&AG.lock);
         secretjit__arena_cache_global((uint32_t)h, s->cls);
@@ -205,25 +235,64 @@ void secretjit_arena_free(void *p)
         secretjit__arena_spill(l, s->cls, t);
 }
 
-void *secretjit_arena_realloc(void *p, size_t size)
+static inline __attribute__((always_inline))
+void *realloc_in(struct tcache *t, void *p, size_t size)
 {
     void *q;
     int64_t h;
     size_t old;
     if (p == NULL)
-        return secretjit_arena_alloc(size);
+        return alloc_in(t, size);
     if ((h = span_of(p, "secretjit_arena_realloc")) < 0
         || __atomic_load_n(&AC.spans[h].state, __ATOMIC_ACQUIRE) != SPAN_USED) {
         __atomic_add_fetch(&AG.failures, 1, __ATOMIC_RELAXED);
         return NULL;
     }
     old = AC.spans[h].req;
-    q = secretjit_arena_alloc(size);
+    q = alloc_in(t, size);
     if (q == NULL)
         return NULL;
     memcpy(q, p, old < size ? old : size);
-    secretjit_arena_free(p);
+    free_in(t, p);
     return q;
+}
+
+/* The public entries (Python's secret buffers, C callers): the thread enrols
+ * on its first call. */
+void *secretjit_arena_alloc(size_t size)
+{
+    ensure_init();
+    return alloc_in(my_cache(), size);
+}
+
+void secretjit_arena_free(void *p)
+{
+    if (p != NULL)
+        free_in(my_cache(), p);
+}
+
+void *secretjit_arena_realloc(void *p, size_t size)
+{
+    ensure_init();
+    return realloc_in(my_cache(), p, size);
+}
+
+/* The kernel path's (slab.c): never enrol (see kernel_cache); the library's
+ * constructor has set the arena up (before it, AC.npages == 0: a failure). */
+void *secretjit__arena_alloc_kernel(size_t size)
+{
+    return alloc_in(kernel_cache(), size);
+}
+
+void secretjit__arena_free_kernel(void *p)
+{
+    if (p != NULL)
+        free_in(kernel_cache(), p);
+}
+
+void *secretjit__arena_realloc_kernel(void *p, size_t size)
+{
+    return realloc_in(kernel_cache(), p, size);
 }
 
 int secretjit_arena_owns(const void *p)

@@ -188,16 +188,20 @@ void secretjit__arena_lock_block(struct tcache *t, uint32_t h, size_t pages)
     struct span *s = &AC.spans[h];
     char *end = AC.base + (((size_t)h + s->pages) << AC.pshift);
     size_t len = (pages - s->locked) << AC.pshift;
-    if (t->lock_skip) {
+    int own = t->mode == T_LIVE;        /* not the shared no-cache state */
+    if (own && t->lock_skip) {
         t->lock_skip--;
         return;
     }
     if (secretjit__lock(end - (pages << AC.pshift), len) == 0) {
         s->locked = (uint32_t)pages;
         __atomic_add_fetch(&AG.locked_total, len, __ATOMIC_RELAXED);
-        t->lock_backoff = 0;
+        if (own)
+            t->lock_backoff = 0;
         return;
     }
+    if (!own)
+        return;
     t->lock_skip = t->lock_backoff;
     t->lock_backoff = t->lock_backoff * 2 + 1 > MAX_LOCK_BACKOFF
                       ? MAX_LOCK_BACKOFF : t->lock_backoff * 2 + 1;

@@ -58,6 +58,12 @@ SECRETJIT_EXPORT int secretjit_arena_owns(const void *p);
 SECRETJIT_EXPORT void *secretjit_slab_alloc(size_t size);
 SECRETJIT_EXPORT void secretjit_slab_free(void *p);
 SECRETJIT_EXPORT void *secretjit_slab_realloc(void *p, size_t size);
+/* Enrol this thread in the arena's and the slabs' per-thread caches (their
+ * thread-exit destructors armed with pthread_setspecific, the arena cache's
+ * TLS block allocated), once.  The secret stack's setup calls it before the
+ * thread's first secret call, so no kernel path enrols; a thread that never
+ * enrols allocates through the shared lists and depots (slab_threads.c). */
+SECRETJIT_EXPORT void secretjit_arena_thread_enroll(void);
 
 /* -- secret stack (secretstack.c) ----------------------------------------- */
 
@@ -197,5 +203,14 @@ void secretjit__lock_stats(struct secretjit_memstats *out);   /* lock.c */
 void *secretjit__map_meta(size_t bytes);
 /* The arena's lock generation: changes when a forked child must re-lock. */
 unsigned secretjit__arena_lock_gen(void);
+/* The arena's entries for the kernel path (slab.c): as the public ones,
+ * but a thread that has not enrolled gets no cache instead of enrolling, so
+ * no pthread_setspecific or __tls_get_addr runs inside a secret call. */
+void *secretjit__arena_alloc_kernel(size_t size);
+void secretjit__arena_free_kernel(void *p);
+void *secretjit__arena_realloc_kernel(void *p, size_t size);
+/* Enrol this thread in the arena's cache (arena.c), once; returns it. */
+struct tcache;
+struct tcache *secretjit__arena_enroll_thread(void);
 
 #endif

@@ -216,10 +216,15 @@ static void enlist(struct secret_stack *s)
     registry = s;
 }
 
+/* The arena's (absent from a control AOT build: weak). */
+extern void secretjit_arena_thread_enroll(void) __attribute__((weak));
+
 int secretjit__stack_setup(struct secret_stack *s)
 {
     int reused;
     secretjit__stack_once();
+    if (secretjit_arena_thread_enroll)  /* off the kernel path (issue 15) */
+        secretjit_arena_thread_enroll();
     if (!key_ok || pthread_setspecific(exit_key, s) != 0)
         return -1;
     pthread_mutex_lock(&reg_lock);

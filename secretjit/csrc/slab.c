@@ -40,6 +40,8 @@
 
 struct slab_shared SL = { .lock = PTHREAD_MUTEX_INITIALIZER };
 __thread struct tbins *tbp __attribute__((tls_model("initial-exec")));
+/* The bins of a thread that has not enrolled: no cache, the depots. */
+static struct tbins unenrolled = { .mode = B_DEAD };
 static int warned_double;
 
 
@@ -90,7 +92,7 @@ static int new_slab(unsigned c)
     struct slabmeta *m;
     if (SL.nslabs >= MAX_SLABS)
         return -1;
-    p = secretjit_arena_alloc(SLAB_BYTES);      /* page-aligned: a whole span */
+    p = secretjit__arena_alloc_kernel(SLAB_BYTES);      /* page-aligned: a whole span */
     if (p == NULL)
         return -1;
     m = &CFG.meta[SL.nslabs];
@@ -198,10 +200,12 @@ static void *alloc_slow(unsigned c)
 {
     struct tbins *t;
     struct ent e, *got = NULL;
-    secretjit__slab_init();
-    if (CFG.apages == 0)
+    /* The library's constructor set the slabs up; this thread enrolled at
+     * its first secret call (secretjit__thread_enroll), or gets no cache
+     * here: nothing on the kernel path enrols (pthread_setspecific). */
+    if (!__atomic_load_n(&CFG.ready, __ATOMIC_ACQUIRE) || CFG.apages == 0)
         return NULL;
-    t = secretjit__slab_enroll();
+    t = tbp ? tbp : &unenrolled;
     pthread_mutex_lock(&SL.lock);
     if (t->mode != B_LIVE)
         got = depot_take(c, &e);        /* exiting: no cache */
@@ -221,12 +225,12 @@ void *secretjit_slab_alloc(size_t size)
     unsigned c, n;
     void *p;
     if (size == 0 || size > SLAB_MAX)
-        return secretjit_arena_alloc(size);
+        return secretjit__arena_alloc_kernel(size);
     c = class_of(size);
     if (__builtin_expect(t == NULL || (n = (l = &t->bin[c])->n) == 0, 0)) {
         p = alloc_slow(c);
         /* no slab to be had: a span (or NULL, counted in arena_failures) */
-        return p ? p : secretjit_arena_alloc(size);
+        return p ? p : secretjit__arena_alloc_kernel(size);
     }
     e = &l->slot[n - 1];
     __atomic_store_n(&l->n, n - 1, __ATOMIC_RELEASE);
@@ -237,7 +241,7 @@ void *secretjit_slab_alloc(size_t size)
 __attribute__((noinline))
 static void free_slow(unsigned c, void *p, uint8_t *state)
 {
-    struct tbins *t = secretjit__slab_enroll();
+    struct tbins *t = tbp ? tbp : &unenrolled;
     struct bin *l = &t->bin[c];
     pthread_mutex_lock(&SL.lock);
     if (t->mode != B_LIVE)
@@ -266,7 +270,7 @@ void secretjit_slab_free(void *p)
     if (p == NULL)
         return;
     if ((m = slab_lookup(p, &idx)) == NULL || idx == SIZE_MAX) {
-        secretjit_arena_free(p);        /* a span, or warned as a bad free */
+        secretjit__arena_free_kernel(p);        /* a span, or warned as a bad free */
         return;
     }
     state = &m->state[idx];
@@ -300,7 +304,7 @@ void *secretjit_slab_realloc(void *p, size_t size)
         return secretjit_slab_alloc(size);
     if ((m = slab_lookup(p, &idx)) == NULL || idx == SIZE_MAX
         || __atomic_load_n(&m->state[idx], __ATOMIC_ACQUIRE) != SLOT_USED)
-        return secretjit_arena_realloc(p, size);  /* a span, or a counted failure */
+        return secretjit__arena_realloc_kernel(p, size);  /* a span, or a counted failure */
     old = slot_size(m->cls);
     q = secretjit_slab_alloc(size);
     if (q == NULL)

@@ -98,6 +98,14 @@ struct tbins *secretjit__slab_enroll(void)
     return tbp = t ? t : &dead;
 }
 
+/* See secretmem.h. */
+void secretjit_arena_thread_enroll(void)
+{
+    secretjit__arena_enroll_thread();
+    secretjit__slab_init();
+    (void)secretjit__slab_enroll();
+}
+
 static void fork_prepare(void) { pthread_mutex_lock(&SL.lock); }
 static void fork_parent(void) { pthread_mutex_unlock(&SL.lock); }
 

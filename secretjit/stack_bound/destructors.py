@@ -45,21 +45,65 @@ CALL_DTOR_PLAIN = CALL_DTOR + '.plain'
 _VARSIZE = re.compile(r'\bNRT_MemInfo_\w*varsize')
 
 
+# The allowances' key for NRT_MemInfo_call_dtor in a module that makes no
+# varsize MemInfo and whose kernels take only arrays, scalars and tuples of
+# them (:func:`closed_arguments`): every MemInfo that can die inside the call
+# is one the secret arena made, freed by the arena's free.
+CALL_DTOR_OWN = CALL_DTOR + '.own'
+# The boundaries' names (secretjit.passes.boundary) and the numba-mangled
+# argument types :func:`closed_arguments` accepts: scalars (ints, floats,
+# bool), arrays of them, UniTuple/Tuple of those.
+_BOUNDARY = re.compile(r'__secretjit\.boundary\.(_ZN\w+)')
+_CLOSED_TOKEN = re.compile(
+    r'[abhstijxyfd]|5ArrayI|5TupleI|8UniTupleI|Li\d+E|E|1[CAF]|7mutable'
+    r'|8readonly|7aligned|9unaligned')
+
+
+def _arguments(mangled):
+    """The argument part of a numba-mangled ``_ZN<name>E<args>``, or None."""
+    i = 3
+    while i < len(mangled) and mangled[i] != 'E':
+        if mangled[i] == 'B':
+            i += 1
+        digits = re.match(r'\d+', mangled[i:])
+        if digits is None:
+            return None
+        i += len(digits.group()) + int(digits.group())
+    return mangled[i + 1:] if i < len(mangled) else None
+
+
+def closed_arguments(text):
+    """Whether every boundary ``text`` names takes only arrays, scalars and
+    tuples of them.  The wrapper (outside the boundary) holds a reference
+    to each argument's MemInfo for the whole call, so none dies inside it;
+    a structref, jitclass, typed container or list argument can hand the
+    kernel the last reference to a MemInfo numba's C runtime made (a field
+    replaced, an item popped), whose free is libc's.  No boundary: False."""
+    kernels = set(_BOUNDARY.findall(text))
+    for k in kernels:
+        args = _arguments(k)
+        if args is None or _CLOSED_TOKEN.sub('', args):
+            return False
+    return bool(kernels)
+
+
 def for_module(allowances, names):
     """``allowances`` with ``NRT_MemInfo_call_dtor``'s bound for a module
-    whose IR (or whose calls' targets) ``names``: the text or an iterable.
+    whose IR (or whose symbols) ``names``: the text or an iterable.
 
     Without :data:`CALL_DTOR_PLAIN` in ``allowances`` (AOT libraries, tests'
     own tables) they are returned unchanged; otherwise the plain bound is
-    used unless ``names`` mention a varsize entry.
+    used unless ``names`` mention a varsize entry, and the own bound
+    (:data:`CALL_DTOR_OWN`) where also :func:`closed_arguments`.
     """
     if not allowances or CALL_DTOR_PLAIN not in allowances:
         return allowances
     text = names if isinstance(names, str) else '\n'.join(n or '' for n in names)
     out = dict(allowances)
     plain = out.pop(CALL_DTOR_PLAIN)
+    own = out.pop(CALL_DTOR_OWN, plain)
     if not _VARSIZE.search(text):
-        out[CALL_DTOR] = plain
+        out[CALL_DTOR] = own if closed_arguments(text) else plain
     return out
 
 

@@ -9,7 +9,7 @@ function per symbol, its ``.cold`` part appended, branch targets as local
 labels, PLT calls by name, PIC jump tables marked as such) and
 :func:`~.core.compute_bounds` bounds it with the same x86-64 frame parser the
 kernels get.  Exact where the call graph is closed; the C library functions
-the object calls keep measured allowances (:data:`.allowances.LIBC_ALLOWANCE`),
+the object calls keep measured allowances (:data:`.allowances.RUNTIME_LIBC_ALLOWANCE`),
 an unknown one is an error, and a call through a pointer counts the caller's
 ``indirect_allowance``.
 
@@ -132,6 +132,33 @@ def so_bounds(path, roots, arch, allowances, indirect_allowance=None):
     return compute_bounds(asm, funcs, roots, arch, extra_allowance=allowances,
                           indirect_allowance=indirect_allowance,
                           module_name=os.path.basename(path))
+
+
+# The secret runtime's entries on the kernel path (secretjit.arena_nrt calls
+# them).  Their call graph is closed: no call through a pointer, and since
+# issue 15 no pthread_setspecific or __tls_get_addr below them (a thread
+# enrols when its secret stack is set up, csrc/secretstack_setup.c; the
+# arena's cache is reached through an initial-exec pointer).
+RUNTIME_ENTRIES = ('secretjit_slab_alloc', 'secretjit_slab_free',
+                   'secretjit_slab_realloc')
+
+
+@functools.lru_cache(maxsize=4)
+def runtime_bounds(arch):
+    """``{entry: depth}`` of :data:`RUNTIME_ENTRIES` from ``_secretmem``'s
+    machine code, the C library calls they make counted with
+    :data:`.allowances.RUNTIME_LIBC_ALLOWANCE`; ``{}`` where it cannot be
+    read here (AArch64, no objdump, an unlisted call): the measured
+    allowances of :data:`.allowances.EXTERNAL_ALLOWANCE` stay then."""
+    from .. import secretmem
+    from ..errors import SecretPolicyError
+    from .allowances import RUNTIME_LIBC_ALLOWANCE
+    try:
+        bounds = so_bounds(secretmem.library_path(), RUNTIME_ENTRIES, arch,
+                           RUNTIME_LIBC_ALLOWANCE)
+    except SecretPolicyError:
+        return {}
+    return {} if bounds is None else {n: b.depth for n, b in bounds.items()}
 
 
 # numba's C destructor path: NRT_MemInfo_call_dtor runs the MemInfo's
