@@ -21,6 +21,7 @@ nothing else about the interpreter changes.  Before 3.11 (heap frames) the
 plain function is used.
 """
 
+import mmap
 import sys
 import types
 
@@ -49,11 +50,28 @@ ROOMY_CODE = _call_roomy.__code__
 def call_in_roomy_chunk(fn, *args, **kws):
     """``fn(*args, **kws)``, called from a frame that opens a 2 MiB frame chunk.
 
-    Already inside such a frame (a nested compile), ``fn`` is called directly.
+    Already inside such a frame (a nested compile), or where the chunk could
+    not be mapped now (:func:`_room_for_chunk`), ``fn`` is called directly.
     """
-    if in_roomy_chunk():
+    if in_roomy_chunk() or not _room_for_chunk():
         return fn(*args, **kws)
     return _call_roomy(fn, args, kws)
+
+
+def _room_for_chunk():
+    """Whether 4 MiB of address space can be mapped now (twice the chunk).
+
+    CPython 3.11 cannot fail a frame push cleanly: without room for the
+    chunk (an address-space limit, ``RLIMIT_AS``) it returns an error with no
+    exception set and leaves its frame stack corrupt, and the interpreter
+    crashes later.  So the roomy frame is pushed only where the mapping is
+    known to fit: an anonymous mapping, never touched, unmapped at once.
+    """
+    try:
+        mmap.mmap(-1, 4 << 20).close()
+    except OSError:
+        return False
+    return True
 
 
 def in_roomy_chunk():

@@ -86,3 +86,36 @@ def test_secret_compile_runs_in_the_roomy_chunk(monkeypatch):
         return x + 1
     assert add_one(41) == 42
     assert seen and all(seen)
+
+
+
+_UNDER_LIMIT = '''
+import resource
+from secretjit import frame_chunk
+calls = []
+def fn(x):
+    calls.append(x)
+    return x + 1
+vm = int(open('/proc/self/statm').read().split()[0]) * 4096
+resource.setrlimit(resource.RLIMIT_AS, (vm + 512 * 1024, resource.RLIM_INFINITY))
+result = %s
+resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+print(result, calls)
+'''
+
+
+@needs_chunks
+def test_no_room_for_the_chunk_runs_fn_on_the_ordinary_stack():
+    # Under an address-space limit that leaves no room for the chunk,
+    # call_in_roomy_chunk calls fn once, in place, and the process lives on.
+    # The control: pushing the roomy frame there fails (CPython 3.11: an
+    # error without an exception set, then a crash).  Found by
+    # test_secret_stack's fallback test, which compiles under such a limit.
+    import subprocess
+    run = lambda expr: subprocess.run([sys.executable, '-c', _UNDER_LIMIT % expr],
+                                      capture_output=True, text=True)
+    out = run('frame_chunk.call_in_roomy_chunk(fn, 41)')
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['42', '[41]']
+    control = run('frame_chunk._call_roomy(fn, (41,), {})')
+    assert control.returncode != 0, control.stdout
