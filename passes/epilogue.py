@@ -36,10 +36,13 @@ def _zero_vector(reg):
     return 'vpxord %zmm{0}, %zmm{0}, %zmm{0}'.format(n)
 
 
-# The x87 part of the epilogue's asm and clobbers, as register_epilogue
-# writes them (passes.exact_call drops it where the tree has no x87 code).
-X87_ASM = '\\0A'.join(['fldz'] * 8 + ['fstp %st(0)'] * 8) + '\\0A'
-X87_CLOBBERS = ','.join(['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]) + ','
+# The x87 part of the epilogue: its instructions and clobbers, and both as
+# register_epilogue writes them into its asm and clobber strings
+# (passes.exact_call drops that text where the tree has no x87 code).
+_X87_LINES = ['fldz'] * 8 + ['fstp %st(0)'] * 8
+_X87_CLOBBER_LIST = ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
+X87_ASM = '\\0A'.join(_X87_LINES) + '\\0A'
+X87_CLOBBERS = ','.join(_X87_CLOBBER_LIST) + ','
 
 
 def register_epilogue(arch, features, sse=False):
@@ -53,16 +56,16 @@ def register_epilogue(arch, features, sse=False):
         return None
     if '+avx' not in flags:
         vectors = x86_64_vectors(False)
-        lines = [X87_ASM[:-3]] + ['xorps %{0}, %{0}'.format(r) for r in vectors]
+        lines = _X87_LINES + ['xorps %{0}, %{0}'.format(r) for r in vectors]
         clobbers = (['~{%s}' % r for r in vectors]
-                    + [X87_CLOBBERS[:-1]] + ['~{fpsr}', '~{flags}', '~{dirflag}'])
+                    + _X87_CLOBBER_LIST + ['~{fpsr}', '~{flags}', '~{dirflag}'])
         return '\\0A'.join(lines), ','.join(clobbers)
     avx512 = '+avx512f' in flags
     vectors = x86_64_vectors(avx512)
     masks = X86_64_MASKS if avx512 else ()
-    lines = ([X87_ASM[:-3]]
+    lines = (_X87_LINES
              + [_zero_vector(r) for r in vectors]
              + ['kxorw %k0, %k0, %{0}'.format(k) for k in masks])
     clobbers = (['~{%s}' % r for r in vectors + masks]
-                + [X87_CLOBBERS[:-1]] + ['~{fpsr}', '~{flags}', '~{dirflag}'])
+                + _X87_CLOBBER_LIST + ['~{fpsr}', '~{flags}', '~{dirflag}'])
     return '\\0A'.join(lines), ','.join(clobbers)

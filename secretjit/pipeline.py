@@ -218,8 +218,9 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
               for t, b in by_thunk.items()}
-    x87 = arch != 'x86_64' or bool(x87_functions(
-        asm, [f for f in funcs if not f.startswith(passes.BOUNDARY_PREFIX)]))
+    # read only where an exact tree could drop the x87 zeroing
+    x87 = (arch != 'x86_64' or not passes.exact_kernels(bounds) or bool(x87_functions(
+        asm, [f for f in funcs if not f.startswith(passes.BOUNDARY_PREFIX)])))
     return bounds, frames, x87
 
 

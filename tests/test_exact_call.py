@@ -168,7 +168,7 @@ def test_c_runtime_has_no_x87_code():
     with open(secretmem.lib()._name, 'rb') as fh:
         obj = ObjectCode(fh.read())
     assert passes.SECRET_CALL_EXACT in obj.functions
-    found = sorted(n for n in obj.functions if any(_x87(obj, i) for i in obj.fn(n).insns))
+    found = sorted(n for n in obj.functions if any(_x87(i) for i in obj.fn(n).insns))
     assert found == []
     r = secret_jit(trivial)
     r(1)
@@ -178,9 +178,9 @@ def test_c_runtime_has_no_x87_code():
     assert names
     # the trivial boundary has none where the epilogue dropped it; an fldz is found
     if any('x87_dropped' in str(rep) for rep in lib.pass_reports):
-        assert not any(_x87(boundary, i) for i in boundary.fn(names[0]).insns)
+        assert not any(_x87(i) for i in boundary.fn(names[0]).insns)
     fldz = next(boundary.cs.disasm(b'\xd9\xee', 0))
-    assert _x87(boundary, fldz)
+    assert _x87(fldz)
 
 
 def test_x87_scan_of_assembly_text():

@@ -9,6 +9,7 @@ scrubs in place with ``rep stosq`` (rcx = depth / 8).
 """
 
 from .. import contract
+from ..stack_bound.x87 import x87_mnemonic
 from . import core
 
 _REG, _IMM = 1, 2                       # capstone X86_OP_REG, X86_OP_IMM
@@ -35,9 +36,9 @@ def canon(reg):
     return reg
 
 
-def _x87(obj, ins):
+def _x87(ins):
     """Whether ``ins`` is x87 or MMX code (touches the x87 register stack)."""
-    if ins.mnemonic.startswith('f') or ins.mnemonic in ('emms', 'femms'):
+    if x87_mnemonic(ins.mnemonic):
         return True
     read, written = ins.regs_access()
     return any(ins.reg_name(r).startswith(('st', 'mm')) for r in read + written) or \
@@ -180,7 +181,7 @@ class X86_64(core.Arch):
                 return set()
         for n in core.reachable(obj, f.name):
             if n in obj.functions and not core.allowed(obj, n) and \
-                    any(_x87(obj, i) for i in obj.fn(n).insns):
+                    any(_x87(i) for i in obj.fn(n).insns):
                 return set()
         return {'x87'}
 

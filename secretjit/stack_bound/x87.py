@@ -25,6 +25,12 @@ _X87_OPERAND = re.compile(r'%(?:st\b|st\(|mm[0-7]\b)')
 _PREFIXES = ('lock', 'rep', 'repe', 'repne', 'repz', 'repnz', 'data16', 'rex64')
 
 
+def x87_mnemonic(m):
+    """Whether mnemonic ``m`` is x87 or MMX state code (the rule the
+    machine-code audit applies too, :mod:`secretjit.audit.x86_64`)."""
+    return m.startswith('f') or m in ('emms', 'femms')
+
+
 def x87_functions(asm, functions):
     """The ``functions`` of LLVM's x86-64 assembly text ``asm`` (as many as it
     defines) with an x87 or MMX instruction."""
@@ -36,8 +42,7 @@ def x87_functions(asm, functions):
             words = [mnem] + ' '.join(ops).split()
             while words and words[0] in _PREFIXES:
                 words = words[1:]
-            m = words[0] if words else ''
-            if (m.startswith('f') or m in ('emms', 'femms')
+            if (x87_mnemonic(words[0] if words else '')
                     or any(_X87_OPERAND.search(o) for o in ops)):
                 out.append(name)
                 break
