@@ -135,44 +135,66 @@ __asm__(
 #endif
 
 /* Whether any byte of [p, p + n) is non-zero (n a multiple of 8).
- * Paid on every call for the signal window: ORs of 64-byte vectors (one
- * zmm load with AVX-512, two ymm with AVX2, four xmm otherwise), cloned for
- * those on x86-64 and resolved once when the library is loaded. */
+ * Paid after every plain call for the frame window (and for the signal
+ * window when rseq says the call may have been interrupted): ORs of four
+ * vectors a loop step.  On x86-64 one body per vector width, chosen once
+ * when the library is loaded (an ifunc): 64-byte zmm loads with AVX-512,
+ * 32-byte ymm with AVX2, 16-byte xmm otherwise.  (target_clones of one body
+ * with a 64-byte vector type, before: GCC lowers the 64-byte ORs for the
+ * AVX2 and SSE2 clones through stack spills, 100 ns for the 1 KiB frame
+ * window on an AVX2 machine, measured in issue 15.)  AArch64: 32-byte
+ * vectors, two q registers each, so that the loop fits in v0-v7 and v16-v31
+ * and never touches the callee-saved v8-v15 (saving d8-d15 would zero their
+ * high halves, which the caller may still hold). */
+typedef uint64_t v16 __attribute__((vector_size(16), aligned(8)));
+typedef uint64_t v32 __attribute__((vector_size(32), aligned(8)));
 #if defined(__x86_64__)
 typedef uint64_t v64 __attribute__((vector_size(64), aligned(8)));
 #else
-/* AArch64: two q registers per vector, so that the loop fits in v0-v7 and
- * v16-v31 and never touches the callee-saved v8-v15 (saving d8-d15 would
- * zero their high halves, which the caller may still hold). */
-typedef uint64_t v64 __attribute__((vector_size(32), aligned(8)));
+typedef v32 v64;
 #endif
-#if defined(__x86_64__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-#endif
-static int any_nonzero(const char *p, size_t n)
+#define ANY_NONZERO(name, T, attrs)                                         \
+    attrs static int name(const char *p, size_t n)                          \
+    {                                                                       \
+        T acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};                   \
+        uint64_t r = 0, t;                                                  \
+        size_t i = 0;                                                       \
+        unsigned k;                                                         \
+        const size_t v = sizeof(T);                                         \
+        for (; i + 4 * v <= n; i += 4 * v) {                                \
+            acc0 |= *(const T *)(p + i);                                    \
+            acc1 |= *(const T *)(p + i + v);                                \
+            acc2 |= *(const T *)(p + i + 2 * v);                            \
+            acc3 |= *(const T *)(p + i + 3 * v);                            \
+        }                                                                   \
+        acc0 |= acc1 | acc2 | acc3;                                         \
+        for (k = 0; k < v / 8; k++)                                         \
+            r |= acc0[k];                                                   \
+        for (; i < n; i += 8) {                                             \
+            memcpy(&t, p + i, 8);                                           \
+            r |= t;                                                         \
+        }                                                                   \
+        return r != 0;                                                      \
+    }
+#if defined(__x86_64__)
+ANY_NONZERO(any_nonzero_avx512, v64, __attribute__((target("avx512f"))))
+ANY_NONZERO(any_nonzero_avx2, v32, __attribute__((target("avx2"))))
+ANY_NONZERO(any_nonzero_sse2, v16, )
+typedef int any_nonzero_fn(const char *, size_t);
+static any_nonzero_fn *resolve_any_nonzero(void)
 {
-    v64 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
-    uint64_t r = 0, t;
-    size_t i = 0;
-    unsigned k;
-    const size_t v = sizeof(v64);
-    for (; i + 4 * v <= n; i += 4 * v) {
-        acc0 |= *(const v64 *)(p + i);
-        acc1 |= *(const v64 *)(p + i + v);
-        acc2 |= *(const v64 *)(p + i + 2 * v);
-        acc3 |= *(const v64 *)(p + i + 3 * v);
-    }
-    acc0 |= acc1 | acc2 | acc3;
-    for (k = 0; k < v / 8; k++)
-        r |= acc0[k];
-    for (; i < n; i += 8) {
-        memcpy(&t, p + i, 8);
-        r |= t;
-    }
-    return r != 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return any_nonzero_avx512;
+    if (__builtin_cpu_supports("avx2"))
+        return any_nonzero_avx2;
+    return any_nonzero_sse2;
 }
+static int any_nonzero(const char *p, size_t n)
+    __attribute__((ifunc("resolve_any_nonzero")));
+#else
+ANY_NONZERO(any_nonzero, v32, )
+#endif
 
 /* Zero [p, end) after a call (the scrub), n = end - p a multiple of 8.
  * glibc's memset switches to `rep stosb` above 2 KiB, which cost about 10 ns
