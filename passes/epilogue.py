@@ -103,14 +103,30 @@ def zeroed_registers(asm):
     return {_LINE_REGISTER[line] for line in lines}
 
 
-def narrowed(asm, clobbers, keep):
+# A speed choice, not a security one (zeroing more is always safe): the VEX
+# zeroing of xmm0-15 stays in a narrowed epilogue even where the tree writes
+# none of them.  On this project's AVX2 machine (AMD EPYC) the trivial call
+# took about 1 ns *more* without those 16 vxorps than with them, also with
+# the same bytes of padding in their place, and more again with legacy xorps
+# or vzeroupper instead (benchmarks/used_vregs.py, RESULTS.md "usedregs").
+# The legacy SSE form (AOT baseline builds, whose exports clear xmm0-15
+# again with VEX on an AVX CPU, secretjit_aot_clear_vregs) is narrowed.
+KEEP_VEX_XMM = True
+
+
+def narrowed(asm, clobbers, keep, keep_vex_xmm=None):
     """``(asm, clobbers)`` of an epilogue register_epilogue wrote (as they
     appear in the IR's asm and constraint strings) with only the zeroing of
-    the registers in ``keep`` (contract names, ``'x87'``); None where ``asm``
-    has a line that is not one of this module's (not an epilogue)."""
+    the registers in ``keep`` (contract names, ``'x87'``), and of xmm0-15
+    where they are zeroed with VEX and ``keep_vex_xmm`` (default
+    :data:`KEEP_VEX_XMM`); None where ``asm`` has a line that is not one of
+    this module's (not an epilogue)."""
     if zeroed_registers(asm) is None:
         return None
     lines = asm.split('\\0A')
+    if KEEP_VEX_XMM if keep_vex_xmm is None else keep_vex_xmm:
+        keep = set(keep) | {_LINE_REGISTER[line] for line in lines
+                            if line.startswith('vxorps ')}
     kept = [line for line in lines if _LINE_REGISTER[line] in keep]
     constraints = [c for c in clobbers.split(',')
                    if c not in _CLOBBER_REGISTER or _CLOBBER_REGISTER[c] in keep]

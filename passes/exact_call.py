@@ -54,27 +54,30 @@ def exact_kernels(bounds):
 _ASM_CALL = re.compile(r'asm sideeffect "([^"]*)", "([^"]*)"')
 
 
-def _narrowed_line(line, keep):
+def _narrowed_line(line, keep, keep_vex_xmm):
     """The epilogue's asm call in ``line`` zeroing only ``keep``, and the
     registers dropped (``line`` unchanged, ``()``, where it is no epilogue)."""
     m = _ASM_CALL.search(line)
     if not m or not m.group(2).startswith('={ax},0,'):
         return line, ()
     head = '={ax},0,'
-    out = narrowed(m.group(1), m.group(2)[len(head):], keep)
+    out = narrowed(m.group(1), m.group(2)[len(head):], keep, keep_vex_xmm)
     if out is None:
         return line, ()
-    dropped = sorted(zeroed_registers(m.group(1)) - set(keep))
+    kept = zeroed_registers(out[0]) if out[0] else set()
+    dropped = sorted(zeroed_registers(m.group(1)) - kept)
     new = 'asm sideeffect "%s", "%s%s"' % (out[0], head, out[1])
     return line[:m.start()] + new + line[m.end():], dropped
 
 
 @text_pass
-def use_exact_calls(mod, kernels, written=None):
+def use_exact_calls(mod, kernels, written=None, keep_vex_xmm=None):
     """Route the boundaries of ``kernels`` to ``secretjit_secret_call_exact``;
     ``written``: ``{kernel: registers}`` (contract names such as ``'xmm3'``,
     ``'k1'``, ``'x87'``) its tree and boundary can write, for kernels whose
-    epilogue zeroes only those (a kernel missing from it keeps them all)."""
+    epilogue zeroes only those (a kernel missing from it keeps them all);
+    ``keep_vex_xmm``: keep the VEX zeroing of xmm0-15 anyway (default
+    :data:`passes.epilogue.KEEP_VEX_XMM`, a speed choice)."""
     report = PassReport('use_exact_calls')
     old, new = '@%s(' % SECRET_CALL, '@%s(' % SECRET_CALL_EXACT
     written = written or {}
@@ -87,7 +90,8 @@ def use_exact_calls(mod, kernels, written=None):
                 fn.body[i] = line.replace(old, new)
                 report.count('calls_exact')
             elif kernel in written and 'asm sideeffect' in line:
-                fn.body[i], dropped = _narrowed_line(line, set(written[kernel]))
+                fn.body[i], dropped = _narrowed_line(line, set(written[kernel]),
+                                                     keep_vex_xmm)
                 for r in dropped:
                     report.count('x87_dropped' if r == X87 else
                                  'masks_dropped' if r.startswith('k') else

@@ -17,7 +17,9 @@ Checked here:
   masks, implicit writes, x87, reachable functions) and must not (zeroing
   idioms, unreachable functions, comments), and None (keep everything) for a
   function it cannot read;
-- the JIT: ``x + 1`` gets no vector zeroing and passes the audit; a kernel
+- the JIT: ``x + 1`` keeps only the VEX zeroing of xmm0-15 (a speed
+  choice, passes.epilogue.KEEP_VEX_XMM; without it nothing) and passes the
+  audit either way; a kernel
   that writes every register keeps it all; with the scan blinded (claiming
   nothing is written) that kernel's canary survives in vector registers and
   the audit fails its boundary (must-fire); an inexact tree keeps it all.
@@ -189,12 +191,22 @@ def _zeroed(kernel):
 
 
 @needs_avx
-def test_trivial_tree_gets_no_vector_zeroing():
+def test_trivial_tree_keeps_only_the_vex_xmm_zeroing(monkeypatch):
     k = secret_jit(trivial)
     assert k(41) == 42
-    assert _epilogue(k) == ''
+    # x + 1 writes no vector register: what stays is the VEX zeroing of
+    # xmm0-15 (passes.epilogue.KEEP_VEX_XMM, a speed choice); x87, and with
+    # AVX-512 zmm16-31 and k0-k7, are dropped
+    assert _zeroed(k) == {'xmm%d' % i for i in range(16)}
     report = [r for r in _library(k).pass_reports if r.name == 'use_exact_calls'][0]
-    assert report['vectors_dropped'] in (16, 32) and report['x87_dropped'] == 1
+    assert report['x87_dropped'] == 1
+    if 'avx512f' in _cpu_flags():
+        assert (report['vectors_dropped'], report['masks_dropped']) == (16, 8)
+    # without the speed choice: nothing at all
+    monkeypatch.setattr(passes.epilogue, 'KEEP_VEX_XMM', False)
+    bare = secret_jit(trivial)
+    assert bare(41) == 42
+    assert _epilogue(bare) == ''
     # a float kernel keeps what it writes: at least xmm0 (argument and result)
     f = secret_jit(scaled)
     assert f(2.0) == 6.0
@@ -220,6 +232,11 @@ def test_audit_waives_only_unwritten_registers():
     (clean,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(trivial),
                                                        [(typeof(1),)]))
     assert clean.ok, clean
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(passes.epilogue, 'KEEP_VEX_XMM', False)
+        (bare,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(trivial),
+                                                          [(typeof(1),)]))
+    assert bare.ok, bare
     (scaled_ok,) = audit.audit_dispatcher(audit.fresh_copy(secret_jit(scaled),
                                                            [(typeof(1.0),)]))
     assert scaled_ok.ok, scaled_ok
@@ -242,6 +259,7 @@ def test_blind_scan_leaks_and_the_audit_fails_it(monkeypatch):
     from _kernels import register_kernel
     monkeypatch.setattr(pipeline, 'tree_registers',
                         lambda asm, functions, boundary, opaque=(): set())
+    monkeypatch.setattr(passes.epilogue, 'KEEP_VEX_XMM', False)
     blind = secret_jit(register_kernel)
     blind(np.uint64(1))
     assert _epilogue(blind) == ''
@@ -257,7 +275,12 @@ def test_audit_with_avx512_registers_required():
     """The audit's AVX-512 contract (zmm16-31, k0-k7 required; forced here,
     on any CPU): the trivial boundary zeroes none of them and passes, since
     no code it reaches writes them."""
-    lib = _library(_compiled(trivial, 1))
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(passes.epilogue, 'KEEP_VEX_XMM', False)
+    try:
+        lib = _library(_compiled(trivial, 1))
+    finally:
+        monkeypatch.undo()
     (r,) = audit.audit_object(lib._get_compiled_object(), avx512=True)
     assert r.ok, r
 

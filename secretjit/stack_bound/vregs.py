@@ -51,6 +51,11 @@ naming a function of the module counts as an edge (calls, tail calls,
 address loads such as the thunk's, passed to the runtime): a superset of
 the call tree.  A reachable function without a body in ``asm`` gives None.
 
+Not every unwritten register is dropped: the VEX zeroing of xmm0-15 stays
+(:data:`passes.epilogue.KEEP_VEX_XMM`, measured faster on an AVX2 machine
+than leaving it out); the rest (x87, zmm16-31, k0-k7, and legacy-SSE
+xmm0-15 in AOT baseline builds) goes.
+
 The machine-code audit (:mod:`secretjit.audit.x86_64`, ``optional()``)
 checks the same on the object the JIT loaded, with capstone, and requires
 the zeroing of every register it finds written.

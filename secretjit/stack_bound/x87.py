@@ -6,7 +6,9 @@ secret there.  numba's code uses SSE for floating point and never x87 (no
 ``long double``); a tree without any x87 or MMX instruction (MMX registers
 are the x87 registers) cannot leave anything in them, so
 :mod:`passes.exact_call` drops that part for an exact tree (no external
-callee: nothing outside the scanned code runs) whose module has none.
+callee: nothing outside the scanned code runs) where nothing the boundary
+reaches has one (:mod:`.vregs`, which applies :func:`x87_instruction` with
+the vector registers).
 
     x87_functions(asm, functions) -> the functions with an instruction that is
         x87 (mnemonic ``f...``), ``emms``/``femms``, or names ``%st``/``%mm``
