@@ -8,9 +8,11 @@ alone left: xmm0-15 here, zmm0-31 and k0-k7 with AVX-512; built by making
 xmm0-15 stays, ``passes.epilogue.KEEP_VEX_XMM``); and without that speed
 choice (no vector zeroing at all).  Interleaved in one process (``_timing.interleaved``,
 thread CPU time, autorange batches, medians), repeated ``--repeat`` times to
-show the spread.
+show the spread; each variant compiled ``--instances`` times (identical
+code lands at different addresses, which moves its time by a few ns: the
+median over the copies is reported, and their spread).
 
-    python benchmarks/used_vregs.py [--rounds 21] [--repeat 5] [--aot]
+    python benchmarks/used_vregs.py [--rounds 15] [--repeat 5] [--instances 4] [--aot]
 
 ``--aot``: also the trivial AOT export (benchmarks/aot.py's driver,
 ``benchmarks/c/aot_calls.c``: thread CPU time around 1e6 calls from C,
@@ -38,29 +40,45 @@ def trivial(x):
     return x + 1
 
 
-def kernels():
+def kernels(instances=1):
+    """{variant: [dispatcher, ...]}: ``instances`` separately compiled
+    copies of each (each its own module at its own address: identical code
+    differs by a few ns from one copy to the next, so one copy per variant
+    would measure where it landed)."""
     from secretjit import passes, pipeline, secret_jit
     from secretjit.contract import X86_64_MASKS, x86_64_vectors
-    used = secret_jit(trivial)
-    used(1)
     real = pipeline.tree_registers
     every = set(x86_64_vectors(True) + X86_64_MASKS)
-    pipeline.tree_registers = lambda *a, **k: (lambda r: None if r is None else r | every)(
-        real(*a, **k))
-    try:
-        full = secret_jit(trivial)
-        full(1)
-    finally:
-        pipeline.tree_registers = real
-    passes.epilogue.KEEP_VEX_XMM = False
-    try:
-        bare = secret_jit(trivial)
-        bare(1)
-    finally:
-        passes.epilogue.KEEP_VEX_XMM = True
-    return {'njit': njit(trivial), 'secret (all vectors zeroed)': full,
-            'secret (as built: used + VEX xmm0-15)': used,
-            'secret (used only: no vector zeroing)': bare}
+
+    def compiled():
+        k = secret_jit(trivial)
+        k(1)
+        return k
+
+    def full():
+        pipeline.tree_registers = lambda *a, **k: (
+            lambda r: None if r is None else r | every)(real(*a, **k))
+        try:
+            return compiled()
+        finally:
+            pipeline.tree_registers = real
+
+    def bare():
+        passes.epilogue.KEEP_VEX_XMM = False
+        try:
+            return compiled()
+        finally:
+            passes.epilogue.KEEP_VEX_XMM = True
+
+    out = {'njit': [], 'secret (all vectors zeroed)': [],
+           'secret (as built: used + VEX xmm0-15)': [],
+           'secret (used only: no vector zeroing)': []}
+    for _ in range(instances):
+        for name, make in zip(out, (lambda: njit(trivial), full, compiled, bare)):
+            f = make()
+            f(1)
+            out[name].append(f)
+    return out
 
 
 _ALL_WRITTEN = """
@@ -117,27 +135,35 @@ def aot_rows(rounds=15, calls=1000000):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--rounds', type=int, default=21)
+    p.add_argument('--rounds', type=int, default=15)
     p.add_argument('--repeat', type=int, default=5)
+    p.add_argument('--instances', type=int, default=4,
+                   help='separately compiled copies of each variant')
     p.add_argument('--aot', action='store_true')
     args = p.parse_args(argv)
-    fns = kernels()
-    for f in fns.values():
-        f(1)
-    names = list(fns)
+    variants = kernels(args.instances)
+    names = list(variants)
+    fns = {'%s #%d' % (n, i): f for n in names for i, f in enumerate(variants[n])}
     print('| run | ' + ' | '.join(names) + ' | ' + ' | '.join(
         'secret %d / njit' % i for i in range(1, len(names))) + ' |')
     print('|---' * (2 * len(names)) + '|')
     ns_runs = {n: [] for n in names}
+    spread = {n: [] for n in names}
     for r in range(args.repeat):
         med, _ = interleaved({k: (lambda f=f: f(1)) for k, f in fns.items()},
                              args.rounds, timer=time.thread_time)
-        ns = [med[k] * 1e9 for k in names]
-        for n, v in zip(names, ns):
-            ns_runs[n].append(v)
+        ns = []
+        for n in names:
+            per = [med['%s #%d' % (n, i)] * 1e9 for i in range(args.instances)]
+            ns.append(statistics.median(per))
+            ns_runs[n].append(ns[-1])
+            spread[n].append(max(per) - min(per))
         print('| %d | %s | %s |' % (r + 1, ' | '.join('%.1f ns' % v for v in ns),
                                     ' | '.join('%.3f' % (v / ns[0]) for v in ns[1:])))
     print()
+    print('(each cell: the median over %d separately compiled copies; their spread, '
+          'max - min, median over runs: %s)' % (args.instances, ', '.join(
+              '%s %.1f ns' % (n, statistics.median(spread[n])) for n in names)))
     base = ns_runs[names[0]]
     for n in names[1:]:
         ratios = [v / b for v, b in zip(ns_runs[n], base)]
