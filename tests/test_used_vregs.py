@@ -308,3 +308,81 @@ def test_scan_of_the_canary_kernel_finds_every_register(monkeypatch):
     _compiled(register_kernel, np.uint64(1))
     (regs,) = seen.values()
     assert {'xmm%d' % i for i in range(16)} | {'x87'} <= regs, regs
+
+
+CASES_S = r'''
+.text
+.macro fn name
+.globl \name
+.type \name, @function
+\name:
+.endm
+.macro end name
+ret
+.size \name, .-\name
+.endm
+fn idioms
+vxorps %xmm3, %xmm3, %xmm3
+vxorps %xmm4, %xmm4, %xmm9
+vpxord %zmm17, %zmm17, %zmm17
+xorps %xmm2, %xmm2
+pxor %xmm5, %xmm5
+kxorw %k0, %k0, %k3
+fldz
+fstp %st(0)
+end idioms
+fn vadd
+vaddps %ymm1, %ymm2, %ymm3
+end vadd
+fn masked
+vpxord %zmm2, %zmm2, %zmm1{%k1}
+end masked
+fn kmov
+kmovw %eax, %k5
+end kmov
+fn strm
+pcmpistrm $0, %xmm2, %xmm1
+end strm
+fn restore
+xrstor (%rdi)
+end restore
+fn x87
+fldl (%rdi)
+end x87
+fn mmx
+movq %mm0, %rax
+end mmx
+'''
+
+
+@pytest.mark.skipif(not X86, reason='x86-64 machine code')
+def test_audit_scan_of_machine_code(tmp_path):
+    """The audit's own scan (capstone on an object): must-not-count the
+    zeroing idioms the epilogue is made of; must-count named, masked,
+    implicit and x87/MMX writes, and every register for a state restore."""
+    import shutil
+    import subprocess
+
+    from secretjit.audit.elf import ObjectCode
+    from secretjit.audit.x86_64 import tree_writes
+    if not shutil.which('as'):
+        pytest.skip('no assembler')
+    (tmp_path / 'cases.s').write_text(CASES_S)
+    subprocess.run(['as', '-o', str(tmp_path / 'cases.o'), str(tmp_path / 'cases.s')],
+                   check=True)
+    obj = ObjectCode((tmp_path / 'cases.o').read_bytes())
+
+    def regs(name):
+        out = set()
+        for ins in obj.fn(name).insns:
+            out |= tree_writes(ins)
+        return out
+
+    assert len(obj.fn('idioms').insns) == 9         # the eight idioms and ret
+    assert regs('idioms') == set()
+    assert regs('vadd') == {'xmm1', 'xmm2', 'xmm3'}
+    assert regs('masked') == {'xmm1', 'xmm2', 'k1'}
+    assert regs('kmov') == {'k5'}
+    assert 'xmm0' in regs('strm') and {'xmm1', 'xmm2'} <= regs('strm')
+    assert len(regs('restore')) == 32 + 8 + 1
+    assert regs('x87') == {'x87'} and regs('mmx') == {'x87'}
