@@ -17,7 +17,9 @@ in the boundary of each kernel :func:`exact_kernels` names, plus the
 declaration; and, for the kernels ``written`` maps to the registers their
 boundary and its tree can write (:func:`secretjit.stack_bound.vregs.tree_registers`
 on the module's assembly), the boundary's register epilogue
-(:mod:`passes.epilogue`) narrowed to those::
+(:mod:`passes.epilogue`) narrowed to those (here with ``keep_vex_xmm``
+off; by default the VEX zeroing of xmm0-15 stays, a speed choice,
+:data:`passes.epilogue.KEEP_VEX_XMM`)::
 
     %stz = call i32 asm sideeffect "fldz\\0A...\\0Avxorps %xmm0, ...\\0A...vxorps %xmm15, ...",
                                    "={ax},0,~{xmm0},...,~{xmm15},~{st},...,~{fpsr},..."(i32 %st)

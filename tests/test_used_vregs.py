@@ -352,6 +352,9 @@ end x87
 fn mmx
 movq %mm0, %rax
 end mmx
+fn mmxzero
+pxor %mm1, %mm1
+end mmxzero
 '''
 
 
@@ -386,3 +389,5 @@ def test_audit_scan_of_machine_code(tmp_path):
     assert 'xmm0' in regs('strm') and {'xmm1', 'xmm2'} <= regs('strm')
     assert len(regs('restore')) == 32 + 8 + 1
     assert regs('x87') == {'x87'} and regs('mmx') == {'x87'}
+    assert regs('mmxzero') == {'x87'}               # an MMX idiom is x87 code
+    assert instruction_registers('pxor', ['%mm1', '%mm1']) == {'x87'}   # the text scan too

@@ -59,9 +59,10 @@ def tree_writes(ins):
     nothing for an unmasked zeroing idiom, ``fldz`` or ``fstp st(0)``
     (they leave zeros or pop).  Every register where capstone cannot say."""
     m = ins.mnemonic
-    if (zeroes(ins) and '{' not in ins.op_str) or m == 'fldz' or (
+    z = zeroes(ins)
+    if (z and z <= _WAIVABLE and '{' not in ins.op_str) or m == 'fldz' or (
             m == 'fstp' and ins.op_str.replace(' ', '') == 'st(0)'):
-        return set()
+        return set()                    # (an MMX pxor is x87 code: counted)
     try:
         read, written = ins.regs_access()
     except Exception:                   # capstone has no details: fail closed
