@@ -13,13 +13,14 @@ from secretjit import _csrc
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_c_test(tmp_path, target, name, defines=(), env=None):
+def run_c_test(tmp_path, target, name, defines=(), env=None, wrapper=()):
     """Build ``tests/c/<name>.c`` for ``target`` ('native' or 'aarch64'),
     run it and return ``{key: value}`` of its ``key=value`` output.
     ``defines``: extra ``-D`` macros for every file; ``env``: variables
-    added to the program's environment."""
+    added to the program's environment; ``wrapper``: a command to run a
+    native build under (qemu-x86_64 as another CPU)."""
     if target == 'native':
-        cc, run = shutil.which('gcc') or shutil.which('cc'), []
+        cc, run = shutil.which('gcc') or shutil.which('cc'), list(wrapper)
     else:
         cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
         if not qemu:

@@ -72,12 +72,33 @@ def allocating(x):
 NO_RSEQ = {'GLIBC_TUNABLES': 'glibc.pthread.rseq=0'}
 
 
-@needs_avx
-def test_interrupted_path_leaves_no_stack_bytes_in_vector_registers(tmp_path):
+def _cpu_wrapper(cpu):
+    """How to run a native test program as ``cpu`` ('native', or a
+    qemu-x86_64 CPU model), skipping where that cannot be done."""
+    if not X86:
+        pytest.skip('x86-64 vector registers')
+    if cpu == 'native':
+        if 'avx' not in _cpu_flags():
+            pytest.skip('the native run needs AVX (Nehalem covers SSE2)')
+        return ()
+    import shutil
+    qemu = shutil.which('qemu-x86_64')
+    if not qemu:
+        pytest.skip('no qemu-x86_64')
+    return (qemu, '-cpu', cpu)
+
+
+@pytest.mark.parametrize('cpu', ['native', 'Nehalem', 'Haswell'])
+def test_interrupted_path_leaves_no_stack_bytes_in_vector_registers(tmp_path, cpu):
+    """Natively, and under qemu-x86_64 as an SSE2-only CPU (Nehalem: the
+    legacy pxor path of secretjit__clear_vregs, xmm0-15) and an AVX2 one."""
     from _c_runtime import run_c_test
-    got = run_c_test(tmp_path, 'native', 'clear_vregs', env=NO_RSEQ)
+    wrapper = _cpu_wrapper(cpu)
+    got = run_c_test(tmp_path, 'native', 'clear_vregs', env=NO_RSEQ, wrapper=wrapper)
     if got['rseq'] != '0':
         pytest.skip('glibc ignores glibc.pthread.rseq=0: calls not all interrupted')
+    if cpu != 'native':
+        assert got['level'] == {'Nehalem': '0', 'Haswell': '1'}[cpu], got
     # the canary in the signal window was found, the stack scrubbed from it ...
     assert (got['window_rc'], got['window_scrubs'], got['window_left']) == \
         ('0', '1', '0'), got
@@ -85,7 +106,7 @@ def test_interrupted_path_leaves_no_stack_bytes_in_vector_registers(tmp_path):
     assert (got['window_canary_regs'], got['window_other_regs']) == ('0', '0'), got
     # Control: the same runtime without secretjit__clear_vregs leaves the
     # window's bytes (the canary) in vector registers.
-    ctl = run_c_test(tmp_path, 'native', 'clear_vregs', env=NO_RSEQ,
+    ctl = run_c_test(tmp_path, 'native', 'clear_vregs', env=NO_RSEQ, wrapper=wrapper,
                      defines=['SECRETJIT_TEST_NO_CLEAR_VREGS'])
     assert ctl['window_scrubs'] == '1' and int(ctl['window_canary_regs']) >= 1, ctl
 

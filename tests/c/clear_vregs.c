@@ -8,8 +8,9 @@
  * the depth.  plant() writes a canary over 256 bytes at the bottom of that
  * window, where a signal frame would hold the tree's registers; the runtime
  * finds it (any_nonzero), looks for the deepest write (deepest_write: vector
- * loads of the stack) and scrubs.  call_and_dump spills ymm0-15 (zmm0-31
- * with AVX-512) the instant the runtime returns.  Prints "key=value":
+ * loads of the stack) and scrubs.  call_and_dump fills every vector register
+ * with the caller's value, calls, and spills them (xmm, ymm or zmm: what the
+ * CPU has) the instant the runtime returns.  Prints "key=value":
  * rseq, rc, scrubs (the deep scrubs the call did), left (non-zero words on
  * the secret stack after it), canary_regs (registers holding a canary
  * word), nonzero_regs (registers not all zero). */
@@ -27,7 +28,7 @@
 #define CALLER 0xca11e4ca11e4ca11ULL
 
 int call_and_dump(void (*fn)(void *), void *arg, size_t scrub, void *buf,
-                  int avx512, const uint64_t *fill);
+                  int level, const uint64_t *fill);
 __asm__(
     ".text\n"
     ".p2align 4\n"
@@ -38,8 +39,9 @@ __asm__(
     "    pushq %r13\n"
     "    movq %rcx, %rbx\n"
     "    movl %r8d, %r12d\n"
-    "    testl %r12d, %r12d\n"
-    "    jz 3f\n"
+    "    cmpl $1, %r12d\n"
+    "    jb 5f\n"
+    "    je 3f\n"
     "    vpbroadcastq (%r9), %zmm16\n"
     "    vmovdqa64 %zmm16, %zmm17\n    vmovdqa64 %zmm16, %zmm18\n"
     "    vmovdqa64 %zmm16, %zmm19\n    vmovdqa64 %zmm16, %zmm20\n"
@@ -67,10 +69,22 @@ __asm__(
     "    vmovdqa %ymm0, %ymm11\n    vmovdqa %ymm0, %ymm12\n"
     "    vmovdqa %ymm0, %ymm13\n    vmovdqa %ymm0, %ymm14\n"
     "    vmovdqa %ymm0, %ymm15\n"
+    "    jmp 4f\n"
+    "5:  movq (%r9), %xmm0\n"
+    "    punpcklqdq %xmm0, %xmm0\n"
+    "    movdqa %xmm0, %xmm1\n    movdqa %xmm0, %xmm2\n"
+    "    movdqa %xmm0, %xmm3\n    movdqa %xmm0, %xmm4\n"
+    "    movdqa %xmm0, %xmm5\n    movdqa %xmm0, %xmm6\n"
+    "    movdqa %xmm0, %xmm7\n    movdqa %xmm0, %xmm8\n"
+    "    movdqa %xmm0, %xmm9\n    movdqa %xmm0, %xmm10\n"
+    "    movdqa %xmm0, %xmm11\n    movdqa %xmm0, %xmm12\n"
+    "    movdqa %xmm0, %xmm13\n    movdqa %xmm0, %xmm14\n"
+    "    movdqa %xmm0, %xmm15\n"
     "4:  call secretjit_secret_call_exact\n"
     "    movl %eax, %r13d\n"
-    "    testl %r12d, %r12d\n"
-    "    jnz 1f\n"
+    "    cmpl $1, %r12d\n"
+    "    jb 6f\n"
+    "    ja 1f\n"
     "    vmovdqu %ymm0, 0(%rbx)\n    vmovdqu %ymm1, 64(%rbx)\n"
     "    vmovdqu %ymm2, 128(%rbx)\n    vmovdqu %ymm3, 192(%rbx)\n"
     "    vmovdqu %ymm4, 256(%rbx)\n    vmovdqu %ymm5, 320(%rbx)\n"
@@ -96,6 +110,15 @@ __asm__(
     "    vmovdqu64 %zmm26, 1664(%rbx)\n    vmovdqu64 %zmm27, 1728(%rbx)\n"
     "    vmovdqu64 %zmm28, 1792(%rbx)\n    vmovdqu64 %zmm29, 1856(%rbx)\n"
     "    vmovdqu64 %zmm30, 1920(%rbx)\n    vmovdqu64 %zmm31, 1984(%rbx)\n"
+    "    jmp 2f\n"
+    "6:  movdqu %xmm0, 0(%rbx)\n    movdqu %xmm1, 64(%rbx)\n"
+    "    movdqu %xmm2, 128(%rbx)\n    movdqu %xmm3, 192(%rbx)\n"
+    "    movdqu %xmm4, 256(%rbx)\n    movdqu %xmm5, 320(%rbx)\n"
+    "    movdqu %xmm6, 384(%rbx)\n    movdqu %xmm7, 448(%rbx)\n"
+    "    movdqu %xmm8, 512(%rbx)\n    movdqu %xmm9, 576(%rbx)\n"
+    "    movdqu %xmm10, 640(%rbx)\n    movdqu %xmm11, 704(%rbx)\n"
+    "    movdqu %xmm12, 768(%rbx)\n    movdqu %xmm13, 832(%rbx)\n"
+    "    movdqu %xmm14, 896(%rbx)\n    movdqu %xmm15, 960(%rbx)\n"
     "2:  movl %r13d, %eax\n"
     "    popq %r13\n"
     "    popq %r12\n"
@@ -123,12 +146,13 @@ static void plant_at(int inside)
 }
 static void window(void *arg) { (void)arg; plant_at(0); }
 static void inside(void *arg) { (void)arg; plant_at(1); }
-/* The tree itself leaves the canary in ymm5 (the detector's control). */
+/* The tree itself leaves the canary in xmm5 (the detector's control). */
 static const uint64_t canary_value = CANARY;
 static void tree(void *arg)
 {
     (void)arg;
-    __asm__ volatile("vbroadcastsd %0, %%ymm5" : : "m"(canary_value) : "xmm5");
+    __asm__ volatile("movq %0, %%xmm5\n"
+                     "punpcklqdq %%xmm5, %%xmm5" : : "m"(canary_value) : "xmm5");
 }
 
 static unsigned long long scrubs(void)
@@ -138,19 +162,20 @@ static unsigned long long scrubs(void)
     return (unsigned long long)st.signal_scrubs;
 }
 
-static void run(const char *name, void (*fn)(void *), int avx512)
+static void run(const char *name, void (*fn)(void *), int level)
 {
     static uint64_t regs[32 * 8] __attribute__((aligned(64)));
-    int nregs = avx512 ? 32 : 16, r, k, canary = 0, other = 0, rc;
+    int nregs = level == 2 ? 32 : 16, words = 2 << level, r, k;
+    int canary = 0, other = 0, rc;
     unsigned long long before = scrubs();
     zero_stack();
     memset(regs, 0, sizeof regs);
-    rc = call_and_dump(fn, 0, DEPTH, regs, avx512, &caller_value);
+    rc = call_and_dump(fn, 0, DEPTH, regs, level, &caller_value);
     /* vzeroupper (glibc's AVX2 memset, the AVX clones) zeroes the upper
      * halves: a word is the caller's, zero, the canary or something else */
     for (r = 0; r < nregs; r++) {
         int c = 0, o = 0;
-        for (k = 0; k < (avx512 ? 8 : 4); k++) {
+        for (k = 0; k < words; k++) {
             uint64_t w = regs[r * 8 + k];
             c |= w == CANARY;
             o |= w != 0 && w != CALLER;
@@ -170,15 +195,15 @@ static void run(const char *name, void (*fn)(void *), int avx512)
 int main(void)
 {
     struct secretjit_memstats st;
-    int avx512;
+    int level;
     __builtin_cpu_init();
-    avx512 = __builtin_cpu_supports("avx512f");
+    level = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx") ? 1 : 0;
     secretjit_secret_call_exact(noop, 0, DEPTH);       /* set the stack up */
     secretjit_memstats(&st);
-    printf("rseq=%d avx512=%d\n", st.rseq, avx512);
-    run("window", window, avx512);
-    run("inside", inside, avx512);
-    run("tree", tree, avx512);
+    printf("rseq=%d level=%d\n", st.rseq, level);
+    run("window", window, level);
+    run("inside", inside, level);
+    run("tree", tree, level);
     zero_stack();
     return 0;
 }
