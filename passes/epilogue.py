@@ -20,6 +20,13 @@ before each of the boundary's returns, the status tied to eax::
 The registers are the contract's (:mod:`secretjit.contract`); the audit
 checks the result like LLVM's own epilogue.  Without AVX (and on AArch64)
 there is no epilogue: LLVM's ``"all"`` stays.
+
+For an exact call tree, :mod:`passes.exact_call` narrows the epilogue with
+:func:`narrowed` to the registers the tree and the boundary can write
+(:func:`secretjit.stack_bound.vregs.tree_registers`): each line of the
+sequence zeroes one register ('x87' for the ``fldz``/``fstp`` lines) and
+each clobber names one, so the lines and clobbers of the others are dropped;
+an asm string with any other line is not this module's and stays as it is.
 """
 
 from secretjit.contract import X86_64_MASKS, x86_64_vectors
@@ -36,13 +43,10 @@ def _zero_vector(reg):
     return 'vpxord %zmm{0}, %zmm{0}, %zmm{0}'.format(n)
 
 
-# The x87 part of the epilogue: its instructions and clobbers, and both as
-# register_epilogue writes them into its asm and clobber strings
-# (passes.exact_call drops that text where the tree has no x87 code).
+# The x87 part of the epilogue: its instructions and clobbers.
 _X87_LINES = ['fldz'] * 8 + ['fstp %st(0)'] * 8
 _X87_CLOBBER_LIST = ['~{st}'] + ['~{st(%d)}' % i for i in range(1, 8)]
-X87_ASM = '\\0A'.join(_X87_LINES) + '\\0A'
-X87_CLOBBERS = ','.join(_X87_CLOBBER_LIST) + ','
+X87 = 'x87'
 
 
 def register_epilogue(arch, features, sse=False):
@@ -69,3 +73,61 @@ def register_epilogue(arch, features, sse=False):
     clobbers = (['~{%s}' % r for r in vectors + masks]
                 + _X87_CLOBBER_LIST + ['~{fpsr}', '~{flags}', '~{dirflag}'])
     return '\\0A'.join(lines), ','.join(clobbers)
+
+
+def _line_registers():
+    """{asm line: the register it zeroes} for every line register_epilogue
+    writes (VEX, EVEX and legacy SSE forms, masks, x87)."""
+    out = {line: X87 for line in _X87_LINES}
+    for r in x86_64_vectors(True):
+        out[_zero_vector(r)] = r
+        if int(r[3:]) < 16:
+            out['xorps %{0}, %{0}'.format(r)] = r
+    for k in X86_64_MASKS:
+        out['kxorw %k0, %k0, %{0}'.format(k)] = k
+    return out
+
+
+_LINE_REGISTER = _line_registers()
+_CLOBBER_REGISTER = dict(
+    [('~{%s}' % r, r) for r in x86_64_vectors(True) + X86_64_MASKS]
+    + [(c, X87) for c in _X87_CLOBBER_LIST])
+
+
+def zeroed_registers(asm):
+    """The registers (contract names, ``'x87'``) an epilogue register_epilogue
+    wrote zeroes, from its asm string; None for any other asm."""
+    lines = asm.split('\\0A')
+    if not all(line in _LINE_REGISTER for line in lines):
+        return None
+    return {_LINE_REGISTER[line] for line in lines}
+
+
+# A speed choice, not a security one (zeroing more is always safe): the VEX
+# zeroing of xmm0-15 stays in a narrowed epilogue even where the tree writes
+# none of them.  On this project's AVX2 machine (AMD EPYC) the trivial call
+# took about 1 ns *more* without those 16 vxorps than with them, also with
+# the same bytes of padding in their place, and more again with legacy xorps
+# or vzeroupper instead (benchmarks/used_vregs.py, RESULTS.md "usedregs").
+# The legacy SSE form (AOT baseline builds, whose exports clear xmm0-15
+# again with VEX on an AVX CPU, secretjit_aot_clear_vregs) is narrowed.
+KEEP_VEX_XMM = True
+
+
+def narrowed(asm, clobbers, keep, keep_vex_xmm=None):
+    """``(asm, clobbers)`` of an epilogue register_epilogue wrote (as they
+    appear in the IR's asm and constraint strings) with only the zeroing of
+    the registers in ``keep`` (contract names, ``'x87'``), and of xmm0-15
+    where they are zeroed with VEX and ``keep_vex_xmm`` (default
+    :data:`KEEP_VEX_XMM`); None where ``asm`` has a line that is not one of
+    this module's (not an epilogue)."""
+    if zeroed_registers(asm) is None:
+        return None
+    lines = asm.split('\\0A')
+    if KEEP_VEX_XMM if keep_vex_xmm is None else keep_vex_xmm:
+        keep = set(keep) | {_LINE_REGISTER[line] for line in lines
+                            if line.startswith('vxorps ')}
+    kept = [line for line in lines if _LINE_REGISTER[line] in keep]
+    constraints = [c for c in clobbers.split(',')
+                   if c not in _CLOBBER_REGISTER or _CLOBBER_REGISTER[c] in keep]
+    return '\\0A'.join(kept), ','.join(constraints)

@@ -14,17 +14,32 @@ wrote the depths in::
     %ran = call i32 @secretjit_secret_call_exact(ptr @"__secretjit.thunk.K", ptr %frame, i64 160)
 
 in the boundary of each kernel :func:`exact_kernels` names, plus the
-declaration; where no function of the module but the boundaries has x87 or
-MMX code, also without the x87 part of the boundary's register epilogue
-(``fldz`` x 8, ``fstp %st(0)`` x 8: 2.2 ns): an exact tree runs no code
-outside the module's, and code without x87 instructions leaves the x87
-stack as the caller left it, with no secret in it.  The machine-code audit (:mod:`secretjit.audit`) checks the
-same fact on the object and fails a boundary whose exact call runs a tree
-with any external or indirect call.
+declaration; and, for the kernels ``written`` maps to the registers their
+boundary and its tree can write (:func:`secretjit.stack_bound.vregs.tree_registers`
+on the module's assembly), the boundary's register epilogue
+(:mod:`passes.epilogue`) narrowed to those (here with ``keep_vex_xmm``
+off; by default the VEX zeroing of xmm0-15 stays, a speed choice,
+:data:`passes.epilogue.KEEP_VEX_XMM`)::
+
+    %stz = call i32 asm sideeffect "fldz\\0A...\\0Avxorps %xmm0, ...\\0A...vxorps %xmm15, ...",
+                                   "={ax},0,~{xmm0},...,~{xmm15},~{st},...,~{fpsr},..."(i32 %st)
+    ==> (written: {'xmm0', 'xmm1'})
+    %stz = call i32 asm sideeffect "vxorps %xmm0, %xmm0, %xmm0\\0Avxorps %xmm1, %xmm1, %xmm1",
+                                   "={ax},0,~{xmm0},~{xmm1},~{fpsr},~{flags},~{dirflag}"(i32 %st)
+
+An exact tree runs no code outside the module's (and the runtime's exact
+entry, which leaves no secret in a vector register: see
+:mod:`secretjit.stack_bound.vregs`), so a register none of that code writes
+holds what the caller left there, with no secret in it.  The machine-code
+audit (:mod:`secretjit.audit`) checks the same facts on the object: it
+fails a boundary whose exact call runs a tree with any external or indirect
+call, and requires the zeroing of every register it finds written.
 """
 
+import re
+
 from .boundary import SECRET_CALL, boundary_name
-from .epilogue import X87_ASM, X87_CLOBBERS
+from .epilogue import X87, narrowed, zeroed_registers
 from .report import PassReport
 from .textir import text_pass
 
@@ -38,22 +53,36 @@ def exact_kernels(bounds):
     return sorted(k for k, b in bounds.items() if not b.externals)
 
 
-def _without_x87(line):
-    """The epilogue's asm call without its x87 part (unchanged if it has none)."""
-    if 'asm sideeffect "' + X87_ASM not in line or X87_CLOBBERS not in line:
-        return line
-    return line.replace('asm sideeffect "' + X87_ASM, 'asm sideeffect "', 1).replace(
-        X87_CLOBBERS, '', 1)
+_ASM_CALL = re.compile(r'asm sideeffect "([^"]*)", "([^"]*)"')
+
+
+def _narrowed_line(line, keep, keep_vex_xmm):
+    """The epilogue's asm call in ``line`` zeroing only ``keep``, and the
+    registers dropped (``line`` unchanged, ``()``, where it is no epilogue)."""
+    m = _ASM_CALL.search(line)
+    if not m or not m.group(2).startswith('={ax},0,'):
+        return line, ()
+    head = '={ax},0,'
+    out = narrowed(m.group(1), m.group(2)[len(head):], keep, keep_vex_xmm)
+    if out is None:
+        return line, ()
+    kept = zeroed_registers(out[0]) if out[0] else set()
+    dropped = sorted(zeroed_registers(m.group(1)) - kept)
+    new = 'asm sideeffect "%s", "%s%s"' % (out[0], head, out[1])
+    return line[:m.start()] + new + line[m.end():], dropped
 
 
 @text_pass
-def use_exact_calls(mod, kernels, x87_free=False):
+def use_exact_calls(mod, kernels, written=None, keep_vex_xmm=None):
     """Route the boundaries of ``kernels`` to ``secretjit_secret_call_exact``;
-    ``x87_free``: no function of the module but the boundaries has x87 or
-    MMX code (:func:`secretjit.stack_bound.x87.x87_functions`), so their
-    epilogues (:mod:`passes.epilogue`) leave the x87 stack alone."""
+    ``written``: ``{kernel: registers}`` (contract names such as ``'xmm3'``,
+    ``'k1'``, ``'x87'``) its tree and boundary can write, for kernels whose
+    epilogue zeroes only those (a kernel missing from it keeps them all);
+    ``keep_vex_xmm``: keep the VEX zeroing of xmm0-15 anyway (default
+    :data:`passes.epilogue.KEEP_VEX_XMM`, a speed choice)."""
     report = PassReport('use_exact_calls')
     old, new = '@%s(' % SECRET_CALL, '@%s(' % SECRET_CALL_EXACT
+    written = written or {}
     for kernel in kernels:
         fn = mod.functions.get(boundary_name(kernel))
         if fn is None:
@@ -62,9 +91,13 @@ def use_exact_calls(mod, kernels, x87_free=False):
             if ' call ' in line and old in line:
                 fn.body[i] = line.replace(old, new)
                 report.count('calls_exact')
-            elif x87_free and 'asm sideeffect' in line and _without_x87(line) != line:
-                fn.body[i] = _without_x87(line)
-                report.count('x87_dropped')
+            elif kernel in written and 'asm sideeffect' in line:
+                fn.body[i], dropped = _narrowed_line(line, set(written[kernel]),
+                                                     keep_vex_xmm)
+                for r in dropped:
+                    report.count('x87_dropped' if r == X87 else
+                                 'masks_dropped' if r.startswith('k') else
+                                 'vectors_dropped')
     if report.counters and not any(line.startswith('declare') and new in line
                                    for _, line in mod.top_level()):
         mod.append_text('declare i32 %sptr, ptr, i64)\n' % new)

@@ -37,7 +37,7 @@ from .passes.textir import Module
 from .stack_bound import StackBound, compute_bounds
 from .stack_bound import native
 from .stack_bound.destructors import CALL_DTOR_OWN, CALL_DTOR_PLAIN, for_module
-from .stack_bound.x87 import x87_functions
+from .stack_bound.vregs import tree_registers
 from .stage_times import timed
 
 _ARCH = {'x86_64': 'x86_64', 'amd64': 'x86_64', 'aarch64': 'aarch64',
@@ -171,8 +171,8 @@ def after_optimization(text, tm, arch, extra_allowance=None,
             return SecretModule(reparse(mod.text()), reports=reports)
     extra_allowance = for_module(extra_allowance, text)
     try:
-        bounds, frames, x87 = _stack_bounds(mod, tm, arch, kernels, skip,
-                                       extra_allowance, module_name, reparse)
+        bounds, frames, written = _stack_bounds(mod, tm, arch, kernels, skip,
+                                                extra_allowance, module_name, reparse)
     except SecretPolicyError as err:
         if not hasattr(err, 'callee'):
             raise
@@ -184,14 +184,15 @@ def after_optimization(text, tm, arch, extra_allowance=None,
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
         reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
-                                              x87_free=not x87)[1])
+                                              written=written)[1])
         return SecretModule(reparse(mod.text()), bounds, frames, reports)
 
 
 def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
                   reparse):
-    """``({kernel: StackBound}, {function: frame}, x87 or MMX code in a
-    function other than the boundaries)`` from ``tm``'s assembly."""
+    """``({kernel: StackBound}, {function: frame}, {exact kernel: the
+    registers its boundary and tree can write}, stack_bound.vregs)`` from
+    ``tm``'s assembly."""
     # The analysis needs the machine code of the secret call trees only: the
     # wrappers (argument unboxing, result boxing; the bulk of a small
     # kernel's module) are compiled as stubs here, which saves code
@@ -218,10 +219,14 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
         frames.pop(name, None)
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
               for t, b in by_thunk.items()}
-    # read only where an exact tree could drop the x87 zeroing
-    x87 = (arch != 'x86_64' or not passes.exact_kernels(bounds) or bool(x87_functions(
-        asm, [f for f in funcs if not f.startswith(passes.BOUNDARY_PREFIX)])))
-    return bounds, frames, x87
+    # only an exact tree's epilogue can be narrowed (x86-64: passes.epilogue);
+    # where the scan cannot tell (None), the kernel keeps every register
+    written = {}
+    for kernel in passes.exact_kernels(bounds) if arch == 'x86_64' else ():
+        regs = tree_registers(asm, funcs, passes.boundary_name(kernel), opaque=stubbed)
+        if regs is not None:
+            written[kernel] = regs
+    return bounds, frames, written
 
 
 def check_stack_limit(bounds, stack_limit=None):

@@ -13,11 +13,14 @@ from secretjit import _csrc
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_c_test(tmp_path, target, name):
+def run_c_test(tmp_path, target, name, defines=(), env=None, wrapper=()):
     """Build ``tests/c/<name>.c`` for ``target`` ('native' or 'aarch64'),
-    run it and return ``{key: value}`` of its ``key=value`` output."""
+    run it and return ``{key: value}`` of its ``key=value`` output.
+    ``defines``: extra ``-D`` macros for every file; ``env``: variables
+    added to the program's environment; ``wrapper``: a command to run a
+    native build under (qemu-x86_64 as another CPU)."""
     if target == 'native':
-        cc, run = shutil.which('gcc') or shutil.which('cc'), []
+        cc, run = shutil.which('gcc') or shutil.which('cc'), list(wrapper)
     else:
         cc, qemu = shutil.which('aarch64-linux-gnu-gcc'), shutil.which('qemu-aarch64')
         if not qemu:
@@ -25,12 +28,14 @@ def run_c_test(tmp_path, target, name):
         run = [qemu, '-cpu', 'max,sve512=on']
     if not cc:
         pytest.skip('no C compiler for %s' % target)
-    exe = tmp_path / name
+    exe = tmp_path / (name + ''.join('-' + d for d in defines))
     subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', _csrc.CSRC,
+                    *('-D' + d for d in defines),
                     '-I', os.path.join(HERE, 'c'),
                     *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
                     os.path.join(HERE, 'c', name + '.c'), *_csrc.paths(), '-lpthread'],
                    check=True)
-    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(run + [str(exe)], capture_output=True, text=True, timeout=120,
+                       env=None if env is None else {**os.environ, **env})
     assert r.returncode == 0, r.stderr
     return dict(kv.split('=') for kv in r.stdout.split())

@@ -9,6 +9,7 @@ scrubs in place with ``rep stosq`` (rcx = depth / 8).
 """
 
 from .. import contract
+from ..stack_bound.vregs import implicit_registers
 from ..stack_bound.x87 import x87_mnemonic
 from . import core
 
@@ -44,6 +45,34 @@ def _x87(ins):
     return any(ins.reg_name(r).startswith(('st', 'mm')) for r in read + written) or \
         any(o.type == _REG and ins.reg_name(o.reg).startswith(('st', 'mm'))
             for o in ins.operands)
+
+
+# the registers an exact tree's boundary may leave alone (contract names)
+_WAIVABLE = frozenset(contract.x86_64_vectors(True) + contract.X86_64_MASKS + ('x87',))
+
+
+def tree_writes(ins):
+    """The waivable registers ``ins`` may write: every vector or mask
+    register capstone says it reads or writes or names as an operand (an
+    over-approximation), the implicit ones (stack_bound.vregs'
+    implicit_registers: xrstor, pcmpistrm, ...) and 'x87' for x87/MMX code;
+    nothing for an unmasked zeroing idiom, ``fldz`` or ``fstp st(0)``
+    (they leave zeros or pop).  Every register where capstone cannot say."""
+    m = ins.mnemonic
+    z = zeroes(ins)
+    if (z and z <= _WAIVABLE and '{' not in ins.op_str) or m == 'fldz' or (
+            m == 'fstp' and ins.op_str.replace(' ', '') == 'st(0)'):
+        return set()                    # (an MMX pxor is x87 code: counted)
+    try:
+        read, written = ins.regs_access()
+    except Exception:                   # capstone has no details: fail closed
+        return set(_WAIVABLE)
+    names = {canon(ins.reg_name(r)) for r in read + written}
+    names |= {canon(ins.reg_name(o.reg)) for o in ins.operands if o.type == _REG}
+    out = (names | implicit_registers(m, names)) & _WAIVABLE
+    if _x87(ins):
+        out.add('x87')
+    return out
 
 
 def zeroes(ins):
@@ -168,22 +197,31 @@ class X86_64(core.Arch):
         return req
 
     def optional(self, obj, f):
-        """{'x87'} where boundary ``f`` need not zero the x87 stack: it calls
-        only the exact entry, its tree reaches no code outside the object's
-        own (:func:`core.inexact`), and no function it reaches (itself
-        included) has an x87 or MMX instruction; else nothing (fail closed)."""
+        """The vector, mask and x87 registers boundary ``f`` need not zero:
+        it calls only the exact entry, each of its trees reaches no code
+        outside the object's own (:func:`core.inexact`), it calls nothing
+        else outside the object but that entry, and no instruction of
+        anything it or its trees reach (itself included) may write them
+        (:func:`tree_writes`); else nothing (fail closed)."""
         calls = [(a, t) for a, t in f.calls if t in core.SECRET_CALLS]
         if not calls or any(t != core.SECRET_CALL_EXACT for _, t in calls):
             return set()
         by_addr = {i.address: i for i in f.insns}
+        names = set(core.reachable(obj, f.name))
         for a, _ in calls:
-            if core.inexact(obj, self.secret_call_tree(obj, f, by_addr[a])):
+            tree = self.secret_call_tree(obj, f, by_addr[a])
+            if core.inexact(obj, tree):
                 return set()
-        for n in core.reachable(obj, f.name):
-            if n in obj.functions and not core.allowed(obj, n) and \
-                    any(_x87(i) for i in obj.fn(n).insns):
-                return set()
-        return {'x87'}
+            names |= core.reachable(obj, tree)
+        used = set()
+        for n in names:
+            if n == core.SECRET_CALL_EXACT:
+                continue                # the runtime: see stack_bound.vregs
+            if n not in obj.functions or core.allowed(obj, n):
+                return set()            # other C code the boundary calls
+            for i in obj.fn(n).insns:
+                used |= tree_writes(i)
+        return set(_WAIVABLE) - used
 
     def branch(self, ins):
         m = ins.mnemonic

@@ -218,3 +218,78 @@ __attribute__((constructor)) static void secretjit__init(void)
     secretjit__backing_init();          /* first: its fork handler runs first */
     secretjit_memstats(&st);
 }
+
+/* secretjit__clear_vregs (secretmem.h).  The boundary of an exact call tree
+ * zeroes only the vector registers that tree can write
+ * (secretjit/stack_bound/vregs.py); the runtime code it calls must leave no
+ * secret in the others.  The secret stack's exact entry calls this after its
+ * interrupted-path check found data below the depth: any_nonzero and
+ * deepest_write loaded secret stack bytes (a signal frame holds the tree's
+ * whole register state) into vector registers.  Zeroes what this CPU has:
+ * xmm0-15 (VEX vpxor also clears the upper ymm/zmm bits; legacy pxor
+ * without AVX), and with AVX-512 zmm16-31 and k0-k7.  Decided once at load.
+ * SECRETJIT_TEST_NO_CLEAR_VREGS builds it empty: the control of
+ * tests/test_used_vregs.py, never a real build. */
+#if defined(__x86_64__)
+__attribute__((visibility("hidden"))) int secretjit__vlevel = 0;
+
+__attribute__((constructor)) static void secretjit__vlevel_detect(void)
+{
+    __builtin_cpu_init();
+    secretjit__vlevel = __builtin_cpu_supports("avx512f") ? 2
+                      : __builtin_cpu_supports("avx") ? 1 : 0;
+}
+
+#ifdef SECRETJIT_TEST_NO_CLEAR_VREGS
+void secretjit__clear_vregs(void) {}
+#else
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".globl secretjit__clear_vregs\n"
+    ".hidden secretjit__clear_vregs\n"
+    ".type secretjit__clear_vregs, @function\n"
+    "secretjit__clear_vregs:\n"
+    "    movl secretjit__vlevel(%rip), %eax\n"
+    "    testl %eax, %eax\n"
+    "    jz 2f\n"
+    "    vpxor %xmm0, %xmm0, %xmm0\n    vpxor %xmm1, %xmm1, %xmm1\n"
+    "    vpxor %xmm2, %xmm2, %xmm2\n    vpxor %xmm3, %xmm3, %xmm3\n"
+    "    vpxor %xmm4, %xmm4, %xmm4\n    vpxor %xmm5, %xmm5, %xmm5\n"
+    "    vpxor %xmm6, %xmm6, %xmm6\n    vpxor %xmm7, %xmm7, %xmm7\n"
+    "    vpxor %xmm8, %xmm8, %xmm8\n    vpxor %xmm9, %xmm9, %xmm9\n"
+    "    vpxor %xmm10, %xmm10, %xmm10\n    vpxor %xmm11, %xmm11, %xmm11\n"
+    "    vpxor %xmm12, %xmm12, %xmm12\n    vpxor %xmm13, %xmm13, %xmm13\n"
+    "    vpxor %xmm14, %xmm14, %xmm14\n    vpxor %xmm15, %xmm15, %xmm15\n"
+    "    cmpl $2, %eax\n"
+    "    jb 1f\n"
+    "    vpxord %zmm16, %zmm16, %zmm16\n    vpxord %zmm17, %zmm17, %zmm17\n"
+    "    vpxord %zmm18, %zmm18, %zmm18\n    vpxord %zmm19, %zmm19, %zmm19\n"
+    "    vpxord %zmm20, %zmm20, %zmm20\n    vpxord %zmm21, %zmm21, %zmm21\n"
+    "    vpxord %zmm22, %zmm22, %zmm22\n    vpxord %zmm23, %zmm23, %zmm23\n"
+    "    vpxord %zmm24, %zmm24, %zmm24\n    vpxord %zmm25, %zmm25, %zmm25\n"
+    "    vpxord %zmm26, %zmm26, %zmm26\n    vpxord %zmm27, %zmm27, %zmm27\n"
+    "    vpxord %zmm28, %zmm28, %zmm28\n    vpxord %zmm29, %zmm29, %zmm29\n"
+    "    vpxord %zmm30, %zmm30, %zmm30\n    vpxord %zmm31, %zmm31, %zmm31\n"
+    "    kxorw %k0, %k0, %k0\n    kxorw %k0, %k0, %k1\n"
+    "    kxorw %k0, %k0, %k2\n    kxorw %k0, %k0, %k3\n"
+    "    kxorw %k0, %k0, %k4\n    kxorw %k0, %k0, %k5\n"
+    "    kxorw %k0, %k0, %k6\n    kxorw %k0, %k0, %k7\n"
+    "1:  xorl %eax, %eax\n"
+    "    ret\n"
+    "2:  pxor %xmm0, %xmm0\n    pxor %xmm1, %xmm1\n"
+    "    pxor %xmm2, %xmm2\n    pxor %xmm3, %xmm3\n"
+    "    pxor %xmm4, %xmm4\n    pxor %xmm5, %xmm5\n"
+    "    pxor %xmm6, %xmm6\n    pxor %xmm7, %xmm7\n"
+    "    pxor %xmm8, %xmm8\n    pxor %xmm9, %xmm9\n"
+    "    pxor %xmm10, %xmm10\n    pxor %xmm11, %xmm11\n"
+    "    pxor %xmm12, %xmm12\n    pxor %xmm13, %xmm13\n"
+    "    pxor %xmm14, %xmm14\n    pxor %xmm15, %xmm15\n"
+    "    ret\n"
+    ".size secretjit__clear_vregs, .-secretjit__clear_vregs\n");
+#endif
+#else
+/* AArch64: the boundary keeps LLVM's "all" (v0-v31) and, in AOT builds,
+ * secretjit_aot_clear_vregs: nothing is narrowed, nothing to add here. */
+void secretjit__clear_vregs(void) {}
+#endif

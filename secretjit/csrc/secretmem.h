@@ -193,6 +193,11 @@ void secretjit__unlock(void *p, size_t len);    /* munlock + bookkeeping */
 void secretjit__misuse(const char *what, const void *p, const char *problem);
 /* Overwrite n bytes in a way the compiler cannot drop. */
 void secretjit__wipe(void *p, size_t n);
+/* Zero every vector register the CPU has (xmm/ymm/zmm0-15, with AVX-512
+ * also zmm16-31 and k0-k7; common.c): after runtime code that loaded stack
+ * bytes into them (the secret stack's interrupted path), since the boundary
+ * of an exact tree zeroes only the registers its tree writes. */
+void secretjit__clear_vregs(void);
 /* Each file fills its own fields of the stats. */
 void secretjit__arena_stats(struct secretjit_memstats *out);
 void secretjit__stack_stats(struct secretjit_memstats *out);

@@ -6,7 +6,9 @@ secret there.  numba's code uses SSE for floating point and never x87 (no
 ``long double``); a tree without any x87 or MMX instruction (MMX registers
 are the x87 registers) cannot leave anything in them, so
 :mod:`passes.exact_call` drops that part for an exact tree (no external
-callee: nothing outside the scanned code runs) whose module has none.
+callee: nothing outside the scanned code runs) where nothing the boundary
+reaches has one (:mod:`.vregs`, which applies :func:`x87_instruction` with
+the vector registers).
 
     x87_functions(asm, functions) -> the functions with an instruction that is
         x87 (mnemonic ``f...``), ``emms``/``femms``, or names ``%st``/``%mm``
@@ -31,19 +33,21 @@ def x87_mnemonic(m):
     return m.startswith('f') or m in ('emms', 'femms')
 
 
+def x87_instruction(mnem, ops):
+    """Whether one instruction of the assembly text (``mnem``, its operand
+    strings) is x87 or MMX code (prefixes such as ``lock`` skipped)."""
+    words = [mnem] + ' '.join(ops).split()
+    while words and words[0] in _PREFIXES:
+        words = words[1:]
+    return (x87_mnemonic(words[0] if words else '')
+            or any(_X87_OPERAND.search(o) for o in ops))
+
+
 def x87_functions(asm, functions):
     """The ``functions`` of LLVM's x86-64 assembly text ``asm`` (as many as it
     defines) with an x87 or MMX instruction."""
     out = []
     for name, body in function_bodies(asm, set(functions), ARCHES['x86_64']).items():
-        for mnem, ops in body:
-            if mnem == ':label':
-                continue
-            words = [mnem] + ' '.join(ops).split()
-            while words and words[0] in _PREFIXES:
-                words = words[1:]
-            if (x87_mnemonic(words[0] if words else '')
-                    or any(_X87_OPERAND.search(o) for o in ops)):
-                out.append(name)
-                break
+        if any(mnem != ':label' and x87_instruction(mnem, ops) for mnem, ops in body):
+            out.append(name)
     return sorted(out)
