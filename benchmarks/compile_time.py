@@ -18,6 +18,8 @@ against.
 
     python benchmarks/compile_time.py                 # every kernel
     python benchmarks/compile_time.py sha256 hkdf     # kernels whose name starts so
+    python benchmarks/compile_time.py --base ../old sha256   # and another checkout's
+    python benchmarks/compile_time.py --context       # a process's first secret context
 """
 
 import os
@@ -54,8 +56,10 @@ BASE = 'secret_jit_base'
 
 def fresh(snippet, env):
     """CPU seconds the snippet prints last, from a fresh interpreter."""
+    # in this folder: a checkout's secretjit in the working directory would
+    # come before --base's on sys.path
     r = subprocess.run([sys.executable, '-c', snippet], capture_output=True,
-                       text=True, env=env)
+                       text=True, env=env, cwd=HERE)
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
     return float(r.stdout.strip().splitlines()[-1])
@@ -71,6 +75,35 @@ def sample(kernel, dec, base=None):
                 [base] + [p for p in [os.environ.get('PYTHONPATH')] if p])
         snip = SNIPPET.format(here=HERE, kernel=kernel, dec=dec)
         return fresh(snip, env), fresh(snip, env)
+
+
+CONTEXT_SNIPPET = r'''
+import time
+from secretjit.target import secret_target
+t0 = time.process_time(); secret_target.target_context; t1 = time.process_time()
+print(t1 - t0)
+'''
+
+
+def context_times(rounds, base=None, log=print):
+    """CPU seconds of a process's first secret context (the secret runtime's
+    module and its stack bounds, made when the first secret kernel is
+    decorated), fresh processes, alternating with ``base``'s when given."""
+    variants = ('secret_jit',) + ((BASE,) if base else ())
+    samples = {v: [] for v in variants}
+    for i in range(rounds):
+        for v in (variants if i % 2 == 0 else variants[::-1]):
+            env = dict(os.environ)
+            if v == BASE:
+                env['PYTHONPATH'] = os.pathsep.join(
+                    [base] + [p for p in [os.environ.get('PYTHONPATH')] if p])
+            samples[v].append(fresh(CONTEXT_SNIPPET, env))
+    out = {v: (statistics.median(x), min(x), max(x)) for v, x in samples.items()}
+    if log:
+        for v, (m, lo, hi) in out.items():
+            log('first secret context %-16s %.3f s [%.3f-%.3f] n=%d' % (
+                v, m, lo, hi, rounds))
+    return out
 
 
 def summary(samples):
@@ -143,15 +176,21 @@ def main(argv=None):
                    metavar=('MIN', 'MAX'), help='rounds per kernel (default 3 7)')
     p.add_argument('--budget', type=float, default=60.0,
                    help='seconds per kernel after MIN rounds (default 60)')
+    p.add_argument('--context', action='store_true',
+                   help='time the first secret context instead (MAX rounds)')
     args = p.parse_args(argv)
+    if args.base and not os.path.isdir(os.path.join(args.base, 'secretjit')):
+        p.error('--base %s: no secretjit folder there (give the checkout\'s top '
+                'folder, with its C extension built)' % args.base)
+    if args.context:
+        context_times(args.rounds[1], args.base,
+                      log=lambda line: print(line, flush=True))
+        return 0
     kernels = [k for k in KERNELS
                if not args.kernels or any(k.startswith(a) for a in args.kernels)]
     if not kernels:
         p.error('no kernel starts with %s; the kernels: %s'
                 % (' or '.join(map(repr, args.kernels)), ', '.join(KERNELS)))
-    if args.base and not os.path.isdir(os.path.join(args.base, 'secretjit')):
-        p.error('--base %s: no secretjit folder there (give the checkout\'s top '
-                'folder, with its C extension built)' % args.base)
     compile_times(kernels, args.rounds[0], args.rounds[1], args.budget,
                   log=lambda line: print(line, flush=True), base=args.base)
     return 0
