@@ -11,6 +11,9 @@
 - ``python -m secretjit warm`` fills the cache: a fresh process then loads
   the kernel instead of compiling it.
 - ``SECRETJIT_PROFILE_PASSES=1`` prints the stage table; without it, none.
+- The compile benchmark (``benchmarks/compile_time.py``) rotates which
+  variant goes first, keeps its round floor and cap, and reports the medians,
+  ranges and ratios of the samples it took (a fake sampler: no processes).
 """
 
 import os
