@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -31,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import cases as case_table  # noqa: E402
+import compile_time  # noqa: E402
 
 TARGETS = {
     'ratio_bulk': 1.03,          # secret/njit at >= 16 KiB, every kernel
@@ -97,55 +96,15 @@ def time_cases(quick):
 
 # -- compile time, cache loads, memory: fresh processes --------------------------
 
-COMPILE_SNIPPET = r'''
-import sys, time
-sys.path.insert(0, {here!r})
-import numpy as np
-from numba import njit
-from secretjit import secret_jit
-import cases
-c = [c for c in cases.cases(quick=False) if c.kernel == {kernel!r}][0]
-dec = {dec}
-f = dec(cache={cache})(c.py_func)
-t0 = time.process_time(); f(*c.args); t1 = time.process_time()
-print(t1 - t0)                  # CPU seconds: the machine may be loaded
-'''
+COMPILE_KERNELS = compile_time.KERNELS
 
 
-def _fresh(snippet, env):
-    r = subprocess.run([sys.executable, '-c', snippet], capture_output=True,
-                       text=True, env=env)
-    if r.returncode:
-        raise RuntimeError(r.stderr[-2000:])
-    return float(r.stdout.strip().splitlines()[-1])
-
-
-COMPILE_KERNELS = ['chacha20', 'poly1305', 'chacha20-poly1305 seal',
-                   'xchacha20-poly1305 seal', 'sha256', 'hmac-sha256',
-                   'hkdf-sha256 (ikm size)', 'blake2b-512', 'x25519']
-
-
-def compile_times(kernels, runs):
-    """Per kernel: median first-call compile and cache-load seconds per decorator."""
-    out = {}
-    for kernel in kernels:
-        samples = {(d, m): [] for d in ('njit', 'secret_jit')
-                   for m in ('compile', 'cached')}
-        for _ in range(runs):
-            for dec in ('njit', 'secret_jit'):
-                with tempfile.TemporaryDirectory() as cache_dir:
-                    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-                    snip = COMPILE_SNIPPET.format(here=HERE, kernel=kernel,
-                                                  dec=dec, cache=True)
-                    samples[(dec, 'compile')].append(_fresh(snip, env))
-                    samples[(dec, 'cached')].append(_fresh(snip, env))
-        out[kernel] = {'%s_%s' % k: statistics.median(v)
-                       for k, v in samples.items()}
-        r = out[kernel]
-        print('compile %-24s njit %.3f s  secret %.3f s  (cached %.3f / %.3f s)' % (
-            kernel, r['njit_compile'], r['secret_jit_compile'],
-            r['njit_cached'], r['secret_jit_cached']), flush=True)
-    return out
+def compile_times(kernels, min_rounds=3, max_rounds=7, budget_seconds=60.0):
+    """Per kernel: first-call compile and cache-load CPU seconds per decorator
+    (medians, ranges, ratio), from :mod:`compile_time`'s interleaved rounds."""
+    return compile_time.compile_times(kernels, min_rounds, max_rounds,
+                                      budget_seconds,
+                                      log=lambda line: print(line, flush=True))
 
 
 MEMORY_SNIPPET = r'''
@@ -242,7 +201,10 @@ def check_targets(data):
     for kernel, c in data.get('compile', {}).items():
         ratio = c['secret_jit_compile'] / c['njit_compile']
         out.append(('compile %s secret/njit <= %.1f' % (kernel, TARGETS['compile']),
-                    '%.2f' % ratio, ratio <= TARGETS['compile']))
+                    '%.2f (rounds %.2f-%.2f, n=%d)' % (
+                        ratio, c.get('ratio_min', ratio), c.get('ratio_max', ratio),
+                        c.get('rounds', 0)),
+                    ratio <= TARGETS['compile']))
     for r in rows:
         want = TARGETS['vs_reference'].get(r['kernel'])
         if want and r['size'] == '1 MiB' and r.get('reference_MBps'):
@@ -300,13 +262,21 @@ def markdown(data, command):
             '%.0f' % r['reference_MBps'] if r.get('reference_MBps') else ''))
     if data.get('compile'):
         lines += ['', '## Compile time (fresh process, first call; then a cache=True load; CPU s)',
-                  '', '| kernel | njit compile | secret compile | ratio | njit cached load '
-                  '| secret cached load |', '|---|---:|---:|---:|---:|---:|']
+                  '', 'Medians of interleaved rounds (benchmarks/compile_time.py), '
+                  '[smallest-largest sample]; ratio of the medians, and the '
+                  'range of the per-round ratios.', '',
+                  '| kernel | rounds | njit compile | secret compile | ratio | '
+                  'per-round ratios | njit cached load | secret cached load |',
+                  '|---|---:|---:|---:|---:|---:|---:|---:|']
         for k, c in data['compile'].items():
-            lines.append('| %s | %.3f s | %.3f s | %.2f | %.3f s | %.3f s |' % (
-                k, c['njit_compile'], c['secret_jit_compile'],
-                c['secret_jit_compile'] / c['njit_compile'], c['njit_cached'],
-                c['secret_jit_cached']))
+            lines.append('| %s | %d | %.3f s [%.3f-%.3f] | %.3f s [%.3f-%.3f] | %.2f '
+                         '| %.2f-%.2f | %.3f s | %.3f s |' % (
+                             k, c['rounds'], c['njit_compile'], c['njit_compile_min'],
+                             c['njit_compile_max'], c['secret_jit_compile'],
+                             c['secret_jit_compile_min'], c['secret_jit_compile_max'],
+                             c['secret_jit_compile'] / c['njit_compile'],
+                             c['ratio_min'], c['ratio_max'], c['njit_cached'],
+                             c['secret_jit_cached']))
     if data.get('first_use'):
         import first_use
         lines += first_use.markdown(data['first_use'])
@@ -376,18 +346,19 @@ def main(argv=None):
                         '(default: benchmarks/ for a full run, none for --quick)')
     p.add_argument('--only', choices=['compile'],
                    help='run one part only and print it (compile: the compile '
-                        'rows, 3 fresh-process rounds; no files written)')
+                        'rows, 3-7 interleaved fresh-process rounds within 60 s '
+                        'a kernel; no files written)')
     args = p.parse_args(argv)
     if args.only == 'compile':
-        for kernel, r in compile_times(COMPILE_KERNELS, runs=3).items():
-            print('ratio %-26s %.2f' % (
-                kernel, r['secret_jit_compile'] / r['njit_compile']))
+        for kernel, r in compile_times(COMPILE_KERNELS).items():
+            print('ratio %-26s %.2f  (rounds %.2f-%.2f, n=%d)' % (
+                kernel, r['ratio'], r['ratio_min'], r['ratio_max'], r['rounds']))
         return 0
     t0 = time.time()
     rows, ghz = time_cases(args.quick)
     data = {'machine': machine(), 'quick': args.quick, 'rows': rows}
     if not args.quick:
-        data['compile'] = compile_times(COMPILE_KERNELS, runs=2)
+        data['compile'] = compile_times(COMPILE_KERNELS)
         import first_use                  # first aead.seal after install (issue 15)
         data['first_use'] = first_use.collect()
         data['memory'] = memory(100_000)

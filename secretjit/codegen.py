@@ -101,7 +101,9 @@ class SecretCodeLibrary(JITCodeLibrary):
         if self.keep_pre_secret_ir:
             self.pre_secret_ir = str(self._final_module)
         with timed('secret boundaries (text IR)'):
-            mod = Module.parse(str(self._final_module))
+            # a helper library (no entries) has no call to reroute: no parse
+            mod = (Module.parse(str(self._final_module))
+                   if self._secret_entries else None)
             self.pass_reports = pipeline.before_optimization(
                 mod, self._secret_entries, arch, self._codegen.epilogue)
             if self.pass_reports[0]['boundaries_added']:
@@ -118,15 +120,12 @@ class SecretCodeLibrary(JITCodeLibrary):
             extra_allowance=dict(channels.current_stack_allowance(),
                                  **self._codegen.runtime_depths),
             module_name=self.name, skip=self._wrappers(),
-            reparse=self._reparse, line_text=line_text)
+            reparse=self._reparse, line_text=line_text,
+            # a helper library's line tables: linked with, run without
+            finish=lambda final: constant_time.strip_for_codegen(self, final))
         self.pass_reports.extend(result.reports)
         self.stack_bounds, self.frame_sizes = result.bounds, result.frames
         self._final_module = result.module
-        with timed('secret line-table strip'):
-            final = str(result.module)
-            if '!dbg' in final:     # a helper library: linked with, run without
-                self._final_module = self._reparse(
-                    constant_time.strip_for_codegen(self, final))
 
     def _get_module_for_linking(self):
         return constant_time.module_for_linking(

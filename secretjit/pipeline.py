@@ -141,14 +141,18 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
 
 def before_optimization(mod, entries, arch, epilogue=None):
     """Passes before -O3 on a :class:`Module`: returns the reports.
-    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT)."""
+    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT).
+    Without ``entries`` nothing is rerouted and ``mod`` may be None (the JIT
+    does not parse a helper library's module for it)."""
+    if not entries:
+        return [passes.PassReport('insert_boundaries')]
     _, report = passes.insert_boundaries(mod, entries, arch, epilogue)
     return [report]
 
 
 def after_optimization(text, tm, arch, extra_allowance=None,
                        module_name='<module>', skip=(), reparse=None,
-                       stack_limit=None, line_text=None):
+                       stack_limit=None, line_text=None, finish=None):
     """The secret passes that follow -O3, for any target machine ``tm``.
 
     Internalizes linkonce functions, adds register zeroing (``skip``: the
@@ -160,15 +164,20 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     ``bounded-stack`` policy error, and so is an external callee without a
     measured or declared allowance (named at its Python line when
     ``line_text``, the module with numba's line tables, is given).
+    ``finish(text)`` edits the final text before ``reparse`` (the JIT strips
+    a helper library's line tables there: one parse instead of two).
     """
     reparse = reparse or ll.parse_assembly
+
+    def final(text):
+        return reparse(text if finish is None else finish(text))
     with timed('secret internalize + zero regs'):
         mod = Module.parse(text)
         reports = [passes.internalize_linkonce(mod)[1],
                    passes.zero_call_used_regs(mod, skip=skip)[1]]
         kernels = passes.placeholders(mod)
         if not kernels:
-            return SecretModule(reparse(mod.text()), reports=reports)
+            return SecretModule(final(mod.text()), reports=reports)
     extra_allowance = for_module(extra_allowance, text)
     try:
         bounds, frames, written = _stack_bounds(mod, tm, arch, kernels, skip,
@@ -185,7 +194,7 @@ def after_optimization(text, tm, arch, extra_allowance=None,
             mod, {k: b.depth for k, b in bounds.items()})[1])
         reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
                                               written=written)[1])
-        return SecretModule(reparse(mod.text()), bounds, frames, reports)
+        return SecretModule(final(mod.text()), bounds, frames, reports)
 
 
 def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,

@@ -11,6 +11,9 @@
 - ``python -m secretjit warm`` fills the cache: a fresh process then loads
   the kernel instead of compiling it.
 - ``SECRETJIT_PROFILE_PASSES=1`` prints the stage table; without it, none.
+- The compile benchmark (``benchmarks/compile_time.py``) rotates which
+  variant goes first, keeps its round floor and cap, and reports the medians,
+  ranges and ratios of the samples it took (a fake sampler: no processes).
 """
 
 import os
@@ -219,3 +222,53 @@ def test_timed_regions_are_exclusive(monkeypatch):
     assert 0.04 < times['outer'][0] < 0.09, times      # the inner 0.1 s excluded
     assert 0.09 < times['inner'][0] < 0.15, times
     assert 'outer' in stage_times.format_table()
+
+
+# -- the compile benchmark's rounds and summary ---------------------------
+
+def _compile_bench():
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'benchmarks'))
+    try:
+        import compile_time
+    finally:
+        sys.path.pop(0)
+    return compile_time
+
+
+def test_compile_benchmark_interleaves_and_summarises(monkeypatch):
+    """Each variant leads a round in turn; medians, ranges and the ratio of
+    the medians are of the samples taken (a fake sampler, no processes)."""
+    bench = _compile_bench()
+    calls = []
+    fake = {'njit': [1.0, 1.2, 1.1, 1.0], 'secret_jit': [1.1, 1.5, 1.2, 1.4]}
+
+    def sample(kernel, dec, base=None):
+        n = sum(1 for k, d, b in calls if d == dec and b == base)
+        calls.append((kernel, dec, base))
+        return fake[dec][n], 0.01 * (n + 1)
+    monkeypatch.setattr(bench, 'sample', sample)
+    out = bench.compile_times(['sha256'], min_rounds=4, max_rounds=4,
+                              budget_seconds=0, log=None)['sha256']
+    firsts = [calls[2 * i][1] for i in range(4)]
+    assert firsts == ['njit', 'secret_jit', 'secret_jit', 'njit'], calls
+    assert out['rounds'] == 4
+    assert out['njit_compile'] == pytest.approx(1.05)
+    assert out['secret_jit_compile'] == pytest.approx(1.3)
+    assert out['secret_jit_compile_min'] == 1.1 and out['secret_jit_compile_max'] == 1.5
+    assert out['ratio'] == pytest.approx(1.3 / 1.05)
+    paired = [s / n for s, n in zip(fake['secret_jit'], fake['njit'])]
+    assert (out['ratio_min'], out['ratio_max']) == (min(paired), max(paired))
+    assert out['njit_cached'] == pytest.approx(0.025)
+    # min_rounds is a floor even when the budget is spent at once; max a cap
+    calls.clear()
+    out = bench.compile_times(['sha256'], min_rounds=2, max_rounds=9,
+                              budget_seconds=0, log=None)['sha256']
+    assert out['rounds'] == 2
+    # --base: a third variant from another checkout, its own ratio
+    calls.clear()
+    out = bench.compile_times(['sha256'], min_rounds=3, max_rounds=3,
+                              budget_seconds=0, log=None, base='/elsewhere')['sha256']
+    assert {b for _, d, b in calls if d == 'secret_jit'} == {None, '/elsewhere'}
+    assert [calls[3 * i][1:] for i in range(3)] == [
+        ('njit', None), ('secret_jit', None), ('secret_jit', '/elsewhere')]
+    assert 'base_ratio' in out and out['rounds'] == 3

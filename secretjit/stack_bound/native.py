@@ -111,10 +111,53 @@ def disassemble(dump):
     return '\n'.join(out) + '\n', names
 
 
-@functools.lru_cache(maxsize=8)
-def _parsed(path, mtime):
-    dump = _objdump(path)
-    return None if dump is None else disassemble(dump)
+@functools.lru_cache(maxsize=4)
+def _dump(path, mtime):
+    """objdump's text of ``path`` (one run per file and version)."""
+    return _objdump(path)
+
+
+_REF = re.compile(r'<([^<>+]+)(?:\+0x[0-9a-f]+)?>')
+
+
+def _reachable(dump, roots):
+    """``dump`` cut to the functions ``roots`` reach: every function named
+    in an instruction (a call, a jump, an address taken) of one reached,
+    under its own name and the one :func:`_instruction` calls it by (a PLT
+    stub ``f@plt`` is a call to ``f``), ``.cold`` parts with their function.
+    The names a bound can follow come from the same instruction text
+    (:func:`_functions`), so the bounds of ``roots`` are those of the whole
+    dump, without parsing the rest."""
+    funcs = _functions(dump)
+    seen, todo = set(), [r for r in roots if r in funcs]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for _, text in funcs[name]:
+            for m in _REF.finditer(text):
+                ref = m.group(1).split('.cold')[0]
+                todo.extend(n for n in (ref, ref.split('@')[0])
+                            if n in funcs and n not in seen)
+    out, keep = [], False
+    for line in dump.splitlines():
+        m = _FUNC.match(line)
+        if m:
+            keep = m.group(2).split('.cold')[0] in seen
+        if keep:
+            out.append(line)
+    return '\n'.join(out) + '\n'
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(path, mtime, roots=None):
+    """``(asm, functions)`` of ``path``'s machine code; with ``roots`` (a
+    tuple), of the functions they reach only (:func:`_reachable`)."""
+    dump = _dump(path, mtime)
+    if dump is None:
+        return None
+    return disassemble(dump if roots is None else _reachable(dump, roots))
 
 
 def so_bounds(path, roots, arch, allowances, indirect_allowance=None):
@@ -123,7 +166,7 @@ def so_bounds(path, roots, arch, allowances, indirect_allowance=None):
     no objdump): the caller keeps its allowances then."""
     if arch != 'x86_64' or not path or not os.path.exists(path):
         return None
-    parsed = _parsed(path, os.stat(path).st_mtime_ns)
+    parsed = _parsed(path, os.stat(path).st_mtime_ns, tuple(roots))
     if parsed is None:
         return None
     asm, funcs = parsed
@@ -199,6 +242,6 @@ _MODELLED_POINTER_CALLS = 3
 def _pointer_calls(arch):
     from .core import ARCHES
     path = numba_nrt_path()
-    asm, funcs = _parsed(path, os.stat(path).st_mtime_ns)
+    asm, funcs = _parsed(path, os.stat(path).st_mtime_ns, NUMBA_DTOR_PATH)
     infos = ARCHES[arch].parse(asm, set(NUMBA_DTOR_PATH) & funcs)
     return sum(infos[n].indirect for n in ('NRT_MemInfo_call_dtor', 'NRT_dealloc'))
