@@ -13,11 +13,9 @@ from secretjit import _csrc
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_c_test(tmp_path, target, name, cflags=()):
-    """Build ``tests/c/<name>.c`` for ``target`` ('native' or 'aarch64')
-    (with the extra compiler flags ``cflags``), run it and return
-    ``{key: value}`` of its ``key=value`` output; the program stays at
-    ``tmp_path / name``."""
+def run_c_test(tmp_path, target, name):
+    """Build ``tests/c/<name>.c`` for ``target`` ('native' or 'aarch64'),
+    run it and return ``{key: value}`` of its ``key=value`` output."""
     if target == 'native':
         cc, run = shutil.which('gcc') or shutil.which('cc'), []
     else:
@@ -28,7 +26,7 @@ def run_c_test(tmp_path, target, name, cflags=()):
     if not cc:
         pytest.skip('no C compiler for %s' % target)
     exe = tmp_path / name
-    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', *cflags, '-I', _csrc.CSRC,
+    subprocess.run([cc, '-O2', '-std=gnu11', '-Wall', '-Werror', '-I', _csrc.CSRC,
                     '-I', os.path.join(HERE, 'c'),
                     *(['-static'] if target == 'aarch64' else []), '-o', str(exe),
                     os.path.join(HERE, 'c', name + '.c'), *_csrc.paths(), '-lpthread'],

@@ -6,8 +6,8 @@ empty: no external callee, no indirect call) runs through
 below the depth (the rseq-gated signal-window check stays).  Checked here:
 
 - the runtime (C, natively and for AArch64 under qemu): every path of the
-  exact entry (tests/c/exact_fast.c: the x86-64 fast path, its 16-byte
-  loop, the slow path, nested, too deep, signal-interrupted) zeroes its
+  exact entry (tests/c/exact_fast.c: the x86-64 fast path, the slow path,
+  nested, too deep, signal-interrupted) zeroes its
   depth, with controls, and gdb counts which calls take the slow path; a write below the
   depth is found and zeroed by the plain entry every time (must-fire) and
   left by the exact entry (the check skipped), a signal frame below the depth
@@ -71,20 +71,17 @@ def test_c_level_exact_entry_skips_only_the_frame_window(tmp_path, target):
 
 FAST_DEPTHS = (32, 64, 160, 480, 512)      # <= 512, multiples of 32
 SLOW_DEPTHS = (48, 144, 544, 2048)
-SSE = '-DSECRETJIT_TEST_SSE_SCRUB'         # the fast path's 16-byte loop
 
 
-@pytest.mark.parametrize('target, cflags', [('native', ()), ('native', (SSE,)),
-                                            ('aarch64', ())],
-                         ids=['native', 'native-sse-scrub', 'aarch64'])
-def test_c_level_exact_entry_paths(tmp_path, target, cflags):
+@pytest.mark.parametrize('target', ['native', 'aarch64'])
+def test_c_level_exact_entry_paths(tmp_path, target):
     """Every path of the exact entry zeroes the scrub depth and only it
     (control: a marker 64 bytes deeper is found, 8 words, by the same count;
     without rseq the entry's own signal-window check zeroes it),
     nested calls run in place, too deep ones fall back, and a signal during a
     call is found and zeroed (control: left with the deep scrub off)."""
     from _c_runtime import run_c_test
-    got = run_c_test(tmp_path, target, 'exact_fast', cflags)
+    got = run_c_test(tmp_path, target, 'exact_fast')
     assert got['setup'] == '0', got
     # Without rseq (qemu-user) every call counts as interrupted: the signal
     # window check finds the deeper marker too.

@@ -82,10 +82,7 @@ static const uint32_t rseq_abort[2] __attribute__((aligned(8))) = { RSEQ_SIG, 0 
 static ptrdiff_t rseq_off;
 static int rseq_ok;
 #endif
-#if defined(__x86_64__)
-/* The exact entry's fast path scrubs with 32-byte stores (set once). */
-__attribute__((used)) static int scrub_avx;
-#endif
+
 
 /* Switch to the stack whose top is `top`, call fn(arg), switch back. */
 void secretjit__call_on(void (*fn)(void *), void *arg, void *top);
@@ -296,12 +293,6 @@ static char *deepest_write(struct secret_stack *s)
  * glibc registers them. */
 void secretjit__stack_rseq_init(void)
 {
-#if defined(__x86_64__) && !defined(SECRETJIT_TEST_SSE_SCRUB)
-    /* (The tests build the runtime with -DSECRETJIT_TEST_SSE_SCRUB too, to
-     * run the 16-byte loop on a CPU with AVX.) */
-    __builtin_cpu_init();
-    scrub_avx = __builtin_cpu_supports("avx");
-#endif
 #ifdef HAVE_RSEQ
     if (&__rseq_size != NULL && &__rseq_offset != NULL && __rseq_size >= 16) {
         rseq_desc.abort_ip = (uint64_t)(uintptr_t)&rseq_abort[1];
@@ -447,7 +438,9 @@ _Static_assert(INLINE_SCRUB == 512, "the fast path's limit below");
  * to exact_interrupted.  One function instead of three (the entry,
  * secretjit__call_on, memset): four saved registers, the switch in line
  * (the CFA is rbp-based, so unwinders walk out of the secret stack), the
- * scrub as 16- or 32-byte stores.  benchmarks/fastcall.py times it. */
+ * scrub as 16-byte stores (32-byte AVX stores with vzeroupper were 0.3 ns
+ * faster in benchmarks/fastcall.py's C loop but 8 ns slower in the JIT's
+ * trivial call, benchmarks/exact_call.py --runtime, on an AVX2 EPYC). */
 __asm__(
     ".text\n"
     ".globl secretjit_secret_call_exact\n"
@@ -481,12 +474,12 @@ __asm__(
     "    movq %rsp, %rbp\n"
     ".cfi_def_cfa_register %rbp\n"
     "    pushq %rbx\n"
-    "    pushq %r12\n"
-    "    pushq %r13\n"
-    "    pushq %r14\n"
     ".cfi_offset %rbx, -24\n"
+    "    pushq %r12\n"
     ".cfi_offset %r12, -32\n"
+    "    pushq %r13\n"
     ".cfi_offset %r13, -40\n"
+    "    pushq %r14\n"
     ".cfi_offset %r14, -48\n"
     "    movq %rax, %rbx\n"                 /* TP offset of the stack */
     "    movq %rcx, %r12\n"                 /* rseq area */
@@ -513,21 +506,12 @@ __asm__(
     "    movq %r13, %fs:" SS(USED) "(%rbx)\n"
     "1:  testq %r13, %r13\n"
     "    je 4f\n"
-    "    cmpl $0, scrub_avx(%rip)\n"
-    "    jne 3f\n"
     "    xorps %xmm0, %xmm0\n"
     "2:  movaps %xmm0, (%rdi)\n"
     "    movaps %xmm0, 16(%rdi)\n"
     "    addq $32, %rdi\n"
     "    subq $32, %r13\n"
     "    jne 2b\n"
-    "    jmp 4f\n"
-    "3:  vxorps %xmm0, %xmm0, %xmm0\n"
-    "5:  vmovdqu %ymm0, (%rdi)\n"
-    "    addq $32, %rdi\n"
-    "    subq $32, %r13\n"
-    "    jne 5b\n"
-    "    vzeroupper\n"
     "4:  xorl %eax, %eax\n"
     "6:  popq %r14\n"
     "    popq %r13\n"

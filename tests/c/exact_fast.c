@@ -1,6 +1,5 @@
 /* The paths of secretjit_secret_call_exact (tests/test_exact_call.py builds
- * it natively, with -DSECRETJIT_TEST_SSE_SCRUB for the 16-byte loop, and for
- * AArch64 under qemu, where the C entry runs).
+ * it natively and for AArch64 under qemu, where the C entry runs).
  *
  * paint writes a marker into every word of [hi - span, hi - 16) of the
  * secret stack (below its own return address at hi - 8; it has no frame):
