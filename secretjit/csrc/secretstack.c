@@ -436,8 +436,11 @@ _Static_assert(INLINE_SCRUB == 512, "the fast path's limit below");
  * INLINE_SCRUB bytes, a multiple of 32; anything else goes to
  * secret_call_exact_slow with the arguments untouched, an interrupted call
  * to exact_interrupted.  One function instead of three (the entry,
- * secretjit__call_on, memset): four saved registers, the switch in line
- * (the CFA is rbp-based, so unwinders walk out of the secret stack), the
+ * secretjit__call_on, memset): no callee-saved register but rbp (the depth
+ * and the saved rseq_cs are kept in its frame, the stack's TLS offset and
+ * the rseq area loaded again after the call: 1 ns less than keeping them in
+ * four saved registers), the switch in line (the CFA is rbp-based, so
+ * unwinders walk out of the secret stack), the
  * scrub as 16-byte stores (32-byte AVX stores with vzeroupper were 0.3 ns
  * faster in benchmarks/fastcall.py's C loop but 8 ns slower in the JIT's
  * trivial call, benchmarks/exact_call.py --runtime, on an AVX2 EPYC). */
@@ -473,61 +476,49 @@ __asm__(
     ".cfi_offset %rbp, -16\n"
     "    movq %rsp, %rbp\n"
     ".cfi_def_cfa_register %rbp\n"
-    "    pushq %rbx\n"
-    ".cfi_offset %rbx, -24\n"
-    "    pushq %r12\n"
-    ".cfi_offset %r12, -32\n"
-    "    pushq %r13\n"
-    ".cfi_offset %r13, -40\n"
-    "    pushq %r14\n"
-    ".cfi_offset %r14, -48\n"
-    "    movq %rax, %rbx\n"                 /* TP offset of the stack */
-    "    movq %rcx, %r12\n"                 /* rseq area */
-    "    movq %rdx, %r13\n"                 /* scrub */
-    "    movq 8(%rcx), %r14\n"              /* saved rseq_cs */
-    "    leaq rseq_desc(%rip), %rax\n"
-    "    movq %rax, 8(%rcx)\n"              /* mark */
-    "    movl $1, %fs:" SS(ACTIVE) "(%rbx)\n"
-    "    movq %fs:" SS(HI) "(%rbx), %rsp\n" /* onto the secret stack */
-    "    movq %rdi, %rax\n"
+    "    pushq %rdx\n"                      /* scrub, at -8(%rbp) */
+    "    pushq 8(%rcx)\n"                   /* saved rseq_cs, at -16(%rbp) */
+    "    leaq rseq_desc(%rip), %r8\n"
+    "    movq %r8, 8(%rcx)\n"               /* mark */
+    "    movl $1, %fs:" SS(ACTIVE) "(%rax)\n"
+    "    movq %fs:" SS(HI) "(%rax), %rsp\n" /* onto the secret stack */
+    "    movq %rdi, %r8\n"
     "    movq %rsi, %rdi\n"
-    "    callq *%rax\n"
-    "    leaq -32(%rbp), %rsp\n"            /* back */
-    "    movl $0, %fs:" SS(ACTIVE) "(%rbx)\n"
-    "    movq 8(%r12), %rcx\n"
-    "    movq %r14, 8(%r12)\n"              /* restored */
-    "    leaq rseq_desc(%rip), %rax\n"
-    "    cmpq %rax, %rcx\n"
+    "    callq *%r8\n"
+    "    leaq -16(%rbp), %rsp\n"            /* back */
+    "    movq secretjit__stack_tls@gottpoff(%rip), %rdx\n"
+    "    movl $0, %fs:" SS(ACTIVE) "(%rdx)\n"
+    "    movq %fs:0, %rcx\n"
+    "    addq rseq_off(%rip), %rcx\n"
+    "    movq 8(%rcx), %rax\n"
+    "    popq %rsi\n"
+    "    movq %rsi, 8(%rcx)\n"              /* restored */
+    "    leaq rseq_desc(%rip), %rsi\n"
+    "    cmpq %rsi, %rax\n"
+    "    popq %rsi\n"                       /* scrub */
     "    jne 7f\n"                          /* interrupted */
-    "    movq %fs:" SS(HI) "(%rbx), %rdi\n"
-    "    subq %r13, %rdi\n"                 /* below */
-    "    cmpq %r13, %fs:" SS(USED) "(%rbx)\n"
+    "    movq %fs:" SS(HI) "(%rdx), %rdi\n"
+    "    subq %rsi, %rdi\n"                 /* below */
+    "    cmpq %rsi, %fs:" SS(USED) "(%rdx)\n"
     "    jae 1f\n"
-    "    movq %r13, %fs:" SS(USED) "(%rbx)\n"
-    "1:  testq %r13, %r13\n"
+    "    movq %rsi, %fs:" SS(USED) "(%rdx)\n"
+    "1:  testq %rsi, %rsi\n"
     "    je 4f\n"
     "    xorps %xmm0, %xmm0\n"
     "2:  movaps %xmm0, (%rdi)\n"
     "    movaps %xmm0, 16(%rdi)\n"
     "    addq $32, %rdi\n"
-    "    subq $32, %r13\n"
+    "    subq $32, %rsi\n"
     "    jne 2b\n"
     "4:  xorl %eax, %eax\n"
-    "6:  popq %r14\n"
-    "    popq %r13\n"
-    "    popq %r12\n"
-    "    popq %rbx\n"
-    "    popq %rbp\n"
+    "6:  popq %rbp\n"
     ".cfi_remember_state\n"
     ".cfi_def_cfa %rsp, 8\n"
     "    retq\n"
     ".cfi_restore_state\n"
     "7:  movq %fs:0, %rdi\n"
-    "    addq %rbx, %rdi\n"                 /* s */
-    "    movq %r13, %rsi\n"
-    "    subq $8, %rsp\n"                   /* 16-byte aligned call */
-    "    callq exact_interrupted\n"
-    "    addq $8, %rsp\n"
+    "    addq %rdx, %rdi\n"                 /* s; scrub in rsi */
+    "    callq exact_interrupted\n"         /* rsp = rbp: 16-byte aligned */
     "    jmp 6b\n"
     ".cfi_endproc\n"
     ".size secretjit_secret_call_exact, .-secretjit_secret_call_exact\n");
