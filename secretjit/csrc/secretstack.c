@@ -21,7 +21,9 @@
  *
  * secretjit_secret_call_exact skips the frame window: the depth is exact (a
  * tree with no external callee, allowance or indirect call), so only a signal
- * frame can lie below it; the rseq-gated signal window check stays.
+ * frame can lie below it; the rseq-gated signal window check stays.  On
+ * x86-64 its common case (stack ready, rseq area, depth <= 512 B) is one
+ * assembly function, the rest the same C code as secretjit_secret_call.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
