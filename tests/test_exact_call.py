@@ -78,8 +78,10 @@ def test_c_level_exact_entry_paths(tmp_path, target):
     """Every path of the exact entry zeroes the scrub depth and only it
     (control: a marker 64 bytes deeper is found, 8 words, by the same count;
     without rseq the entry's own signal-window check zeroes it),
-    nested calls run in place, too deep ones fall back, and a signal during a
-    call is found and zeroed (control: left with the deep scrub off)."""
+    nested calls run in place, too deep ones fall back, a signal during a
+    call is found and zeroed (control: left with the deep scrub off), and
+    an unwinder walks out of the secret stack (control: not without unwind
+    information)."""
     from _c_runtime import run_c_test
     got = run_c_test(tmp_path, target, 'exact_fast')
     assert got['setup'] == '0', got
@@ -97,6 +99,14 @@ def test_c_level_exact_entry_paths(tmp_path, target):
         assert got['sig/%d' % d] == '0,1,0,1', (d, got)  # rc, handled, left, scrubs
         rc, handled, left = got['sigoff/%d' % d].split(',')
         assert (rc, handled) == ('0', '2') and int(left) > 0, (d, got)
+    if target == 'native' and platform.machine() == 'x86_64':
+        # backtrace() from the secret stack walks back into libc through
+        # the fast path's unwind information; through a switch without any
+        # (the control) it stops at the switch.
+        rc, n, libc = got['unwind'].split(',')
+        assert rc == '0' and int(n) >= 4 and libc == '1', got
+        n, libc = got['nocfi'].split(',')
+        assert int(n) <= 3 and libc == '0', got
 
 
 GDB_COUNT = """set pagination off

@@ -14,8 +14,15 @@
  * too_deep: a depth beyond the stack's room returns -1 (falls back);
  * sig/N: a signal raised during a call of depth N is found and zeroed
  * (rseq says interrupted), and with the deep scrub off it is left (the
- * control).  Prints "key=value" lines. */
+ * control).  x86-64: unwind=N,L: backtrace() called by a tree on the secret
+ * stack gets N frames, L=1 if one of them is in libc (__libc_start_main:
+ * the unwinder walked from the secret stack back to the thread's stack
+ * through the fast path's unwind information); nocfi=N,L the same through a
+ * stack switch without unwind information (the control: the walk stops).
+ * Prints "key=value" lines. */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <execinfo.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +48,42 @@ static void with_signal(void *arg) { (void)arg; raise(SIGUSR1); }
 static int inner_rc;
 static void noop(void *arg) { __asm__ volatile("" : : "r"(arg) : "memory"); }
 static void nested(void *arg) { inner_rc = secretjit_secret_call_exact(noop, arg, 64); }
+
+#if defined(__x86_64__)
+static void *frames[64];
+static int nframes;
+__attribute__((noinline)) static void trace(void *arg)
+{
+    (void)arg;
+    nframes = backtrace(frames, 64);
+}
+
+static int in_libc(void)
+{
+    Dl_info info;
+    int i;
+    for (i = 0; i < nframes; i++)
+        if (dladdr(frames[i], &info) && info.dli_fname
+            && strstr(info.dli_fname, "libc.so"))
+            return 1;
+    return 0;
+}
+
+/* The control: secretjit__call_on's switch with no unwind information. */
+void nocfi_call_on(void (*fn)(void *), void *arg, void *top);
+__asm__(".text\n"
+        "nocfi_call_on:\n"
+        "    pushq %rbp\n"
+        "    movq %rsp, %rbp\n"
+        "    movq %rdx, %rsp\n"
+        "    movq %rdi, %rax\n"
+        "    movq %rsi, %rdi\n"
+        "    callq *%rax\n"
+        "    movq %rbp, %rsp\n"
+        "    popq %rbp\n"
+        "    retq\n");
+static char alt_stack[65536] __attribute__((aligned(16)));
+#endif
 
 static void one(const char *name, uintptr_t hi, size_t span, size_t scrub)
 {
@@ -106,6 +149,15 @@ int main(void)
         secretjit_test_deep_scrub(1);
         printf("sigoff/%zu=%d,%d,%zu\n", depth, rc, handled, nonzero_words());
     }
+#if defined(__x86_64__)
+    trace(0);                   /* loads libgcc_s (the unwinder) first */
+    nframes = 0;
+    rc = secretjit_secret_call_exact(trace, 0, 512);
+    printf("unwind=%d,%d,%d\n", rc, nframes, in_libc());
+    nframes = 0;
+    nocfi_call_on(trace, 0, alt_stack + sizeof alt_stack);
+    printf("nocfi=%d,%d\n", nframes, in_libc());
+#endif
     zero_stack();
     return 0;
 }
