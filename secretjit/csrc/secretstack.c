@@ -403,7 +403,11 @@ static int secret_call_exact_slow(void (*fn)(void *), void *arg, size_t scrub)
     return secret_call(fn, arg, scrub, 1);
 }
 
-#if defined(__x86_64__) && defined(HAVE_RSEQ)
+/* The fast path does not know the semiexact helper's flag (marked.h:
+ * secretjit__inexact, cleared before the call and checked after it by
+ * secret_call): where that header is in, the C entry runs until the
+ * assembly clears and checks the flag too. */
+#if defined(__x86_64__) && defined(HAVE_RSEQ) && !defined(SECRETJIT_MARKED_H)
 /* After an interrupted exact call (cold): the signal-window check and the
  * scrub, as secret_call does them; returns 0. */
 __attribute__((used, noinline, noipa, cold))
