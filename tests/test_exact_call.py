@@ -5,7 +5,10 @@ empty: no external callee, no indirect call) runs through
 ``secretjit_secret_call_exact``, which skips the 1 KiB frame-window check
 below the depth (the rseq-gated signal-window check stays).  Checked here:
 
-- the runtime (C, natively and for AArch64 under qemu): a write below the
+- the runtime (C, natively and for AArch64 under qemu): every path of the
+  exact entry (tests/c/exact_fast.c: the x86-64 fast path, the slow path,
+  nested, too deep, signal-interrupted) zeroes its
+  depth, with controls, and gdb counts which calls take the slow path; a write below the
   depth is found and zeroed by the plain entry every time (must-fire) and
   left by the exact entry (the check skipped), a signal frame below the depth
   is still found and zeroed by the exact entry, and left with the deep scrub
@@ -62,6 +65,95 @@ def test_c_level_exact_entry_skips_only_the_frame_window(tmp_path, target):
         == ('0', '1', '0', '1'), r.stdout
     # ... and left without the deep scrub (control).
     assert got['off_handled'] == '2' and int(got['off_left']) > 0, r.stdout
+
+
+# -- the paths of the exact entry (x86-64: an assembly fast path, issue 15) --
+
+FAST_DEPTHS = (32, 64, 160, 480, 512)      # <= 512, multiples of 32
+SLOW_DEPTHS = (48, 144, 544, 2048)
+
+
+@pytest.mark.parametrize('target', ['native', 'aarch64'])
+def test_c_level_exact_entry_paths(tmp_path, target):
+    """Every path of the exact entry zeroes the scrub depth and only it
+    (control: a marker 64 bytes deeper is found, 8 words, by the same count;
+    without rseq the entry's own signal-window check zeroes it),
+    nested calls run in place, too deep ones fall back, a signal during a
+    call is found and zeroed (control: left with the deep scrub off), and
+    an unwinder walks out of the secret stack (control: not without unwind
+    information)."""
+    from _c_runtime import run_c_test
+    got = run_c_test(tmp_path, target, 'exact_fast')
+    assert got['setup'] == '0', got
+    # Without rseq (qemu-user) every call counts as interrupted: the signal
+    # window check finds the deeper marker too.
+    missed = '0,8' if got['rseq'] == '1' else '0,0'
+    for hit, miss, depths in (('fast', 'miss', FAST_DEPTHS),
+                              ('slow', 'slowmiss', SLOW_DEPTHS)):
+        for d in depths:
+            assert got['%s/%d' % (hit, d)] == '0,0', (d, got)
+            assert got['%s/%d' % (miss, d)] == missed, (d, got)
+    assert got['nested'] == '0,1,1,0', got       # rc, inner rc, counted, left
+    assert got['too_deep'] == '-1,1', got
+    for d in (64, 160):
+        assert got['sig/%d' % d] == '0,1,0,1', (d, got)  # rc, handled, left, scrubs
+        rc, handled, left = got['sigoff/%d' % d].split(',')
+        assert (rc, handled) == ('0', '2') and int(left) > 0, (d, got)
+    if target == 'native' and platform.machine() == 'x86_64':
+        # backtrace() from the secret stack walks back into libc through
+        # the fast path's unwind information; through a switch without any
+        # (the control) it stops at the switch.
+        rc, n, libc = got['unwind'].split(',')
+        assert rc == '0' and int(n) >= 4 and libc == '1', got
+        n, libc = got['nocfi'].split(',')
+        assert int(n) <= 3 and libc == '0', got
+
+
+GDB_COUNT = """set pagination off
+set confirm off
+handle SIGUSR1 nostop noprint pass
+break secret_call_exact_slow
+commands
+silent
+continue
+end
+break exact_interrupted
+commands
+silent
+continue
+end
+break exit
+run > /dev/null
+info breakpoints
+kill
+"""
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64', reason='the x86-64 fast path')
+def test_fast_path_runs_where_it_applies(tmp_path):
+    """Under gdb, tests/c/exact_fast.c enters the slow path exactly for the
+    calls the fast path declines: the first (no stack yet), the four slow
+    depths twice, the nested call's outer (1024 bytes) and inner (stack in
+    use) calls, the too deep one: 12; and reaches the interrupted tail for
+    the four signal calls.  (Were the fast path never taken: 36 and 0.)"""
+    import re
+    import shutil
+    import subprocess
+    from _c_runtime import run_c_test
+    gdb = shutil.which('gdb')
+    if not gdb:
+        pytest.skip('no gdb')
+    got = run_c_test(tmp_path, 'native', 'exact_fast')
+    if got['rseq'] != '1':
+        pytest.skip('no rseq area for this thread: every exact call takes the slow path')
+    script = tmp_path / 'count.gdb'
+    script.write_text(GDB_COUNT)
+    out = subprocess.run([gdb, '-q', '-batch', '-x', str(script), str(tmp_path / 'exact_fast')],
+                         capture_output=True, text=True, timeout=120).stdout
+    hits = {}
+    for name, n in re.findall(r'<(\w+)>\s*\n\s*breakpoint already hit (\d+) time', out):
+        hits[name] = int(n)
+    assert hits == {'secret_call_exact_slow': 12, 'exact_interrupted': 4}, out
 
 
 def _calls(kernel):

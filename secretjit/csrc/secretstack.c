@@ -21,7 +21,9 @@
  *
  * secretjit_secret_call_exact skips the frame window: the depth is exact (a
  * tree with no external callee, allowance or indirect call), so only a signal
- * frame can lie below it; the rseq-gated signal window check stays.
+ * frame can lie below it; the rseq-gated signal window check stays.  On
+ * x86-64 its common case (stack ready, rseq area, depth <= 512 B) is one
+ * assembly function, the rest the same C code as secretjit_secret_call.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
@@ -82,6 +84,7 @@ static const uint32_t rseq_abort[2] __attribute__((aligned(8))) = { RSEQ_SIG, 0 
 static ptrdiff_t rseq_off;
 static int rseq_ok;
 #endif
+
 
 /* Switch to the stack whose top is `top`, call fn(arg), switch back. */
 void secretjit__call_on(void (*fn)(void *), void *arg, void *top);
@@ -234,16 +237,37 @@ static void zero_range(char *p, char *end)
     __asm__ volatile("" : : "r"(p) : "memory");
 }
 
+/* Scrubs of at most INLINE_SCRUB bytes, a multiple of 32 (s->hi is 16-byte
+ * aligned): 16-byte stores in line, no call.  memset through
+ * secretjit__wipe and the PLT cost 5.3 ns for 160 B on an AVX2 EPYC (issue
+ * 15, benchmarks/fastcall.py: the exact call's largest part); on a Zen 4
+ * with AVX-512 in-line stores were measured 0.2 ns faster in the exact call
+ * and 1.5 ns slower in the plain one. */
+#define INLINE_SCRUB 512
+typedef uint64_t scrub16 __attribute__((vector_size(16), aligned(16)));
+
+static inline void zero_small(char *p, size_t n)
+{
+    const scrub16 zero = {0};
+    char *end = p + n;
+    for (; p < end; p += 32) {
+        __asm__ volatile("" : : : "memory");    /* no memset call */
+        *(scrub16 *)p = zero;
+        *(scrub16 *)(p + 16) = zero;
+    }
+    __asm__ volatile("" : : "r"(p) : "memory");
+}
+
 /* The scrub: zero [below, s->hi), and remember how deep calls zeroed (the
- * span the stack's release zeroes again, secretstack_setup.c).  (Inline
- * 16-byte stores instead of memset for small scrubs were measured, issue 15:
- * 0.2 ns less in the exact call, 1.5 ns more in the plain one.) */
-static void zero_from(struct secret_stack *s, char *below)
+ * span the stack's release zeroes again, secretstack_setup.c). */
+static inline void zero_from(struct secret_stack *s, char *below)
 {
     size_t n = (size_t)(s->hi - below);
     if (n > s->used)
         s->used = n;
-    if (n > VECTOR_SCRUB && (n & 7) == 0)
+    if (n <= INLINE_SCRUB && (n & 31) == 0)
+        zero_small(below, n);
+    else if (n > VECTOR_SCRUB && (n & 7) == 0)
         zero_range(below, s->hi);
     else
         secretjit__wipe(below, n);
@@ -298,6 +322,28 @@ static inline char *rseq_area(void)
 #endif
 }
 
+/* After the call: check below the depth (see the top), then the scrub. */
+__attribute__((always_inline))
+static inline void scrub_after(struct secret_stack *s, size_t scrub, int exact,
+                               int interrupted)
+{
+    char *below = s->hi - scrub;
+    if (__builtin_expect(exact ? interrupted && any_nonzero(below - SC.sig_window,
+                                                            SC.sig_window)
+                         : any_nonzero(below - FRAME_WINDOW, FRAME_WINDOW)
+                         || (interrupted && any_nonzero(below - SC.sig_window,
+                                                        SC.sig_window - FRAME_WINDOW)), 0)
+        && !__atomic_load_n(&detect_off, __ATOMIC_RELAXED)) {
+        /* Something wrote below the computed depth. */
+        below = deepest_write(s);
+        __atomic_add_fetch(&signal_scrubs, 1, __ATOMIC_RELAXED);
+        /* The checks loaded stack bytes into vector registers, which an
+         * exact tree's boundary may not zero (stack_bound/vregs.py). */
+        secretjit__clear_vregs();
+    }
+    zero_from(s, below);
+}
+
 /* The call; `exact`: the caller's scrub depth is an exact bound of the
  * tree (secretjit_secret_call_exact). */
 __attribute__((always_inline))
@@ -305,7 +351,7 @@ static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
                               int exact)
 {
     struct secret_stack *s = &tls_stack;
-    char *below, *rseq;
+    char *rseq;
     uint64_t saved = 0, mark = 0;
     int interrupted = 1;
     if (s->active) {                    /* nested: the caller runs fn in place */
@@ -342,21 +388,7 @@ static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
          * just now cannot hide an earlier interruption from its caller. */
         __atomic_store_n((uint64_t *)(rseq + 8), saved, __ATOMIC_RELAXED);
     }
-    below = s->hi - scrub;
-    if (__builtin_expect(exact ? interrupted && any_nonzero(below - SC.sig_window,
-                                                            SC.sig_window)
-                         : any_nonzero(below - FRAME_WINDOW, FRAME_WINDOW)
-                         || (interrupted && any_nonzero(below - SC.sig_window,
-                                                        SC.sig_window - FRAME_WINDOW)), 0)
-        && !__atomic_load_n(&detect_off, __ATOMIC_RELAXED)) {
-        /* Something wrote below the computed depth. */
-        below = deepest_write(s);
-        __atomic_add_fetch(&signal_scrubs, 1, __ATOMIC_RELAXED);
-        /* The checks loaded stack bytes into vector registers, which an
-         * exact tree's boundary may not zero (stack_bound/vregs.py). */
-        secretjit__clear_vregs();
-    }
-    zero_from(s, below);
+    scrub_after(s, scrub, exact, interrupted);
     return 0;
 }
 
@@ -365,11 +397,147 @@ int secretjit_secret_call(void (*fn)(void *), void *arg, size_t scrub)
     return secret_call(fn, arg, scrub, 0);
 }
 
-/* See the top: only the signal window is checked (when interrupted). */
-int secretjit_secret_call_exact(void (*fn)(void *), void *arg, size_t scrub)
+/* The exact entry when its fast path does not apply (nested, no stack yet,
+ * too deep, not locked, no rseq area), and on architectures without one.
+ * noipa: the x86-64 fast path below jumps here with the entry's arguments. */
+__attribute__((used, noinline, noipa))
+static int secret_call_exact_slow(void (*fn)(void *), void *arg, size_t scrub)
 {
     return secret_call(fn, arg, scrub, 1);
 }
+
+/* The fast path does not know the semiexact helper's flag (marked.h:
+ * secretjit__inexact, cleared before the call and checked after it by
+ * secret_call): where that header is in, the C entry runs until the
+ * assembly clears and checks the flag too. */
+#if defined(__x86_64__) && defined(HAVE_RSEQ) && !defined(SECRETJIT_MARKED_H)
+/* After an interrupted exact call (cold): the signal-window check and the
+ * scrub, as secret_call does them; returns 0. */
+__attribute__((used, noinline, noipa, cold))
+static int exact_interrupted(struct secret_stack *s, size_t scrub)
+{
+    scrub_after(s, scrub, 1, 1);
+    return 0;
+}
+
+
+/* Offsets of struct secret_stack the assembly below uses. */
+#define SS_MAP 0
+#define SS_HI 24
+#define SS_ROOM 32
+#define SS_USED 40
+#define SS_ACTIVE 48
+#define SS_LOCKED 56
+_Static_assert(offsetof(struct secret_stack, map) == SS_MAP, "map");
+_Static_assert(offsetof(struct secret_stack, hi) == SS_HI, "hi");
+_Static_assert(offsetof(struct secret_stack, room) == SS_ROOM, "room");
+_Static_assert(offsetof(struct secret_stack, used) == SS_USED, "used");
+_Static_assert(offsetof(struct secret_stack, active) == SS_ACTIVE, "active");
+_Static_assert(offsetof(struct secret_stack, locked) == SS_LOCKED, "locked");
+_Static_assert(INLINE_SCRUB == 512, "the fast path's limit below");
+#define SS_STR_(x) #x
+#define SS_STR(x) SS_STR_(x)
+#define SS(field) SS_STR(SS_##field)
+
+/* secretjit_secret_call_exact on x86-64 (issue 15): secret_call(fn, arg,
+ * scrub, 1), step by step in the same order, for a thread whose stack is set
+ * up, locked and not in use, with an rseq area, and a scrub depth of at most
+ * INLINE_SCRUB bytes, a multiple of 32; anything else goes to
+ * secret_call_exact_slow with the arguments untouched, an interrupted call
+ * to exact_interrupted.  One function instead of three (the entry,
+ * secretjit__call_on, memset): no callee-saved register but rbp (the depth
+ * and the saved rseq_cs are kept in its frame, the stack's TLS offset and
+ * the rseq area loaded again after the call: 1 ns less than keeping them in
+ * four saved registers), the switch in line (the CFA is rbp-based, so
+ * unwinders walk out of the secret stack), the
+ * scrub as 16-byte stores (32-byte AVX stores with vzeroupper were 0.3 ns
+ * faster in benchmarks/fastcall.py's C loop but 8 ns slower in the JIT's
+ * trivial call, benchmarks/exact_call.py --runtime, on an AVX2 EPYC). */
+__asm__(
+    ".text\n"
+    ".globl secretjit_secret_call_exact\n"
+    ".p2align 4\n"
+    ".type secretjit_secret_call_exact,@function\n"
+    "secretjit_secret_call_exact:\n"
+    ".cfi_startproc\n"
+    "    movq secretjit__stack_tls@gottpoff(%rip), %rax\n"
+    "    cmpl $0, %fs:" SS(ACTIVE) "(%rax)\n"
+    "    jne 8f\n"
+    "    cmpl $0, %fs:" SS(LOCKED) "(%rax)\n"
+    "    je 8f\n"
+    "    cmpq $0, %fs:" SS(MAP) "(%rax)\n"
+    "    je 8f\n"
+    "    cmpq %rdx, %fs:" SS(ROOM) "(%rax)\n"
+    "    jb 8f\n"
+    "    cmpq $512, %rdx\n"                 /* INLINE_SCRUB */
+    "    ja 8f\n"
+    "    testb $31, %dl\n"
+    "    jne 8f\n"
+    "    cmpl $0, rseq_ok(%rip)\n"
+    "    je 8f\n"
+    "    movq %fs:0, %rcx\n"
+    "    addq rseq_off(%rip), %rcx\n"       /* the rseq area */
+    "    cmpl $0, 4(%rcx)\n"                /* cpu_id < 0: not registered */
+    "    jge 9f\n"
+    "8:  jmp secret_call_exact_slow\n"
+    "9:  pushq %rbp\n"
+    ".cfi_def_cfa_offset 16\n"
+    ".cfi_offset %rbp, -16\n"
+    "    movq %rsp, %rbp\n"
+    ".cfi_def_cfa_register %rbp\n"
+    "    pushq %rdx\n"                      /* scrub, at -8(%rbp) */
+    "    pushq 8(%rcx)\n"                   /* saved rseq_cs, at -16(%rbp) */
+    "    leaq rseq_desc(%rip), %r8\n"
+    "    movq %r8, 8(%rcx)\n"               /* mark */
+    "    movl $1, %fs:" SS(ACTIVE) "(%rax)\n"
+    "    movq %fs:" SS(HI) "(%rax), %rsp\n" /* onto the secret stack */
+    "    movq %rdi, %r8\n"
+    "    movq %rsi, %rdi\n"
+    "    callq *%r8\n"
+    "    leaq -16(%rbp), %rsp\n"            /* back */
+    "    movq secretjit__stack_tls@gottpoff(%rip), %rdx\n"
+    "    movl $0, %fs:" SS(ACTIVE) "(%rdx)\n"
+    "    movq %fs:0, %rcx\n"
+    "    addq rseq_off(%rip), %rcx\n"
+    "    movq 8(%rcx), %rax\n"
+    "    popq %rsi\n"
+    "    movq %rsi, 8(%rcx)\n"              /* restored */
+    "    leaq rseq_desc(%rip), %rsi\n"
+    "    cmpq %rsi, %rax\n"
+    "    popq %rsi\n"                       /* scrub */
+    "    jne 7f\n"                          /* interrupted */
+    "    movq %fs:" SS(HI) "(%rdx), %rdi\n"
+    "    subq %rsi, %rdi\n"                 /* below */
+    "    cmpq %rsi, %fs:" SS(USED) "(%rdx)\n"
+    "    jae 1f\n"
+    "    movq %rsi, %fs:" SS(USED) "(%rdx)\n"
+    "1:  testq %rsi, %rsi\n"
+    "    je 4f\n"
+    "    xorps %xmm0, %xmm0\n"
+    "2:  movaps %xmm0, (%rdi)\n"
+    "    movaps %xmm0, 16(%rdi)\n"
+    "    addq $32, %rdi\n"
+    "    subq $32, %rsi\n"
+    "    jne 2b\n"
+    "4:  xorl %eax, %eax\n"
+    "6:  popq %rbp\n"
+    ".cfi_remember_state\n"
+    ".cfi_def_cfa %rsp, 8\n"
+    "    retq\n"
+    ".cfi_restore_state\n"
+    "7:  movq %fs:0, %rdi\n"
+    "    addq %rdx, %rdi\n"                 /* s; scrub in rsi */
+    "    callq exact_interrupted\n"         /* rsp = rbp: 16-byte aligned */
+    "    jmp 6b\n"
+    ".cfi_endproc\n"
+    ".size secretjit_secret_call_exact, .-secretjit_secret_call_exact\n");
+#else
+/* See the top: only the signal window is checked (when interrupted). */
+int secretjit_secret_call_exact(void (*fn)(void *), void *arg, size_t scrub)
+{
+    return secret_call_exact_slow(fn, arg, scrub);
+}
+#endif
 
 int secretjit_stack_range(uintptr_t *lo, uintptr_t *hi)
 {
