@@ -21,7 +21,10 @@
  *
  * secretjit_secret_call_exact skips the frame window: the depth is exact (a
  * tree with no external callee, allowance or indirect call), so only a signal
- * frame can lie below it; the rseq-gated signal window check stays.
+ * frame can lie below it; the rseq-gated signal window check stays.  A tree
+ * whose only allowances are the secret heap's marked C library calls
+ * (marked.h) also takes it: when one of them ran (secretjit__inexact set),
+ * the call is checked like the plain one.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
@@ -332,9 +335,13 @@ static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
         __atomic_store_n((uint64_t *)(rseq + 8), mark, __ATOMIC_RELAXED);
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
     }
+    if (exact)                          /* semiexact: see marked.h */
+        secretjit__inexact = 0;
     s->active = 1;
     secretjit__call_on(fn, arg, s->hi);
     s->active = 0;
+    if (exact && __builtin_expect(secretjit__inexact, 0))
+        exact = 0;      /* a marked C library call ran: check like the plain entry */
     if (rseq) {
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
         interrupted = __atomic_load_n((uint64_t *)(rseq + 8), __ATOMIC_RELAXED) != mark;
