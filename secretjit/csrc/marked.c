@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "marked.h"
+#include "secretmem.h"
 
 __thread int secretjit__inexact __attribute__((tls_model("initial-exec")));
 
@@ -60,3 +61,5 @@ void *secretjit__m_memset(void *p, int c, size_t n)
 { MARK(); return memset(p, c, n); }
 void *secretjit__m_memcpy(void *d, const void *s, size_t n)
 { MARK(); return memcpy(d, s, n); }
+void secretjit__m_wipe(void *p, size_t n)
+{ MARK(); secretjit__wipe(p, n); }

@@ -50,6 +50,8 @@ ssize_t secretjit__m_read(int fd, void *buf, size_t n);
 ssize_t secretjit__m_write(int fd, const void *buf, size_t n);
 void *secretjit__m_memset(void *p, int c, size_t n);
 void *secretjit__m_memcpy(void *d, const void *s, size_t n);
+/* common.c's wipe (libc's memset), marked: the heap's span wipes. */
+void secretjit__m_wipe(void *p, size_t n);
 #pragma GCC visibility pop
 
 #endif
@@ -75,4 +77,5 @@ void *secretjit__m_memcpy(void *d, const void *s, size_t n);
 #define write(...) secretjit__m_write(__VA_ARGS__)
 #define memset(...) secretjit__m_memset(__VA_ARGS__)
 #define memcpy(...) secretjit__m_memcpy(__VA_ARGS__)
+#define secretjit__wipe(...) secretjit__m_wipe(__VA_ARGS__)
 #endif

@@ -142,5 +142,6 @@ int main(void)
     WRAP("write", secretjit__m_write(-1, buf, 0));
     WRAP("memset", secretjit__m_memset(buf, 0, sizeof buf));
     WRAP("memcpy", secretjit__m_memcpy(buf, "xyz", 3));
+    WRAP("wipe", secretjit__m_wipe(buf, sizeof buf));
     return 0;
 }
