@@ -15,6 +15,13 @@ an unknown one is an error, and a call through a pointer counts the caller's
 
 x86-64 only: the AArch64 build keeps the allowances of
 :data:`.allowances.EXTERNAL_ALLOWANCE` (``None`` from :func:`so_bounds`).
+
+Marked calls (issue 15): :func:`marking_problems` proves that every C library
+call below the runtime's kernel-path entries is made by a wrapper that sets
+the thread's ``secretjit__inexact`` first (``secretjit/csrc/marked.h``); the
+entries' depths are then :class:`~.core.MarkedDepth`, and a tree whose only
+externals are such depths (:func:`markable`) may take the exact secret entry,
+which checks the frame window whenever a marked call ran.
 """
 
 import functools
