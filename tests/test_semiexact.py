@@ -18,7 +18,8 @@ Checked here:
   and, on a small C object, for a direct libc call, a wrapper that does not
   mark, one that marks a different TLS word, one that branches first, and a
   call through a pointer;
-- the JIT: an allocating kernel takes the exact entry; its controls keep the
+- the JIT: an allocating kernel takes the exact entry (with its whole
+  register epilogue: no narrowing for trees with externals); its controls keep the
   plain one (libm, a string argument: not closed_arguments, a typed list:
   varsize, and runtime depths that are not marked);
 - the audit: the allocating kernel on the exact entry passes; with the
@@ -195,6 +196,12 @@ def test_allocating_kernel_takes_the_exact_entry_and_its_controls_do_not():
     assert set(b.externals) == {'NRT_MemInfo_alloc_aligned', 'NRT_MemInfo_call_dtor'}
     assert b.marked == set(b.externals)
     assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    # Its epilogue is not narrowed (the runtime's C, outside the module's
+    # assembly, writes vector registers): x87 and every vector zeroed.
+    lib = k.overloads[k.signatures[0]].library
+    (report,) = [r for r in lib.pass_reports if r.name == 'use_exact_calls']
+    assert dict(report.counters) == {'calls_exact': 1}, report
+    assert 'fldz' in k.inspect_asm(k.signatures[0])
     for fn, args in ((with_libm, (1.0,)), (with_string, ('ab', 3)), (with_list, (3,))):
         c = secret_jit(fn)
         assert c(*args) == pytest.approx(fn(*args))
