@@ -47,10 +47,18 @@ SECRET_CALL_EXACT = 'secretjit_secret_call_exact'
 
 
 def exact_kernels(bounds):
-    """Kernels of ``{kernel: StackBound}`` whose bound counts no allowance:
-    ``externals`` (every external callee and indirect call the bound
-    counted) is empty."""
-    return sorted(k for k, b in bounds.items() if not b.externals)
+    """Kernels of ``{kernel: StackBound}`` whose bound counts no allowance
+    but marked ones: every external callee (and indirect call) the bound
+    counted, if any, is one of :func:`secretjit.stack_bound.native.markable`
+    with a :class:`~secretjit.stack_bound.core.MarkedDepth` (the secret
+    runtime's entries, exact but for C library calls that set the thread's
+    flag: the exact entry then checks the frame window, issue 15)."""
+    from secretjit.stack_bound.core import MarkedDepth
+    from secretjit.stack_bound.native import markable
+    names = markable() if any(b.externals for b in bounds.values()) else frozenset()
+    return sorted(k for k, b in bounds.items()
+                  if all(n in names and isinstance(d, MarkedDepth)
+                         for n, d in b.externals.items()))
 
 
 _ASM_CALL = re.compile(r'asm sideeffect "([^"]*)", "([^"]*)"')

@@ -14,7 +14,7 @@ CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'csrc')
 
 # The runtime every secret build links: page source (memfd_secret or mlock),
 # the secret arena, its small-block slabs and the per-thread secret stacks.
-RUNTIME = ('common.c', 'lock.c', 'backing.c', 'arena.c', 'arena_spans.c',
+RUNTIME = ('common.c', 'marked.c', 'lock.c', 'backing.c', 'arena.c', 'arena_spans.c',
            'arena_setup.c', 'slab.c', 'slab_threads.c', 'secretstack.c',
            'secretstack_setup.c')
 # Files of RUNTIME a control (non-secret) AOT build leaves out: it allocates
@@ -24,7 +24,7 @@ SECRET_ONLY = ('arena.c', 'arena_spans.c', 'arena_setup.c', 'slab.c',
 # numba's runtime entry points for AOT libraries (no CPython in them).
 AOT_ONLY = ('nrt_aot.c',)
 HEADERS = ('secretmem.h', 'arena_internal.h', 'slab.h',
-           'secretstack_internal.h')
+           'secretstack_internal.h', 'marked.h')
 
 
 def paths(names=RUNTIME):

@@ -116,7 +116,9 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
         indirect_allowance=NUMBA_DTOR_ALLOWANCE
         + stack_bound.external_allowance('malloc'),
         extra_allowance=extra_allowance, module_name='secretjit.arena_nrt')
-    depths = {name: b.depth for name, b in bounds.items()}
+    # marked (native.marked_depth): exact but for marked C library calls
+    depths = {name: native.marked_depth(name, b.depth, b.externals)
+              for name, b in bounds.items()}
     # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which may
     # release nested MemInfos) and then its allocator's free: a few small C
     # frames per nesting level around the callbacks above.
@@ -135,7 +137,8 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
             stack_bound.external_allowance('memset'))
         # ... and one whose kernels take only arrays, scalars and tuples of
         # them: only arena MemInfos die inside (destructors.closed_arguments).
-        depths[CALL_DTOR_OWN] = frames + depths['secretjit_ea_free']
+        depths[CALL_DTOR_OWN] = native.dtor_own_depth(
+            arch, frames, depths['secretjit_ea_free'])
     return mod, depths
 
 
@@ -229,9 +232,13 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
               for t, b in by_thunk.items()}
     # only an exact tree's epilogue can be narrowed (x86-64: passes.epilogue);
-    # where the scan cannot tell (None), the kernel keeps every register
+    # where the scan cannot tell (None), the kernel keeps every register.
+    # (semiexact: not a tree that takes the exact entry with marked runtime
+    # externals: their C code, outside this assembly, writes vector registers)
     written = {}
     for kernel in passes.exact_kernels(bounds) if arch == 'x86_64' else ():
+        if bounds[kernel].externals:
+            continue
         regs = tree_registers(asm, funcs, passes.boundary_name(kernel), opaque=stubbed)
         if regs is not None:
             written[kernel] = regs

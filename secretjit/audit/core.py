@@ -113,16 +113,32 @@ def reachable(obj, root):
     return out
 
 
-def inexact(obj, root):
+def marked(obj, name):
+    """Whether ``name`` is a secret-runtime entry the exact entry accepts
+    (issue 15): one of :func:`stack_bound.native.markable` whose depth in
+    the object's allowances (the runtime's, :mod:`secretjit.arena_nrt`) is a
+    :class:`~secretjit.stack_bound.core.MarkedDepth`: bounded from its
+    machine code but for C library calls that mark the thread, after which
+    the exact entry checks the frame window like the plain one."""
+    from ..stack_bound.core import MarkedDepth
+    from ..stack_bound.native import markable
+    return name in markable() and isinstance(obj.allowances.get(name), MarkedDepth)
+
+
+def inexact(obj, root, accept_marked=False):
     """Why ``root``'s depth is not exact (empty when it is): every function
     it reaches must be machine code of the object the audit read itself, not
     C code with an allowance, and every call must have a known target.  An
-    unknown tree is not exact (fail closed)."""
+    unknown tree is not exact (fail closed).  ``accept_marked`` (the exact
+    entry's check): a :func:`marked` runtime entry is accepted too; without
+    it (the x87 waiver) only the object's own code is."""
     if root is None:
         return ['its tree is unknown']
     out = []
     for n in sorted(reachable(obj, root)):
         if n not in obj.functions or allowed(obj, n):
+            if accept_marked and marked(obj, n):
+                continue
             out.append('its tree calls %s' % stack_bound.readable(n))
         else:
             out += ['%s makes an indirect call at 0x%x' % (stack_bound.readable(n), a)
@@ -233,7 +249,7 @@ def on_call(walk, ins, target, depth_arg, tree):
                                  'needs %s' % (depth_arg, ins.address, need))
         if target == SECRET_CALL_EXACT:
             walk.problems += ['exact secret call at 0x%x, but %s' % (ins.address, why)
-                              for why in inexact(obj, tree)]
+                              for why in inexact(obj, tree, accept_marked=True)]
         walk.pending = None
     elif target is not None and not allowed(obj, target):
         walk.pending = depth(obj, target, walk.ctx.memo)

@@ -62,6 +62,9 @@
 #include <string.h>
 
 #include "arena_internal.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 struct arena_cfg AC = { .lock_gen = 1 };
 struct arena_shared AG = { .lock = PTHREAD_MUTEX_INITIALIZER };

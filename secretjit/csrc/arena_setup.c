@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include "arena_internal.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 static pthread_key_t tkey;
 static int tkey_ok;

@@ -5,6 +5,9 @@
 #include <sys/mman.h>
 
 #include "arena_internal.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 /* A new span of `pages` data pages (+ guard) for the free lists of class c
  * (pages >= class_pages(c)), or -1. */

@@ -57,6 +57,9 @@
 #include <unistd.h>
 
 #include "secretmem.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 #ifndef SYS_memfd_secret
 #define SYS_memfd_secret 447            /* the same on x86-64 and AArch64 */

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "secretmem.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 #ifndef MADV_WIPEONFORK
 #define MADV_WIPEONFORK 18
@@ -191,10 +194,13 @@ void secretjit__misuse(const char *what, const void *p, const char *problem)
     (void)unused;
 }
 
-void secretjit__wipe(void *p, size_t n)
+void (secretjit__wipe)(void *p, size_t n)     /* (name): not marked.h's macro */
 {
-    /* explicit_bzero is glibc >= 2.25; a volatile loop would be slower. */
-    memset(p, 0, n);
+    /* explicit_bzero is glibc >= 2.25; a volatile loop would be slower.
+     * (memset): libc's, not the marking wrapper: the secret stack's scrub
+     * after every call runs it outside the tree; the heap's files call
+     * secretjit__m_wipe (marked.h), which marks, then comes here. */
+    (memset)(p, 0, n);
     __asm__ __volatile__("" : : "r"(p) : "memory");
 }
 

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "secretmem.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 /* common.c's appenders (no stdio). */
 #define put secretjit__append

@@ -21,9 +21,12 @@
  *
  * secretjit_secret_call_exact skips the frame window: the depth is exact (a
  * tree with no external callee, allowance or indirect call), so only a signal
- * frame can lie below it; the rseq-gated signal window check stays.  On
- * x86-64 its common case (stack ready, rseq area, depth <= 512 B) is one
- * assembly function, the rest the same C code as secretjit_secret_call.
+ * frame can lie below it; the rseq-gated signal window check stays.  A tree
+ * whose only allowances are the secret heap's marked C library calls
+ * (marked.h) also takes it: when one of them ran (secretjit__inexact set),
+ * the call is checked like the plain one.  On x86-64 its common case (stack
+ * ready, rseq area, depth <= 512 B) is one assembly function, the rest the
+ * same C code as secretjit_secret_call.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
@@ -378,9 +381,13 @@ static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
         __atomic_store_n((uint64_t *)(rseq + 8), mark, __ATOMIC_RELAXED);
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
     }
+    if (exact)                          /* semiexact: see marked.h */
+        secretjit__inexact = 0;
     s->active = 1;
     secretjit__call_on(fn, arg, s->hi);
     s->active = 0;
+    if (exact && __builtin_expect(secretjit__inexact, 0))
+        exact = 0;      /* a marked C library call ran: check like the plain entry */
     if (rseq) {
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
         interrupted = __atomic_load_n((uint64_t *)(rseq + 8), __ATOMIC_RELAXED) != mark;
@@ -406,17 +413,15 @@ static int secret_call_exact_slow(void (*fn)(void *), void *arg, size_t scrub)
     return secret_call(fn, arg, scrub, 1);
 }
 
-/* The fast path does not know the semiexact helper's flag (marked.h:
- * secretjit__inexact, cleared before the call and checked after it by
- * secret_call): where that header is in, the C entry runs until the
- * assembly clears and checks the flag too. */
-#if defined(__x86_64__) && defined(HAVE_RSEQ) && !defined(SECRETJIT_MARKED_H)
-/* After an interrupted exact call (cold): the signal-window check and the
- * scrub, as secret_call does them; returns 0. */
+#if defined(__x86_64__) && defined(HAVE_RSEQ)
+/* After an exact call that was interrupted or ran a marked C library call
+ * (marked.h: secretjit__inexact, which the fast path clears before the call
+ * as secret_call does), cold: the checks and the scrub as secret_call does
+ * them, the frame window too when the flag is set; returns 0. */
 __attribute__((used, noinline, noipa, cold))
-static int exact_interrupted(struct secret_stack *s, size_t scrub)
+static int exact_tail(struct secret_stack *s, size_t scrub, int interrupted)
 {
-    scrub_after(s, scrub, 1, 1);
+    scrub_after(s, scrub, !secretjit__inexact, interrupted);
     return 0;
 }
 
@@ -444,8 +449,8 @@ _Static_assert(INLINE_SCRUB == 512, "the fast path's limit below");
  * up, locked and not in use, with an rseq area, and a scrub depth of at most
  * INLINE_SCRUB bytes, a multiple of 32; anything else goes to
  * secret_call_exact_slow with the arguments untouched, an interrupted call
- * to exact_interrupted.  One function instead of three (the entry,
- * secretjit__call_on, memset): no callee-saved register but rbp (the depth
+ * or one that ran a marked C library call to exact_tail.  One function
+ * instead of three (the entry, secretjit__call_on, memset): no callee-saved register but rbp (the depth
  * and the saved rseq_cs are kept in its frame, the stack's TLS offset and
  * the rseq area loaded again after the call: 1 ns less than keeping them in
  * four saved registers), the switch in line (the CFA is rbp-based, so
@@ -489,6 +494,8 @@ __asm__(
     "    pushq 8(%rcx)\n"                   /* saved rseq_cs, at -16(%rbp) */
     "    leaq rseq_desc(%rip), %r8\n"
     "    movq %r8, 8(%rcx)\n"               /* mark */
+    "    movq secretjit__inexact@gottpoff(%rip), %r9\n"
+    "    movl $0, %fs:(%r9)\n"               /* no marked call yet */
     "    movl $1, %fs:" SS(ACTIVE) "(%rax)\n"
     "    movq %fs:" SS(HI) "(%rax), %rsp\n" /* onto the secret stack */
     "    movq %rdi, %r8\n"
@@ -506,6 +513,9 @@ __asm__(
     "    cmpq %rsi, %rax\n"
     "    popq %rsi\n"                       /* scrub */
     "    jne 7f\n"                          /* interrupted */
+    "    movq secretjit__inexact@gottpoff(%rip), %rax\n"
+    "    cmpl $0, %fs:(%rax)\n"
+    "    jne 5f\n"                          /* a marked call ran */
     "    movq %fs:" SS(HI) "(%rdx), %rdi\n"
     "    subq %rsi, %rdi\n"                 /* below */
     "    cmpq %rsi, %fs:" SS(USED) "(%rdx)\n"
@@ -525,9 +535,14 @@ __asm__(
     ".cfi_def_cfa %rsp, 8\n"
     "    retq\n"
     ".cfi_restore_state\n"
+    "5:  movq %fs:0, %rdi\n"
+    "    addq %rdx, %rdi\n"                 /* s; scrub in rsi */
+    "    xorl %edx, %edx\n"                 /* not interrupted */
+    "    jmp 3f\n"
     "7:  movq %fs:0, %rdi\n"
     "    addq %rdx, %rdi\n"                 /* s; scrub in rsi */
-    "    callq exact_interrupted\n"         /* rsp = rbp: 16-byte aligned */
+    "    movl $1, %edx\n"                   /* interrupted */
+    "3:  callq exact_tail\n"                /* rsp = rbp: 16-byte aligned */
     "    jmp 6b\n"
     ".cfi_endproc\n"
     ".size secretjit_secret_call_exact, .-secretjit_secret_call_exact\n");

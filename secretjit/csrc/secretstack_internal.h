@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "secretmem.h"
+/* secretjit__inexact: set by the heap's marked C library calls (marked.h). */
+#include "marked.h"
 
 struct secret_stack {
     char *map;          /* guard page + stack */

@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include "slab.h"
+/* last: the C library calls below go through the marking wrappers */
+#define SECRETJIT_MARK_CALLS
+#include "marked.h"
 
 struct slab_cfg CFG;
 static pthread_once_t once = PTHREAD_ONCE_INIT;

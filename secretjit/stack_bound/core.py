@@ -85,6 +85,20 @@ class FrameInfo:
     dynamic: str = ''              # instruction that moves SP by a runtime amount
 
 
+class MarkedDepth(int):
+    """The depth of a secret-runtime entry bounded from machine code except
+    for C library calls that are marked at run time (issue 15): every such
+    call below it goes through a wrapper that sets the thread's
+    ``secretjit__inexact`` first (``secretjit/csrc/marked.h``, proved by
+    :func:`.native.marking_problems`).  A tree whose every external is one
+    of these may take the exact secret entry, which checks the frame window
+    (like the plain entry) exactly when a marked call ran.
+
+    An ``int``: arithmetic on it gives a plain ``int``, so a depth derived
+    from one is not marked unless it is made one again (fail closed)."""
+    __slots__ = ()
+
+
 @dataclass
 class StackBound:
     """Depth bound of one root function, with how it was reached."""
@@ -92,6 +106,12 @@ class StackBound:
     depth: int
     path: list                     # deepest chain of (function, its depth)
     externals: dict                # external callee -> allowance used
+
+    @property
+    def marked(self):
+        """The externals whose depth is a :class:`MarkedDepth`."""
+        return frozenset(n for n, d in self.externals.items()
+                         if isinstance(d, MarkedDepth))
 
 
 

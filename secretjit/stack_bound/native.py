@@ -15,6 +15,13 @@ an unknown one is an error, and a call through a pointer counts the caller's
 
 x86-64 only: the AArch64 build keeps the allowances of
 :data:`.allowances.EXTERNAL_ALLOWANCE` (``None`` from :func:`so_bounds`).
+
+Marked calls (issue 15): :func:`marking_problems` proves that every C library
+call below the runtime's kernel-path entries is made by a wrapper that sets
+the thread's ``secretjit__inexact`` first (``secretjit/csrc/marked.h``); the
+entries' depths are then :class:`~.core.MarkedDepth`, and a tree whose only
+externals are such depths (:func:`markable`) may take the exact secret entry,
+which checks the frame window whenever a marked call ran.
 """
 
 import functools
@@ -23,7 +30,7 @@ import re
 import shutil
 import subprocess
 
-from .core import compute_bounds
+from .core import MarkedDepth, compute_bounds
 
 _FUNC = re.compile(r'^([0-9a-f]+) <(.+)>:$')
 _INSN = re.compile(r'^\s+([0-9a-f]+):\s+(\S.*)$')
@@ -111,7 +118,7 @@ def disassemble(dump):
     return '\n'.join(out) + '\n', names
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _dump(path, mtime):
     """objdump's text of ``path`` (one run per file and version)."""
     return _objdump(path)
@@ -192,16 +199,150 @@ def runtime_bounds(arch):
     machine code, the C library calls they make counted with
     :data:`.allowances.RUNTIME_LIBC_ALLOWANCE`; ``{}`` where it cannot be
     read here (AArch64, no objdump, an unlisted call): the measured
-    allowances of :data:`.allowances.EXTERNAL_ALLOWANCE` stay then."""
+    allowances of :data:`.allowances.EXTERNAL_ALLOWANCE` stay then.  An
+    entry whose every C library call is marked (:func:`marking_problems`
+    finds nothing) gets a :class:`~.core.MarkedDepth`."""
     from .. import secretmem
     from ..errors import SecretPolicyError
     from .allowances import RUNTIME_LIBC_ALLOWANCE
+    path = secretmem.library_path()
     try:
-        bounds = so_bounds(secretmem.library_path(), RUNTIME_ENTRIES, arch,
-                           RUNTIME_LIBC_ALLOWANCE)
+        bounds = so_bounds(path, RUNTIME_ENTRIES, arch, RUNTIME_LIBC_ALLOWANCE)
     except SecretPolicyError:
         return {}
-    return {} if bounds is None else {n: b.depth for n, b in bounds.items()}
+    if bounds is None:
+        return {}
+    return {n: MarkedDepth(b.depth) if not marking_problems(path, [n]) else b.depth
+            for n, b in bounds.items()}
+
+
+# -- marked C library calls (issue 15; secretjit/csrc/marked.h) ------------------
+#
+# The runtime's C library calls below RUNTIME_ENTRIES are all made by
+# wrappers ``secretjit__m_NAME`` that set the calling thread's
+# ``secretjit__inexact`` before they call; secretjit_secret_call_exact clears
+# it before the call and checks the frame window below the depth (as the
+# plain entry does) when it finds it set.  marking_problems proves the first
+# half from the machine code; the second is secretstack.c's (tested in
+# tests/test_semiexact.py).
+MARK_PREFIX = 'secretjit__m_'
+MARK_FLAG = 'secretjit__inexact'
+_TLS_SYMBOL = re.compile(r'^([0-9a-f]+)\s.*\s\.t(?:bss|data)\s+[0-9a-f]+\s+(\S+)$')
+_TPOFF = re.compile(r'^([0-9a-f]+)\s+R_X86_64_TPOFF64\s+(\S+?)(?:\+0x([0-9a-f]+))?$')
+_RIP_LOAD = re.compile(r'^movq (-?0x[0-9a-f]+)\(%rip\),(%r\w+)$')
+_FLAG_STORE = re.compile(r'^movl \$0x1,%fs:(?:0x0)?\((%r\w+)\)$')
+_REGISTER = re.compile(r'%\w+')
+_TRANSFERS = ('j', 'call', 'ret', 'loop', 'syscall', 'int', 'ud2', 'hlt', 'sysenter')
+
+
+def _flag_slots(path):
+    """GOT addresses whose TLS offset (``R_X86_64_TPOFF64``) is
+    :data:`MARK_FLAG`'s, read with ``objdump -t -R``; empty if none."""
+    tool = shutil.which('objdump')
+    out = subprocess.run([tool, '-t', '-R', path], capture_output=True,
+                         text=True).stdout if tool else ''
+    tls = {}
+    for line in out.splitlines():
+        m = _TLS_SYMBOL.match(line.strip())
+        if m:
+            tls[m.group(2)] = int(m.group(1), 16)
+    if MARK_FLAG not in tls:
+        return frozenset()
+    slots = set()
+    for line in out.splitlines():
+        m = _TPOFF.match(line.strip())
+        if not m:
+            continue
+        base = 0 if m.group(2) == '*ABS*' else tls.get(m.group(2))
+        if base is not None and base + int(m.group(3) or '0', 16) == tls[MARK_FLAG]:
+            slots.add(int(m.group(1), 16))
+    return frozenset(slots)
+
+
+def _entry_code(dump):
+    """``{function: [(address, instruction)]}`` from each symbol's own entry
+    (no ``.cold`` parts), whitespace normalised."""
+    out, cur = {}, None
+    for line in dump.splitlines():
+        m = _FUNC.match(line)
+        if m:
+            cur = out.setdefault(m.group(2), [])
+            continue
+        m = _INSN.match(line)
+        if m and cur is not None:
+            cur.append((int(m.group(1), 16), ' '.join(m.group(2).split('#')[0].split())))
+    return out
+
+
+def marks_first(code, slots):
+    """Whether ``code`` (a function's instructions from its entry) stores 1
+    to the flag before any branch, call or return: a ``movq`` from one of
+    the GOT ``slots`` (the flag's TLS offset) into a register, then
+    ``movl $1, %fs:(that register)`` with the register not touched between.
+    Anything else that names the register forgets it (fail closed)."""
+    from .x86_64 import _GPR64
+    holds = set()
+    for k, (addr, text) in enumerate(code):
+        mnem = text.split()[0]
+        if mnem.startswith(_TRANSFERS) or k + 1 == len(code):
+            return False
+        m = _RIP_LOAD.match(text)
+        if m:
+            reg = m.group(2)
+            holds.discard(reg)
+            if code[k + 1][0] + int(m.group(1), 16) in slots:
+                holds.add(reg)
+            continue
+        m = _FLAG_STORE.match(text)
+        if m and m.group(1) in holds:
+            return True
+        if any(_GPR64.get(r, r) in holds for r in _REGISTER.findall(text)) or \
+                mnem.startswith(('rep', 'xchg', 'cmpxchg', 'xadd', 'pop', 'mul',
+                                 'div', 'idiv', 'cpuid', 'rdtsc', 'cqto', 'cltq')):
+            holds = set()
+    return False
+
+
+def marking_problems(path, roots, arch='x86_64'):
+    """Why not every C library call below ``roots`` in the shared object
+    ``path`` is marked (empty when each is): every function reached must
+    be a marking wrapper (:data:`MARK_PREFIX`, whose code must store 1 to
+    :data:`MARK_FLAG` first, :func:`marks_first`; what it calls then runs
+    marked) or call only functions of the object, none through a pointer.
+    Where the machine code cannot be read here, that is the problem."""
+    if arch != 'x86_64' or not path or not os.path.exists(path):
+        return ['no machine code of %s for %s here' % (path, arch)]
+    mtime = os.stat(path).st_mtime_ns
+    dump, parsed = _dump(path, mtime), _parsed(path, mtime)
+    if dump is None or parsed is None:
+        return ['objdump cannot read %s' % path]
+    from .core import ARCHES
+    asm, funcs = parsed
+    infos = ARCHES[arch].parse(asm, funcs)
+    code, slots = _entry_code(dump), _flag_slots(path)
+    problems, seen, todo = [], set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        info = infos.get(name)
+        if info is None:
+            problems.append('%s is not a function of %s' % (name, path))
+        elif name.startswith(MARK_PREFIX):
+            if not marks_first(code.get(name, []), slots):
+                problems.append('%s does not set %s before its first branch or '
+                                'call' % (name, MARK_FLAG))
+        else:
+            if info.indirect:
+                problems.append('%s calls through a pointer' % name)
+            for callee in sorted(info.callees):
+                if callee in infos:
+                    todo.append(callee)
+                else:
+                    problems.append('%s calls %s, not through a marking wrapper'
+                                    % (name, callee))
+    return sorted(problems)
 
 
 # numba's C destructor path: NRT_MemInfo_call_dtor runs the MemInfo's
@@ -230,6 +371,70 @@ def numba_dtor_frames(arch):
     if bounds is None or _pointer_calls(arch) > _MODELLED_POINTER_CALLS:
         return None
     return max(b.depth for b in bounds.values())
+
+
+def numba_dtor_closed(arch):
+    """Whether numba's C destructor path calls nothing but through the
+    pointers the model counts (:func:`numba_dtor_frames` reads it): no C
+    library or other external call of its own."""
+    from ..errors import SecretPolicyError
+    if numba_dtor_frames(arch) is None:
+        return False
+    try:
+        bounds = so_bounds(numba_nrt_path(), NUMBA_DTOR_PATH, arch, {},
+                           indirect_allowance=0)
+    except SecretPolicyError:
+        return False
+    return bounds is not None and all(
+        set(b.externals) <= {'<indirect call>'} for b in bounds.values())
+
+
+def markable():
+    """The externals a kernel's tree may reach and still take the exact
+    entry, when their depth is a :class:`~.core.MarkedDepth`: the runtime's
+    kernel-path entries, the secret engine's NRT entries and callbacks
+    (:mod:`secretjit.arena_nrt`) and numba's ``NRT_MemInfo_call_dtor``.
+    The one list :func:`marked_depth`, ``passes.exact_kernels`` and the
+    audit read."""
+    from .. import arena_nrt
+    from .destructors import CALL_DTOR
+    return frozenset(RUNTIME_ENTRIES + arena_nrt.INTERPOSED + arena_nrt.CALLBACKS
+                     + (CALL_DTOR,))
+
+
+def marked_depth(name, depth, externals):
+    """``depth`` as a :class:`~.core.MarkedDepth` when ``name`` is
+    :func:`markable` and every external its bound counted (``externals``:
+    ``{name: depth}``) is marked too (no indirect call, no allowance);
+    otherwise a plain int."""
+    if name in markable() and all(isinstance(d, MarkedDepth) for d in externals.values()):
+        return MarkedDepth(depth)
+    return int(depth)
+
+
+def dtor_own_depth(arch, frames, free):
+    """The bound of ``NRT_MemInfo_call_dtor`` for a module whose kernels
+    take only arrays, scalars and tuples and make no varsize MemInfo
+    (:data:`.destructors.CALL_DTOR_OWN`): numba's own ``frames`` plus the
+    arena's free (``free``, the depth of ``secretjit_ea_free``).
+
+    Marked (:class:`~.core.MarkedDepth`) when ``free`` is and numba's path
+    calls nothing but through its pointers (:func:`numba_dtor_closed`).
+    Why those pointer calls stay exact: under
+    :func:`.destructors.closed_arguments` every MemInfo that can die inside
+    the call is one the secret engine's NRT entries made, so its
+    destructor is NULL or a module function handed to
+    ``NRT_MemInfo_alloc_dtor`` (counted, with its own externals, in the
+    kernel's tree by :func:`.destructors.with_destructors`), and its
+    external allocator is the arena's, whose free is ``secretjit_ea_free``
+    (``free``); numba's own allocator's free is not reached (``NRT_dealloc``
+    calls the external allocator when the MemInfo has one).  Where
+    ``closed_arguments`` does not hold, :func:`.destructors.for_module`
+    picks the plain bound, never marked."""
+    depth = frames + free
+    if isinstance(free, MarkedDepth) and numba_dtor_closed(arch):
+        return MarkedDepth(depth)
+    return depth
 
 
 # The calls through pointers the model counts for the path: the destructor
