@@ -14,6 +14,8 @@
 #include <sys/random.h>
 #include <sys/types.h>
 
+#include "secretmem.h"
+
 #define HIDDEN __attribute__((visibility("hidden")))
 
 /* numba/core/runtime/nrt.cpp: the layouts numba's generated code assumes. */
@@ -172,14 +174,7 @@ __asm__(
     "    kxorw %k6, %k6, %k6\n    kxorw %k7, %k7, %k7\n"
     "1:  testl $1, %eax\n"
     "    jz 2f\n"
-    "    vpxor %xmm0, %xmm0, %xmm0\n    vpxor %xmm1, %xmm1, %xmm1\n"
-    "    vpxor %xmm2, %xmm2, %xmm2\n    vpxor %xmm3, %xmm3, %xmm3\n"
-    "    vpxor %xmm4, %xmm4, %xmm4\n    vpxor %xmm5, %xmm5, %xmm5\n"
-    "    vpxor %xmm6, %xmm6, %xmm6\n    vpxor %xmm7, %xmm7, %xmm7\n"
-    "    vpxor %xmm8, %xmm8, %xmm8\n    vpxor %xmm9, %xmm9, %xmm9\n"
-    "    vpxor %xmm10, %xmm10, %xmm10\n    vpxor %xmm11, %xmm11, %xmm11\n"
-    "    vpxor %xmm12, %xmm12, %xmm12\n    vpxor %xmm13, %xmm13, %xmm13\n"
-    "    vpxor %xmm14, %xmm14, %xmm14\n    vpxor %xmm15, %xmm15, %xmm15\n"
+    SECRETJIT_VPXOR_XMM0_15
     "2:  xorl %eax, %eax\n"
     "    ret\n"
     ".size secretjit_aot_clear_vregs, .-secretjit_aot_clear_vregs\n");

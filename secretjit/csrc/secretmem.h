@@ -218,4 +218,17 @@ void *secretjit__arena_realloc_kernel(void *p, size_t size);
 struct tcache;
 struct tcache *secretjit__arena_enroll_thread(void);
 
+/* xmm0-15 zeroed with VEX vpxor (which clears the upper ymm/zmm bits too), as
+ * assembly text: the one copy secretjit__clear_vregs (common.c) and
+ * secretjit_aot_clear_vregs (nrt_aot.c) both emit. */
+#define SECRETJIT_VPXOR_XMM0_15 \
+    "    vpxor %xmm0, %xmm0, %xmm0\n    vpxor %xmm1, %xmm1, %xmm1\n" \
+    "    vpxor %xmm2, %xmm2, %xmm2\n    vpxor %xmm3, %xmm3, %xmm3\n" \
+    "    vpxor %xmm4, %xmm4, %xmm4\n    vpxor %xmm5, %xmm5, %xmm5\n" \
+    "    vpxor %xmm6, %xmm6, %xmm6\n    vpxor %xmm7, %xmm7, %xmm7\n" \
+    "    vpxor %xmm8, %xmm8, %xmm8\n    vpxor %xmm9, %xmm9, %xmm9\n" \
+    "    vpxor %xmm10, %xmm10, %xmm10\n    vpxor %xmm11, %xmm11, %xmm11\n" \
+    "    vpxor %xmm12, %xmm12, %xmm12\n    vpxor %xmm13, %xmm13, %xmm13\n" \
+    "    vpxor %xmm14, %xmm14, %xmm14\n    vpxor %xmm15, %xmm15, %xmm15\n"
+
 #endif
