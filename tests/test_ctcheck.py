@@ -55,3 +55,29 @@ def test_ctcheck_without_cases_is_a_clear_error(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 2
     assert 'defines no ctcheck_cases()' in res.stderr
+
+
+_XML = '''<valgrindoutput><error><kind>UninitCondition</kind>
+<what>Conditional jump or move depends on uninitialised value(s)</what><stack>
+%s<frame><ip>0x1010</ip></frame></stack></error></valgrindoutput>'''
+_RUNTIME_FRAME = ('<frame><ip>0x9000</ip><obj>/x/secretjit/_secretmem.cpython-311-x86_64-'
+                  'linux-gnu.so</obj><fn>scrub_after</fn><file>%s</file></frame>')
+
+
+@pytest.mark.parametrize('top,reported', [
+    ('', True),                                       # the kernel's own branch
+    (_RUNTIME_FRAME % 'slab.c', True),                # other runtime code: named
+    (_RUNTIME_FRAME % 'secretstack.c', False),        # the stack's after-call check
+])
+def test_the_secret_stacks_own_window_check_is_not_a_kernel_finding(tmp_path, top, reported):
+    """The runtime's after-call window check reads memory below the scrub
+    depth that memcheck marks undefined when frames pop: an error whose
+    innermost frame is secretstack.c in the runtime is skipped (must not
+    fire); the same error from the kernel itself or other runtime code is
+    reported at the first JIT frame (must fire)."""
+    from secretjit import ctcheck
+    xml = tmp_path / 'm.xml'
+    xml.write_text(_XML % top)
+    found = ctcheck._findings(str(xml), {'kernel': [0x1000, 0x1100]}, {})
+    assert [(f['function'], f['offset']) for f in found] == \
+        ([('kernel', 0x10)] if reported else [])
