@@ -139,7 +139,7 @@ def test_marking_proof_fires_on_a_small_object(tmp_path):
     assert problems('through') == ['through calls through a pointer']
     # The store is found only through the flag's GOT slot.
     code = native._entry_code(native._dump(so, os.stat(so).st_mtime_ns))
-    slots = native._flag_slots(so)
+    slots = native._flag_slots(so, os.stat(so).st_mtime_ns)
     assert slots and native.marks_first(code['secretjit__m_getpid'], slots)
     assert not native.marks_first(code['secretjit__m_getpid'], frozenset())
     assert not native.marks_first(code['secretjit__m_getpid'],

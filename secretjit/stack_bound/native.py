@@ -235,9 +235,11 @@ _REGISTER = re.compile(r'%\w+')
 _TRANSFERS = ('j', 'call', 'ret', 'loop', 'syscall', 'int', 'ud2', 'hlt', 'sysenter')
 
 
-def _flag_slots(path):
+@functools.lru_cache(maxsize=8)
+def _flag_slots(path, mtime):
     """GOT addresses whose TLS offset (``R_X86_64_TPOFF64``) is
-    :data:`MARK_FLAG`'s, read with ``objdump -t -R``; empty if none."""
+    :data:`MARK_FLAG`'s, read with ``objdump -t -R`` (once per file and
+    version); empty if none."""
     tool = shutil.which('objdump')
     out = subprocess.run([tool, '-t', '-R', path], capture_output=True,
                          text=True).stdout if tool else ''
@@ -259,9 +261,10 @@ def _flag_slots(path):
     return frozenset(slots)
 
 
+@functools.lru_cache(maxsize=8)
 def _entry_code(dump):
     """``{function: [(address, instruction)]}`` from each symbol's own entry
-    (no ``.cold`` parts), whitespace normalised."""
+    (no ``.cold`` parts), whitespace normalised (once per dump)."""
     out, cur = {}, None
     for line in dump.splitlines():
         m = _FUNC.match(line)
@@ -303,6 +306,16 @@ def marks_first(code, slots):
     return False
 
 
+@functools.lru_cache(maxsize=16)
+def _frame_infos(path, mtime, roots, arch):
+    """The frame parser's facts of the functions ``roots`` reach in
+    ``path`` (the dump cut to them, :func:`_reachable`: the walk below
+    visits no other), or None where objdump cannot read it."""
+    from .core import ARCHES
+    parsed = _parsed(path, mtime, roots)
+    return None if parsed is None else ARCHES[arch].parse(*parsed)
+
+
 def marking_problems(path, roots, arch='x86_64'):
     """Why not every C library call below ``roots`` in the shared object
     ``path`` is marked (empty when each is): every function reached must
@@ -313,13 +326,11 @@ def marking_problems(path, roots, arch='x86_64'):
     if arch != 'x86_64' or not path or not os.path.exists(path):
         return ['no machine code of %s for %s here' % (path, arch)]
     mtime = os.stat(path).st_mtime_ns
-    dump, parsed = _dump(path, mtime), _parsed(path, mtime)
-    if dump is None or parsed is None:
+    dump = _dump(path, mtime)
+    infos = _frame_infos(path, mtime, tuple(sorted(set(roots))), arch)
+    if dump is None or infos is None:
         return ['objdump cannot read %s' % path]
-    from .core import ARCHES
-    asm, funcs = parsed
-    infos = ARCHES[arch].parse(asm, funcs)
-    code, slots = _entry_code(dump), _flag_slots(path)
+    code, slots = _entry_code(dump), _flag_slots(path, mtime)
     problems, seen, todo = [], set(), list(roots)
     while todo:
         name = todo.pop()
