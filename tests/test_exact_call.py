@@ -31,6 +31,8 @@ from numba import typeof
 from secretjit import passes, secret_jit
 from secretjit.stack_bound import StackBound
 
+from _entries import secret_calls
+
 
 def trivial(x):
     return x + 1
@@ -157,30 +159,24 @@ def test_fast_path_runs_where_it_applies(tmp_path):
     assert hits == {'secret_call_exact_slow': 12, 'exact_tail': 4}, out
 
 
-def _calls(kernel):
-    lib = kernel.overloads[kernel.signatures[0]].library
-    return sorted({name for line in str(lib._final_module).splitlines()
-                   if ' call ' in line
-                   for name in (passes.SECRET_CALL, passes.SECRET_CALL_EXACT)
-                   if '@%s(' % name in line})
 
 
 def test_exact_entry_only_for_a_tree_without_allowances():
     k = secret_jit(trivial)
     assert k(41) == 42
     assert k.stack_bound(k.signatures[0]).externals == {}
-    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    assert secret_calls(k) == [passes.SECRET_CALL_EXACT]
     k = secret_jit(with_libm)
     assert k(1.0) == pytest.approx(math.e)
     assert k.stack_bound(k.signatures[0]).externals       # an allowance
-    assert _calls(k) == [passes.SECRET_CALL]
+    assert secret_calls(k) == [passes.SECRET_CALL]
     # Since issue 15 (semiexact) a tree whose only externals are the secret
     # runtime's marked entries takes the exact entry too (tests/test_semiexact.py).
     k = secret_jit(allocating)
     assert k(3) == 12
     b = k.stack_bound(k.signatures[0])
     assert b.externals and b.marked == set(b.externals)
-    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    assert secret_calls(k) == [passes.SECRET_CALL_EXACT]
 
 
 def test_exact_kernels_reads_the_externals():
@@ -232,7 +228,7 @@ def test_x87_zeroing_dropped_only_without_x87_code():
     # The register canary kernel writes the x87 stack: exact, but zeroing kept.
     r = secret_jit(register_kernel)
     r(np.uint64(1))
-    assert _calls(r) == [passes.SECRET_CALL_EXACT]
+    assert secret_calls(r) == [passes.SECRET_CALL_EXACT]
     assert _x87_zeroing(r)
 
 

@@ -44,6 +44,8 @@ from secretjit.stack_bound import StackBound, native
 from secretjit.stack_bound.core import MarkedDepth
 from secretjit.testing import probes
 
+from _entries import secret_calls
+
 X86 = platform.machine() == 'x86_64' and shutil.which('objdump')
 needs_x86 = pytest.mark.skipif(not X86, reason='the machine-code reader is x86-64 '
                                'only and needs objdump')
@@ -184,12 +186,6 @@ def with_list(x):
     return lst[0] + lst[1]
 
 
-def _calls(kernel):
-    lib = kernel.overloads[kernel.signatures[0]].library
-    return sorted({name for line in str(lib._final_module).splitlines()
-                   if ' call ' in line
-                   for name in (passes.SECRET_CALL, passes.SECRET_CALL_EXACT)
-                   if '@%s(' % name in line})
 
 
 @needs_x86
@@ -199,7 +195,7 @@ def test_allocating_kernel_takes_the_exact_entry_and_its_controls_do_not():
     b = k.stack_bound(k.signatures[0])
     assert set(b.externals) == {'NRT_MemInfo_alloc_aligned', 'NRT_MemInfo_call_dtor'}
     assert b.marked == set(b.externals)
-    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    assert secret_calls(k) == [passes.SECRET_CALL_EXACT]
     # Its epilogue is not narrowed (the runtime's C, outside the module's
     # assembly, writes vector registers): x87 and every vector zeroed.
     lib = k.overloads[k.signatures[0]].library
@@ -211,7 +207,7 @@ def test_allocating_kernel_takes_the_exact_entry_and_its_controls_do_not():
         assert c(*args) == pytest.approx(fn(*args))
         cb = c.stack_bound(c.signatures[0])
         assert set(cb.externals) - cb.marked, (fn.__name__, cb.externals)
-        assert _calls(c) == [passes.SECRET_CALL], fn.__name__
+        assert secret_calls(c) == [passes.SECRET_CALL], fn.__name__
 
 
 @needs_x86
@@ -224,7 +220,7 @@ def test_unmarked_runtime_depths_keep_the_plain_entry(monkeypatch):
                         {n: int(d) for n, d in cg.runtime_depths.items()})
     k = secret_jit(temp64)
     assert k(3) == temp64(3)
-    assert _calls(k) == [passes.SECRET_CALL]
+    assert secret_calls(k) == [passes.SECRET_CALL]
 
 
 audit = pytest.importorskip('secretjit.audit')
@@ -279,7 +275,7 @@ def test_allocating_kernel_on_the_exact_entry_leaves_no_stack_secret(key):
     from secretjit.testing import check_erased
     k = secret_jit(alloc_stack_kernel)
     assert k(key) == njit(alloc_stack_kernel)(key)
-    assert _calls(k) == [passes.SECRET_CALL_EXACT]
+    assert secret_calls(k) == [passes.SECRET_CALL_EXACT]
     report = check_erased(k, key, mechanisms=['stack'])
     assert report.control['stack'].count > 0, 'control: the probe sees no stack leak'
     assert report.secret['stack'].count == 0, report.table()
