@@ -21,6 +21,7 @@ elffile = pytest.importorskip('elftools.elf.elffile')
 from secretjit import audit, secret_jit  # noqa: E402
 from secretjit.__main__ import main  # noqa: E402
 
+from _ctcheck_cases import vetted_entry_kernels  # noqa: E402
 from _kernels import stack_kernel  # noqa: E402
 
 pytestmark = pytest.mark.skipif(platform.machine() != 'x86_64',
@@ -117,9 +118,7 @@ def test_call_to_an_unlisted_external_is_caught(built):
     assert not res.calls_ok and 'PyBytes_FromStringAndSize' in res.unlisted and not res.ok
 
 
-VETTED = ['aead_seal_kernel', 'aead_open_kernel', 'xaead_seal_kernel', 'blake2b_into',
-          'chacha20_xor', 'hchacha20_kernel', 'hmac_sha256_into', 'hkdf_sha256_into',
-          'poly1305_mac', 'poly1305_verify_kernel', 'sha256_into', 'x25519_kernel']
+VETTED = sorted(vetted_entry_kernels())
 
 
 @pytest.fixture(scope='module')
@@ -128,8 +127,14 @@ def vetted_cases():
     from _ctcheck_cases import ctcheck_cases
     cases = {k.py_func.__name__: (k, args) for k, args in ctcheck_cases()
              if k.__module__.startswith('secretjit.kernels')}
-    assert sorted(cases) == sorted(VETTED), 'the vetted kernels changed: update VETTED'
     return cases
+
+
+def test_every_vetted_entry_kernel_has_a_ctcheck_case(vetted_cases):
+    # the valgrind run and the audit below cover exactly the kernels
+    # secretjit.kernels defines: a new entry kernel without a case fails here
+    assert len(VETTED) >= 14, VETTED
+    assert sorted(vetted_cases) == VETTED
 
 
 @pytest.mark.parametrize('name', VETTED)
