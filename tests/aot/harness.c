@@ -150,7 +150,12 @@ static int regs(const uint64_t *key)
             continue;
         }
 #endif
+#if defined(__x86_64__)
+        /* k0-k7 (save[9 + 8 * 32 ...]): kmovw loaded the canary's low 16 bits */
+        canaries += save[i] == (i >= 9 + 8 * 32 ? (CANARY & 0xffff) : CANARY);
+#else
         canaries += save[i] == CANARY;
+#endif
         nonzero += save[i] != 0;
     }
     printf("status=%d\nresult=%" PRIu64 "\nleaks=%d\ncanaries=%d\nnonzero=%d\n"

@@ -26,6 +26,29 @@ def reg_kernel(key, out):
     return np.uint64(key.size)
 
 
+@export("vec_kernel", "uint64(uint64[::1], uint64[::1])")
+def vec_kernel(key, out):
+    """Six reductions and a select over the key: vectorized for AVX-512 it
+    keeps more than 16 vectors live (zmm16-31) and compares into masks (k1-k7),
+    so a --cpu host boundary must zero those (the audit test drops one)."""
+    a = np.uint64(0)
+    b = np.uint64(0)
+    c = np.uint64(0)
+    d = np.uint64(1)
+    e = np.uint64(0)
+    f = np.uint64(0)
+    for i in range(key.size):
+        v = key[i]
+        w = v * np.uint64(3) if v > out[i] else out[i] ^ np.uint64(5)
+        a += w
+        b ^= v * np.uint64(3)
+        c |= v >> np.uint64(5)
+        d *= v | np.uint64(1)
+        e += v & np.uint64(0xff)
+        f ^= v << np.uint64(3)
+    return a + b + c + d + e + f
+
+
 @export("toy_mix", "int64(uint8[::1], uint8[::1])")
 def toy_mix(key, out):
     """Sum of key ^ 0x5a; out[i] = key[i % len] ^ 0x5a."""
