@@ -280,16 +280,20 @@ def test_c_runtime_has_no_x87_code():
 
 
 def test_x87_scan_of_assembly_text():
-    """Must-fire: x87 mnemonics (with a prefix too), MMX registers, st
-    operands; must-not-fire: SSE/AVX code, labels and comments naming them."""
-    from secretjit.stack_bound.x87 import x87_functions
+    """The x87 rule as the epilogue applies it (vregs.tree_registers).
+    Must-fire: x87 mnemonics (with a prefix too), MMX registers, st operands,
+    x87 state saves; must-not-fire: SSE/AVX code, labels and comments naming
+    them, and the epilogue's own fldz / fstp %st(0) (a zero pushed, popped)."""
+    from secretjit.stack_bound.vregs import X87, tree_registers
     asm = '\n'.join([
         'clean:', '\tvxorps %xmm0, %xmm0, %xmm0', '\tmovq %rax, %rbx  # fldz %st(0)',
         '.Lfldz:', '\tretq', '.Lfunc_end0:',
-        'fpu:', '\tfldz', '\tretq', '.Lfunc_end1:',
+        'fpu:', '\tfldl (%rdi)', '\tretq', '.Lfunc_end1:',
         'mmx:', '\tmovq %mm0, %rax', '\tretq', '.Lfunc_end2:',
         'prefixed:', '\tlock fstp %st(1)', '.Lfunc_end3:',
-        'state:', '\tfxsave (%rdi)', '.Lfunc_end4:'])
-    names = ['clean', 'fpu', 'mmx', 'prefixed', 'state']
-    assert x87_functions(asm, names) == ['fpu', 'mmx', 'prefixed', 'state']
-    assert x87_functions(asm, ['clean']) == []
+        'state:', '\tfxsave (%rdi)', '.Lfunc_end4:',
+        'zeroing:', '\tfldz', '\tfstp %st(0)', '\tretq', '.Lfunc_end5:'])
+    names = ['clean', 'fpu', 'mmx', 'prefixed', 'state', 'zeroing']
+    writes = {n: X87 in tree_registers(asm, names, n) for n in names}
+    assert writes == {'clean': False, 'fpu': True, 'mmx': True, 'prefixed': True,
+                      'state': True, 'zeroing': False}

@@ -8,10 +8,11 @@ are the x87 registers) cannot leave anything in them, so
 :mod:`passes.exact_call` drops that part for an exact tree (no external
 callee: nothing outside the scanned code runs) where nothing the boundary
 reaches has one (:mod:`.vregs`, which applies :func:`x87_instruction` with
-the vector registers).
+the vector registers, and counts the epilogue's own ``fldz`` / ``fstp
+%st(0)`` as no write).
 
-    x87_functions(asm, functions) -> the functions with an instruction that is
-        x87 (mnemonic ``f...``), ``emms``/``femms``, or names ``%st``/``%mm``
+    x87_instruction(mnem, ops) -> whether an instruction is x87 (mnemonic
+        ``f...``), ``emms``/``femms``, or names ``%st``/``%mm``
 
 Conservative by construction: every x87 mnemonic starts with ``f`` (and no
 SSE/AVX one does), and any instruction naming an x87 or MMX register counts;
@@ -20,8 +21,6 @@ same on the object the JIT loaded (:mod:`secretjit.audit.x86_64`).
 """
 
 import re
-
-from .core import ARCHES, function_bodies
 
 _X87_OPERAND = re.compile(r'%(?:st\b|st\(|mm[0-7]\b)')
 _PREFIXES = ('lock', 'rep', 'repe', 'repne', 'repz', 'repnz', 'data16', 'rex64')
@@ -41,13 +40,3 @@ def x87_instruction(mnem, ops):
         words = words[1:]
     return (x87_mnemonic(words[0] if words else '')
             or any(_X87_OPERAND.search(o) for o in ops))
-
-
-def x87_functions(asm, functions):
-    """The ``functions`` of LLVM's x86-64 assembly text ``asm`` (as many as it
-    defines) with an x87 or MMX instruction."""
-    out = []
-    for name, body in function_bodies(asm, set(functions), ARCHES['x86_64']).items():
-        if any(mnem != ':label' and x87_instruction(mnem, ops) for mnem, ops in body):
-            out.append(name)
-    return sorted(out)
