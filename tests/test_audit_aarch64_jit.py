@@ -53,7 +53,7 @@ def test_every_vetted_kernel_passes_for_both_cpus(objects):
     names = [t[0] for t in cross.TARGETS]
     assert sorted((k, t) for k, t, *_ in objects) == sorted(
         (k, t) for k in _vetted() for t in names)
-    assert len(objects) == 2 * 12
+    assert len(objects) == 2 * len(_vetted()) >= 2 * 14
     for row in objects:
         results = _audit(row)
         assert results and all(r.ok and r.arch == 'aarch64' for r in results), (row[:2], results)
