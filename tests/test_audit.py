@@ -75,14 +75,17 @@ def test_dropped_register_zeroing_is_caught(built):
     assert not res.registers_ok and res.registers_missing == ['r11'] and not res.ok
 
 
-def test_scrub_depth_shrunk_by_16_is_caught(built):
-    base, insns = _boundary(built[0])
-    data = built[0]
+def _shrink_scrub(data, by=16):
+    base, insns = _boundary(data)
     for i in insns:                      # both immediates: secret stack and in place
         if i.mnemonic == 'mov' and i.op_str.startswith(('edx, 0x', 'esi, 0x')):
             imm = int(i.op_str.split(',')[1], 0)
-            data = _patch(data, base + i.address + 1, struct.pack('<I', imm - 16))
-    res = _audit(data, built)
+            data = _patch(data, base + i.address + 1, struct.pack('<I', imm - by))
+    return data
+
+
+def test_scrub_depth_shrunk_by_16_is_caught(built):
+    res = _audit(_shrink_scrub(built[0]), built)
     assert not res.scrub_ok and not res.ok
     assert any('needs' in p for p in res.scrub_problems), res.scrub_problems
 
@@ -212,3 +215,66 @@ def test_callee_that_differs_between_paths_is_not_resolved():
     # a 32-bit write replaces the whole register (the scan missed it)
     code = MOVABS_R15 + [0x45, 0x31, 0xff] + CALL_R15 + RET     # xor r15d, r15d
     assert _fake_object(code, {0: 'A'}) == {13: None}
+
+
+# the red zone (audit.x86_64.below_sp, the rule of stack_bound.x86_64's):
+# a leaf that reaches below rsp keeps the 128 bytes in its depth
+REACHES_BELOW_RSP = [
+    '48897c24f8',           # mov [rsp - 8], rdi
+    '488b4424f8',           # mov rax, [rsp - 8]
+    '488944cc08',           # mov [rsp + rcx*8 + 8], rax: indexed
+    '488d442410',           # lea rax, [rsp + 0x10]: its address
+    '4889e5',               # mov rbp, rsp
+    '54',                   # push rsp
+]
+STAYS_AT_OR_ABOVE_RSP = [
+    '48893c24',             # mov [rsp], rdi
+    '488b442418',           # mov rax, [rsp + 0x18]
+    '0f2944240f',           # movaps [rsp + 0xf], xmm0
+    '4883ec18',             # sub rsp, 0x18 (the frame accounting's)
+    '4883e4e0',             # and rsp, -32
+    '4889ec',               # mov rsp, rbp
+    '53', '5b', 'c3',       # push rbx, pop rbx, ret
+    '0f1144f0e0',           # movups [rax + rsi*8 - 0x20], xmm0: not rsp
+]
+
+
+def _one(hexcode):
+    md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+    md.detail = True
+    (ins,) = md.disasm(bytes.fromhex(hexcode), 0)
+    return ins
+
+
+@pytest.mark.parametrize('hexcode', REACHES_BELOW_RSP)
+def test_below_rsp_fires(hexcode):
+    from secretjit.audit.x86_64 import below_sp
+    assert below_sp(_one(hexcode))
+
+
+@pytest.mark.parametrize('hexcode', STAYS_AT_OR_ABOVE_RSP)
+def test_below_rsp_does_not_fire(hexcode):
+    from secretjit.audit.x86_64 import below_sp
+    assert not below_sp(_one(hexcode))
+
+
+def test_trivial_leaf_is_bounded_without_the_red_zone():
+    """``x + 1``: the kernel is a leaf that stores nothing below rsp, so the
+    audit requires (and the boundary scrubs) the thunk's frame and the
+    return addresses only, not the 128-byte red zone; the audit passes and
+    still fails the scrub shrunk by 16 bytes (must-fire)."""
+    from numba import typeof
+
+    def plus_one(x):
+        return x + 1
+
+    copy = audit.fresh_copy(secret_jit(plus_one), [(typeof(1),)])
+    lib = copy.overloads[copy.signatures[0]].library
+    data = lib._get_compiled_object()
+    built = (data, dict(lib.codegen.runtime_depths), lib.stack_bounds)
+    res = _audit(data, built)
+    assert res.ok, res
+    assert res.depth_scrubbed == res.stack_bound_depth >= res.depth_required
+    assert res.depth_scrubbed < 128
+    res = _audit(_shrink_scrub(data), built)
+    assert not res.scrub_ok and any('needs' in p for p in res.scrub_problems), res

@@ -202,8 +202,9 @@ def test_destructor_passed_in_the_ir_is_counted_where_the_naming_misses_it():
     assert destructors(_STRUCT_DTOR_ASM, funcs, _STRUCT_DTOR_IR) == {'_Dtor.T'}
     new = compute_bounds(_STRUCT_DTOR_ASM, funcs, ['kernel'], 'x86_64',
                          extra_allowance=extra, ir_text=_STRUCT_DTOR_IR)['kernel']
-    # kernel (16) + call_dtor (1000) + the destructor (8 + 4800, a leaf: + 128 red zone)
-    assert new.path[0][1] == 16 + 1000 + 4808 + 128
+    # kernel (16) + call_dtor (1000) + the destructor (8 + 4800, a leaf
+    # storing nothing below rsp: no red zone)
+    assert new.path[0][1] == 16 + 1000 + 4808
     assert [n for n, _ in new.path] == ['kernel', 'NRT_MemInfo_call_dtor', '_Dtor.T']
 
 

@@ -5,6 +5,7 @@ import pytest
 from secretjit import SecretPolicyError
 from secretjit.stack_bound import (DEFAULT_ALLOWANCE, compute_bounds,
                                    external_allowance, parse_x86_64, readable)
+from secretjit.stack_bound.x86_64 import below_sp
 
 LEAF = '''
 leaf:
@@ -37,11 +38,79 @@ caller:
 '''
 
 
+RED_ZONE_LEAF = '''
+leaf:
+\tmovq\t%rdi, -8(%rsp)
+\tmovq\t-8(%rsp), %rax
+\tretq
+.Lfunc_end0:
+'''
+
+
 def test_leaf_frame_and_red_zone():
     info = parse_x86_64(LEAF, {'leaf'})['leaf']
-    assert info.frame == 8 + 24 and not info.calls
+    assert info.frame == 8 + 24 and not info.calls and not info.below_sp
     bound = compute_bounds(LEAF, {'leaf'}, ['leaf'], 'x86_64')['leaf']
-    assert bound.depth == 32 + 128          # red zone below a leaf
+    assert bound.depth == 32                # stores at or above rsp only
+    # control: the same kind of leaf storing below rsp gets the red zone
+    info = parse_x86_64(RED_ZONE_LEAF, {'leaf'})['leaf']
+    assert info.below_sp == 'movq %rdi, -8(%rsp)'
+    bound = compute_bounds(RED_ZONE_LEAF, {'leaf'}, ['leaf'], 'x86_64')['leaf']
+    assert bound.depth == 16 + 128
+
+
+# below_sp: the instructions that may reach the red zone (must fire) and the
+# ones that stay at or above rsp or only move it (must not fire)
+BELOW_SP = [
+    ('movq', ['%rdi', '-8(%rsp)']),             # a store below rsp
+    ('movups', ['-0x20(%rsp)', '%xmm0']),       # objdump's hex, a load
+    ('movq', ['%rax', '8(%rsp,%rcx,8)']),       # indexed: any offset
+    ('movl', ['%eax', 'foo(%rsp)']),            # symbolic displacement
+    ('leaq', ['16(%rsp)', '%rax']),             # its address, offset later
+    ('movq', ['%rsp', '%rbp']),                 # the frame-pointer idiom
+    ('movq', ['%rsp', '%rax']),
+    ('pushq', ['%rsp']),
+    ('movq', ['%rax', '%fs:-8(%rsp)']),         # a form the rule does not parse
+]
+NOT_BELOW_SP = [
+    ('movq', ['%rdi', '(%rsp)']),
+    ('movq', ['24(%rsp)', '%rax']),
+    ('movaps', ['%xmm0', '0x10(%rsp)']),
+    ('subq', ['$24', '%rsp']),                  # frame accounting's cases
+    ('addq', ['$24', '%rsp']),
+    ('andq', ['$-32', '%rsp']),
+    ('leaq', ['-16(%rbp)', '%rsp']),
+    ('movq', ['%rbp', '%rsp']),
+    ('pushq', ['%rbx']),
+    ('popq', ['%rbx']),
+    ('callq', ['*%rax']),
+    ('retq', []),
+    ('movq', ['-8(%rbp)', '%rax']),             # not rsp
+]
+
+
+@pytest.mark.parametrize('mnem,ops', BELOW_SP)
+def test_below_sp_fires(mnem, ops):
+    assert below_sp(mnem, ops)
+
+
+@pytest.mark.parametrize('mnem,ops', NOT_BELOW_SP)
+def test_below_sp_does_not_fire(mnem, ops):
+    assert not below_sp(mnem, ops)
+
+
+def test_frame_pointer_leaf_keeps_the_red_zone():
+    asm = '''
+leaf:
+\tpushq\t%rbp
+\tmovq\t%rsp, %rbp
+\tmovq\t%rdi, -8(%rbp)
+\tpopq\t%rbp
+\tretq
+.Lfunc_end0:
+'''
+    bound = compute_bounds(asm, {'leaf'}, ['leaf'], 'x86_64')['leaf']
+    assert bound.depth == 16 + 128          # rbp = rsp, then below it
 
 
 def test_hoisted_function_address_is_followed_through_a_loop():

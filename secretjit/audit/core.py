@@ -89,7 +89,7 @@ def depth(obj, name, memo, seen=()):
         if f.frame is None:
             raise AuditError("%s moves the stack pointer by an amount the audit "
                              "cannot bound (a dynamic frame)" % stack_bound.readable(name))
-        below = obj.arch.red_zone if f.leaf else 0
+        below = obj.arch.red_zone if f.leaf and f.below_sp else 0
         for _, target in f.calls:
             if target is None:
                 below = max(below, stack_bound.DEFAULT_ALLOWANCE)

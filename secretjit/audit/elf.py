@@ -44,6 +44,7 @@ class Function:
     frame: int = 0                                  # None: not bounded statically
     calls: list = field(default_factory=list)       # (insn addr, target name or None)
     leaf: bool = True
+    below_sp: bool = True                           # may reach below sp (red zone)
     scrub_arg: str = None                           # a scrub routine's depth register
 
 

@@ -3,8 +3,9 @@
 ``frame(f)`` is the return address plus every decrement of rsp (pushes,
 ``sub rsp``, realignment with ``and``); function addresses reach registers
 through ``movabs`` (the JIT's large code model, with a relocation) and are
-followed through register copies.  A leaf may use the 128-byte red zone.
-The boundary passes its scrub depth to ``secretjit_secret_call`` in edx and
+followed through register copies.  A leaf may use the 128-byte red zone,
+unless no instruction of it reaches below rsp (:func:`below_sp`, the rule of
+``stack_bound.x86_64.below_sp`` on capstone's operands).  The boundary passes its scrub depth to ``secretjit_secret_call`` in edx and
 scrubs in place with ``rep stosq`` (rcx = depth / 8).
 """
 
@@ -13,7 +14,7 @@ from ..stack_bound.vregs import implicit_registers
 from ..stack_bound.x87 import x87_mnemonic
 from . import core
 
-_REG, _IMM = 1, 2                       # capstone X86_OP_REG, X86_OP_IMM
+_REG, _IMM, _MEM = 1, 2, 3              # capstone X86_OP_REG, _IMM, _MEM
 
 _GPR64 = {}
 for _r in ('ax', 'cx', 'dx', 'si', 'di', 'bx', 'bp', 'sp'):
@@ -94,6 +95,25 @@ def zeroes(ins):
     return set()
 
 
+def below_sp(ins):
+    """Whether ``ins`` may reach memory below rsp (a leaf's red zone): a
+    memory operand off rsp with a negative displacement or an index, rsp's
+    address (``lea``) or value in any operand but the destination of an
+    instruction that moves rsp, which the frame accounting counts; push,
+    pop, call and ret touch the stack implicitly, not below rsp."""
+    ops = ins.operands
+    if not ops or (ops[0].type == _REG and canon(ins.reg_name(ops[0].reg)) == 'rsp'
+                   and not ins.mnemonic.startswith('push')):
+        return False
+    for o in ops:
+        if o.type == _REG and canon(ins.reg_name(o.reg)) == 'rsp':
+            return True
+        if o.type == _MEM and o.mem.base and canon(ins.reg_name(o.mem.base)) == 'rsp':
+            if o.mem.index or o.mem.disp < 0 or ins.mnemonic == 'lea':
+                return True
+    return False
+
+
 class X86_64(core.Arch):
     def disassembler(self, capstone):
         return capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
@@ -122,6 +142,7 @@ class X86_64(core.Arch):
 
     def analyse(self, obj, f):
         f.insns.extend(obj.cs.disasm(f.code, f.addr))
+        f.below_sp = any(below_sp(ins) for ins in f.insns)
         for ins in f.insns:
             m, ops = ins.mnemonic, ins.op_str.replace(' ', '')
             if m == 'push':

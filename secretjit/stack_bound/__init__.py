@@ -4,7 +4,7 @@ The bound is computed from the machine code LLVM emits for the final module
 (its assembly text), not from the IR: register allocation, spills, stack
 realignment and libcalls only exist there.  For each function::
 
-    depth(f) = frame(f) + max(red_zone if f is a leaf,
+    depth(f) = frame(f) + max(red_zone if f is a leaf that may use it,
                               depth(g) for every g that f calls or references)
 
 ``frame(f)`` is the return address plus every decrement of the stack pointer

@@ -83,6 +83,8 @@ class FrameInfo:
     callees: set = field(default_factory=set)
     indirect: int = 0              # calls through unknown pointers
     dynamic: str = ''              # instruction that moves SP by a runtime amount
+    below_sp: str = ''             # first instruction that may reach below SP
+                                   # (a leaf's red zone; '' = provably none)
 
 
 class MarkedDepth(int):
@@ -361,7 +363,7 @@ class _Depths:
                 "%s moves the stack pointer by a runtime amount (%s), so its "
                 "frame has no static bound" % (name, info.dynamic),
                 "avoid variable-sized stack allocations in secret kernels")
-        below = 0 if info.calls else self.red_zone
+        below = 0 if info.calls or not info.below_sp else self.red_zone
         path, ext = [], {}
         if info.indirect:                 # calls through unknown pointers
             if self.indirect is None:

@@ -3,7 +3,9 @@
 ``frame(f)`` is the return address plus every decrement of ``%rsp`` (pushes,
 ``sub $n, %rsp``, realignment with ``and``); function addresses reach
 registers through ``movabsq $sym`` (the JIT's large code model) and are
-followed through register copies.  A leaf may use the 128-byte red zone.
+followed through register copies.  A leaf may use the 128-byte red zone
+below ``%rsp``; one that provably does not (:func:`below_sp`: no memory
+operand below ``%rsp`` and no copy of it) is bounded without it.
 """
 
 import re
@@ -127,8 +129,42 @@ def _imm(op):
         return None
 
 
+_SP = frozenset(('%rsp', '%esp', '%sp', '%spl'))
+_SP_MEMORY = re.compile(r'^(.*)\(%rsp(,[^)]*)?\)$')
+
+
+def below_sp(mnem, ops):
+    """Whether an instruction may reach memory below ``%rsp`` (the red
+    zone): a memory operand off ``%rsp`` with a negative, symbolic or
+    indexed displacement, ``%rsp``'s address or value copied into another
+    register (from where it could be offset down), or ``%rsp`` read in any
+    other way.  Instructions that only move ``%rsp`` (``sub $n, %rsp``,
+    ``lea -n(%rsp), %rsp``...; :func:`_step` counts them in the frame) and
+    the implicit stack accesses of push, pop, call and ret do not count.
+    False means the function's stores stay at or above ``%rsp``, so as a
+    leaf it needs no red zone in its bound; True (the safe answer) keeps
+    the 128 bytes."""
+    if not ops or (ops[-1] in _SP and not mnem.startswith('push')):
+        return False                    # moves sp: the frame accounting's case
+    for op in ops:
+        if op in _SP:
+            return True                 # sp read or copied
+        m = _SP_MEMORY.match(op.strip())
+        if m is None:
+            if '%rsp' in op or '%esp' in op:
+                return True             # an unrecognised form: fail closed
+            continue
+        disp, index = m.group(1).strip(), m.group(2)
+        off = _imm(disp or '0')
+        if index or off is None or off < 0 or mnem.startswith('lea'):
+            return True
+    return False
+
+
 def _step(info, mnem, ops, regs):
     dst = ops[-1] if ops else ''
+    if not info.below_sp and below_sp(mnem, ops):
+        info.below_sp = '%s %s' % (mnem, ', '.join(ops))
     if mnem in ('pushq', 'pushfq', 'push'):
         info.frame += 8
         return
