@@ -12,7 +12,7 @@ from .boundary import (BOUNDARY_PREFIX, DEPTH_PREFIX, SECRET_CALL,
                        THUNK_PREFIX, boundary_name, depth_symbol,
                        insert_boundaries, thunk_name)
 from .atomics import neutral_atomics
-from .c_wrapper import WrapperSpec, c_abi_wrappers
+from .c_wrapper import WrapperSpec, c_abi_wrappers, drop_clears
 from .constant_time import Finding, find_ct_violations
 from .debug_info import line_tables_for_dwarf, strip_debug_info
 from .empty_asm import empty_inline_asm, restore_scrubs
@@ -31,7 +31,7 @@ from .zero_regs import zero_call_used_regs
 
 __all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
            'PassReport', 'SECRET_CALL', 'SECRET_CALL_EXACT', 'SCRUB_FN', 'THUNK_PREFIX',
-           'WrapperSpec', 'boundary_name', 'c_abi_wrappers', 'depth_symbol',
+           'WrapperSpec', 'boundary_name', 'c_abi_wrappers', 'depth_symbol', 'drop_clears',
            'exact_kernels', 'find_ct_violations', 'generic_refcount', 'insert_boundaries',
            'internalize_all_but', 'internalize_linkonce', 'line_tables_for_dwarf',
            'empty_inline_asm', 'lower_declassify', 'restore_scrubs',

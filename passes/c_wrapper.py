@@ -28,11 +28,14 @@ and builds it); :func:`c_abi_wrappers` returns the IR module, which the
 pipeline links with the kernels.
 """
 
+import re
 from dataclasses import dataclass
 
 from llvmlite import ir
 
+from .boundary import BOUNDARY_PREFIX
 from .report import PassReport
+from .textir import text_pass, unquote
 
 _PTR = ir.PointerType()
 _I1 = ir.IntType(1)
@@ -146,6 +149,45 @@ def _wrapper(mod, spec):
     if spec.result:
         _store_result(b, spec, slot, out)
     b.ret(_I32(0))
+
+
+_BOUNDARY_CALL = re.compile(r'@("%s[^"]+"|%s[-\w.$]+)\(' % (
+    re.escape(BOUNDARY_PREFIX), re.escape(BOUNDARY_PREFIX)))
+
+
+@text_pass
+def drop_clears(mod, kernels, clear):
+    """Remove the call of ``clear`` after the kernel call from every wrapper
+    whose boundaries all belong to ``kernels`` (after optimization)::
+
+        %status = call i32 @"__secretjit.boundary.K"(ptr %retslot, ...)
+        call void @secretjit_aot_clear_vregs()              ==>  (gone)
+
+    For x86-64 libraries built without AVX-512 the export's clear zeroes
+    what the build's own epilogue cannot name (ymm/zmm upper bits,
+    zmm16-31, k0-k7).  ``kernels`` are the exact trees whose written
+    registers :func:`secretjit.stack_bound.vregs.tree_registers` knew: only
+    the module's code (built for that ISA, so it writes none of those) and
+    the runtime's exact entry (which leaves no secret in a vector register)
+    run in them, and the boundary's epilogue zeroes what they write.  A
+    wrapper calling any other boundary keeps its clear."""
+    report = PassReport('drop_clears')
+    kernels = set(kernels)
+    call = re.compile(r'^\s*(?:(?:tail|notail|musttail) )?call (?:[\w ]+ )?void @%s\(\)'
+                      r'(?: #\d+)?\s*$' % re.escape(clear))
+    for fn in mod.defined():
+        at = [i for i, line in enumerate(fn.body) if call.match(line)]
+        if not at:
+            continue
+        called = {unquote(m.group(1))[len(BOUNDARY_PREFIX):]
+                  for line in fn.body for m in _BOUNDARY_CALL.finditer(line)}
+        if not called or not called <= kernels:
+            report.count('kept')
+            continue
+        for i in reversed(at):
+            del fn.body[i]
+        report.count('dropped', len(at))
+    return mod, report
 
 
 def c_abi_wrappers(specs, name='secretjit.c_abi'):

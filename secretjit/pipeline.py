@@ -155,7 +155,8 @@ def before_optimization(mod, entries, arch, epilogue=None):
 
 def after_optimization(text, tm, arch, extra_allowance=None,
                        module_name='<module>', skip=(), reparse=None,
-                       stack_limit=None, line_text=None, finish=None):
+                       stack_limit=None, line_text=None, finish=None,
+                       clear=None):
     """The secret passes that follow -O3, for any target machine ``tm``.
 
     Internalizes linkonce functions, adds register zeroing (``skip``: the
@@ -169,6 +170,9 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     ``line_text``, the module with numba's line tables, is given).
     ``finish(text)`` edits the final text before ``reparse`` (the JIT strips
     a helper library's line tables there: one parse instead of two).
+    ``clear``: the function AOT wrappers call after the kernel to clear the
+    vector registers the build's ISA cannot name; the wrappers of exact
+    trees whose written registers are known drop it (:func:`passes.drop_clears`).
     """
     reparse = reparse or ll.parse_assembly
 
@@ -197,6 +201,8 @@ def after_optimization(text, tm, arch, extra_allowance=None,
             mod, {k: b.depth for k, b in bounds.items()})[1])
         reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
                                               written=written)[1])
+        if clear is not None:
+            reports.append(passes.drop_clears(mod, written, clear)[1])
         return SecretModule(final(mod.text()), bounds, frames, reports)
 
 
@@ -349,7 +355,11 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     extra = dict(AOT_ALLOWANCE)
     extra.update(arena_nrt_module(tm, arch, triple, data_layout, standalone=True,
                                 extra_allowance=AOT_ALLOWANCE)[1])
-    result = after_optimization(text, tm, arch, extra, 'aot', reparse=reparse)
+    clears = {s.clear for s in specs if s.clear}
+    if len(clears) > 1:
+        raise ValueError("wrappers with different clear functions: %s" % sorted(clears))
+    result = after_optimization(text, tm, arch, extra, 'aot', reparse=reparse,
+                                clear=clears.pop() if clears else None)
     result.reports[:0] = reports
     return result
 

@@ -26,7 +26,9 @@ feature the code may use.  Register zeroing follows the features: LLVM's
 ``zero-call-used-regs`` clears what the build's ISA has (ymm with AVX,
 zmm0-31 and k0-k7 with AVX-512), and ``secretjit_aot_clear_vregs``
 (``csrc/nrt_aot.c``) clears only what the running CPU has beyond that,
-decided once at load time.
+decided once at load time; an export whose tree is exact with known
+written registers has no clear (``passes.drop_clears``): its code, built
+for the library's ISA, cannot write what lies beyond it.
 """
 
 from dataclasses import dataclass

@@ -54,7 +54,10 @@ the call tree.  A reachable function without a body in ``asm`` gives None.
 Not every unwritten register is dropped: the VEX zeroing of xmm0-15 stays
 (:data:`passes.epilogue.KEEP_VEX_XMM`, measured faster on an AVX2 machine
 than leaving it out); the rest (x87, zmm16-31, k0-k7, and legacy-SSE
-xmm0-15 in AOT baseline builds) goes.
+xmm0-15 in AOT baseline builds) goes, and so does the export's
+``secretjit_aot_clear_vregs`` in AOT builds without AVX-512
+(:func:`passes.drop_clears`: their code cannot write upper bits, zmm16-31
+or k0-k7).
 
 The machine-code audit (:mod:`secretjit.audit.x86_64`, ``optional()``)
 checks the same on the object the JIT loaded, with capstone, and requires
