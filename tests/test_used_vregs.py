@@ -160,6 +160,7 @@ def test_scan_counts_every_register_for_a_state_restore():
     ('vpxord', ['%zmm17', '%zmm17', '%zmm17']), ('xorps', ['%xmm2', '%xmm2']),
     ('pxor', ['%xmm5', '%xmm5']), ('kxorw', ['%k0', '%k0', '%k4']),
     ('fldz', []), ('fstp', ['%st(0)']), ('movq', ['%rax', '%rbx']), ('retq', []),
+    ('vzeroupper', []), ('vzeroall', []),
 ])
 def test_scan_does_not_count(mnem, ops):
     assert instruction_registers(mnem, ops) == set()
@@ -351,6 +352,8 @@ pxor %xmm5, %xmm5
 kxorw %k0, %k0, %k3
 fldz
 fstp %st(0)
+vzeroupper
+vzeroall
 end idioms
 fn vadd
 vaddps %ymm1, %ymm2, %ymm3
@@ -402,7 +405,7 @@ def test_audit_scan_of_machine_code(tmp_path):
             out |= tree_writes(ins)
         return out
 
-    assert len(obj.fn('idioms').insns) == 9         # the eight idioms and ret
+    assert len(obj.fn('idioms').insns) == 11        # the ten idioms and ret
     assert regs('idioms') == set()
     assert regs('vadd') == {'xmm1', 'xmm2', 'xmm3'}
     assert regs('masked') == {'xmm1', 'xmm2', 'k1'}

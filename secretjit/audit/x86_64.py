@@ -57,11 +57,14 @@ def tree_writes(ins):
     register capstone says it reads or writes or names as an operand (an
     over-approximation), the implicit ones (stack_bound.vregs'
     implicit_registers: xrstor, pcmpistrm, ...) and 'x87' for x87/MMX code;
-    nothing for an unmasked zeroing idiom, ``fldz`` or ``fstp st(0)``
-    (they leave zeros or pop).  Every register where capstone cannot say."""
+    nothing for an unmasked zeroing idiom, ``vzeroupper``/``vzeroall``
+    (capstone lists ymm0-15 as written: with zeros, which the text scan
+    does not count either), ``fldz`` or ``fstp st(0)`` (they leave zeros
+    or pop).  Every register where capstone cannot say."""
     m = ins.mnemonic
     z = zeroes(ins)
-    if (z and z <= _WAIVABLE and '{' not in ins.op_str) or m == 'fldz' or (
+    if (z and z <= _WAIVABLE and '{' not in ins.op_str) or m in (
+            'fldz', 'vzeroupper', 'vzeroall') or (
             m == 'fstp' and ins.op_str.replace(' ', '') == 'st(0)'):
         return set()                    # (an MMX pxor is x87 code: counted)
     try:
