@@ -156,7 +156,7 @@ def before_optimization(mod, entries, arch, epilogue=None):
 def after_optimization(text, tm, arch, extra_allowance=None,
                        module_name='<module>', skip=(), reparse=None,
                        stack_limit=None, line_text=None, finish=None,
-                       clear=None):
+                       clear=None, keep_vex_xmm=None):
     """The secret passes that follow -O3, for any target machine ``tm``.
 
     Internalizes linkonce functions, adds register zeroing (``skip``: the
@@ -173,6 +173,8 @@ def after_optimization(text, tm, arch, extra_allowance=None,
     ``clear``: the function AOT wrappers call after the kernel to clear the
     vector registers the build's ISA cannot name; the wrappers of exact
     trees whose written registers are known drop it (:func:`passes.drop_clears`).
+    ``keep_vex_xmm``: :func:`passes.use_exact_calls`' speed choice (default
+    :data:`passes.epilogue.KEEP_VEX_XMM`).
     """
     reparse = reparse or ll.parse_assembly
 
@@ -200,7 +202,8 @@ def after_optimization(text, tm, arch, extra_allowance=None,
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
         reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
-                                              written=written)[1])
+                                              written=written,
+                                              keep_vex_xmm=keep_vex_xmm)[1])
         if clear is not None:
             reports.append(passes.drop_clears(mod, written, clear)[1])
         return SecretModule(final(mod.text()), bounds, frames, reports)
@@ -358,8 +361,12 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     clears = {s.clear for s in specs if s.clear}
     if len(clears) > 1:
         raise ValueError("wrappers with different clear functions: %s" % sorted(clears))
+    # AOT exports leave out the VEX zeroing of unwritten xmm0-15 that the
+    # JIT keeps (passes.epilogue.KEEP_VEX_XMM): 0.7 ns less per call of a
+    # trivial --cpu host export on an Intel AVX-512 host (RESULTS.md)
     result = after_optimization(text, tm, arch, extra, 'aot', reparse=reparse,
-                                clear=clears.pop() if clears else None)
+                                clear=clears.pop() if clears else None,
+                                keep_vex_xmm=False)
     result.reports[:0] = reports
     return result
 
