@@ -109,8 +109,9 @@ def zeroed_registers(asm):
 # took about 1 ns *more* without those 16 vxorps than with them, also with
 # the same bytes of padding in their place, and more again with legacy xorps
 # or vzeroupper instead (benchmarks/used_vregs.py, RESULTS.md "usedregs").
-# The legacy SSE form (AOT baseline builds, whose exports clear xmm0-15
-# again with VEX on an AVX CPU, secretjit_aot_clear_vregs) is narrowed.
+# The legacy SSE form (AOT baseline builds) is narrowed, and AOT builds
+# pass keep_vex_xmm=False (secretjit.pipeline.aot_module: on an Intel
+# AVX-512 host the trivial --cpu host export was 0.7 ns faster without).
 KEEP_VEX_XMM = True
 
 
