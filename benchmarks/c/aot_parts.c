@@ -84,6 +84,7 @@ int main(int argc, char **argv)
         PART("secret_call(depth 16)", secretjit_secret_call(noop, buf, 16));
         PART("secret_call(depth 160)", secretjit_secret_call(noop, buf, 160));
         PART("secret_call_exact(depth 160)", secretjit_secret_call_exact(noop, buf, 160));
+        PART("secret_call_exact(depth 32, the trivial export's)", secretjit_secret_call_exact(noop, buf, 32));
         PART("wipe 160 B (memset)", secretjit__wipe(buf, 160));
         PART("zeroing: x87 stack", __asm__ __volatile__(X87 ::: "memory"));
         PART("zeroing: baseline boundary (x87, 8 gpr, 16 xorps)",
