@@ -20,6 +20,7 @@ from secretjit.stack_bound.destructors import (CALL_DTOR_OWN, CALL_DTOR_PLAIN,
                                                closed_arguments, for_module)
 
 from _kernels import derived_words, list_of_arrays, mix
+from _stack_scan import deepest_write
 from secretjit.testing import probes
 
 
@@ -50,21 +51,6 @@ def _left_on_secret_stack(kernel, key):
         secretmem.test_deep_scrub(was)
     words = np.frombuffer(raw, dtype=np.uint64)
     return int(np.count_nonzero(words)), probes.count_words(raw, derived_words(key, 64))
-
-
-def _deepest_write(kernel, key):
-    """Bytes below the secret stack's top down to the deepest non-zero word
-    one call leaves, with the runtime's below-depth scrub off."""
-    lo, hi = secretmem.stack_range()
-    was = secretmem.test_deep_scrub(False)
-    try:
-        ctypes.memset(lo, 0, hi - lo)
-        kernel(key)
-        words = np.frombuffer(ctypes.string_at(lo, hi - lo), dtype=np.uint64)
-    finally:
-        secretmem.test_deep_scrub(was)
-    nz = np.flatnonzero(words)
-    return 0 if nz.size == 0 else (hi - lo) - 8 * int(nz[0])
 
 
 @pytest.mark.parametrize('text, plain', [
@@ -149,4 +135,4 @@ def test_control_without_a_scrub_depth_leaves_the_tree_and_it_fits(key, monkeypa
     assert kernel(key) == py_func(key)
     nonzero, _ = _left_on_secret_stack(kernel, key)
     assert nonzero > 0, "control failed: the scan cannot see the call tree's frames"
-    assert 0 < _deepest_write(kernel, key) <= real
+    assert 0 < deepest_write(kernel, key) <= real

@@ -11,13 +11,14 @@ that spills below rsp it lies deeper than the bound without the red zone,
 so keeping the red zone there is what covers it.  With the real depth the
 call leaves nothing on the secret stack.
 """
-import ctypes
 import platform
 
 import numpy as np
 import pytest
 
-from secretjit import pipeline, secret_jit, secretmem
+from secretjit import pipeline, secret_jit
+
+from _stack_scan import deepest_write
 
 pytestmark = pytest.mark.skipif(platform.machine() != 'x86_64',
                                 reason='the red zone is x86-64 only')
@@ -50,19 +51,8 @@ def _depth(kernel):
 
 
 def _deepest_write(kernel, a):
-    """Bytes below the secret stack's top down to the deepest non-zero
-    word one call leaves, with the runtime's below-depth scrub off."""
-    kernel(a)
-    lo, hi = secretmem.stack_range()
-    was = secretmem.test_deep_scrub(False)
-    try:
-        ctypes.memset(lo, 0, hi - lo)
-        kernel(a)
-        words = np.frombuffer(ctypes.string_at(lo, hi - lo), dtype=np.uint64)
-    finally:
-        secretmem.test_deep_scrub(was)
-    nz = np.flatnonzero(words)
-    return 0 if nz.size == 0 else (hi - lo) - 8 * int(nz[0])
+    kernel(a)                           # compiled; the thread's stack exists
+    return deepest_write(kernel, a)
 
 
 @pytest.fixture
