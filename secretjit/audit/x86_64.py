@@ -5,8 +5,9 @@
 through ``movabs`` (the JIT's large code model, with a relocation) and are
 followed through register copies.  A leaf may use the 128-byte red zone,
 unless no instruction of it reaches below rsp (:func:`below_sp`, the rule of
-``stack_bound.x86_64.below_sp`` on capstone's operands).  The boundary passes its scrub depth to ``secretjit_secret_call`` in edx and
-scrubs in place with ``rep stosq`` (rcx = depth / 8).
+``stack_bound.x86_64.below_sp`` on capstone's operands).  The boundary
+passes its scrub depth to ``secretjit_secret_call`` in edx and scrubs in
+place with ``rep stosq`` (rcx = depth / 8).
 """
 
 from .. import contract
