@@ -35,7 +35,7 @@ from llvmlite import ir
 
 from .boundary import BOUNDARY_PREFIX
 from .report import PassReport
-from .textir import text_pass, unquote
+from .textir import called_names, text_pass
 
 _PTR = ir.PointerType()
 _I1 = ir.IntType(1)
@@ -151,10 +151,6 @@ def _wrapper(mod, spec):
     b.ret(_I32(0))
 
 
-_BOUNDARY_CALL = re.compile(r'@("%s[^"]+"|%s[-\w.$]+)\(' % (
-    re.escape(BOUNDARY_PREFIX), re.escape(BOUNDARY_PREFIX)))
-
-
 @text_pass
 def drop_clears(mod, kernels, clear):
     """Remove the call of ``clear`` after the kernel call from every wrapper
@@ -179,8 +175,8 @@ def drop_clears(mod, kernels, clear):
         at = [i for i, line in enumerate(fn.body) if call.match(line)]
         if not at:
             continue
-        called = {unquote(m.group(1))[len(BOUNDARY_PREFIX):]
-                  for line in fn.body for m in _BOUNDARY_CALL.finditer(line)}
+        called = {name[len(BOUNDARY_PREFIX):] for line in fn.body
+                  for name in called_names(line) if name.startswith(BOUNDARY_PREFIX)}
         if not called or not called <= kernels:
             report.count('kept')
             continue

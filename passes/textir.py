@@ -25,6 +25,12 @@ def unquote(name):
     return name
 
 
+def called_names(line):
+    """The globals ``line`` names as ``@name(`` (calls and definitions),
+    without their quotes."""
+    return [unquote(m.group(1)) for m in _DEFINE_NAME.finditer(line)]
+
+
 def quote(name):
     """Return ``name`` spelled as an LLVM global reference (``@"..."``)."""
     return '@"%s"' % name
