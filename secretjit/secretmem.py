@@ -88,6 +88,10 @@ def lib():
         handle.secretjit_signal_reserve.restype = ctypes.c_size_t
         handle.secretjit_signal_window.argtypes = []
         handle.secretjit_signal_window.restype = ctypes.c_size_t
+        handle.secretjit_set_marked_slack.argtypes = [ctypes.c_size_t]
+        handle.secretjit_set_marked_slack.restype = None
+        handle.secretjit_marked_slack.argtypes = []
+        handle.secretjit_marked_slack.restype = ctypes.c_size_t
         buf = ctypes.create_string_buffer(512)
         if handle.secretjit_settings_error(buf, len(buf)):
             raise ValueError('secretjit: ' + buf.value.decode(errors='replace'))
@@ -178,6 +182,24 @@ def signal_reserve():
     signal_reserve()`` bytes.
     """
     return lib().secretjit_signal_reserve()
+
+
+def marked_slack():
+    """Bytes the exact secret call adds to its depth when one of the secret
+    heap's marked calls ran (``secretjit/csrc/marked.h``): set by
+    :func:`secretjit.stack_bound.native.runtime_bounds` from the heap's
+    machine code; ``None`` until then (such a call scrubs the whole room)."""
+    n = lib().secretjit_marked_slack()
+    return None if n == ctypes.c_size_t(-1).value else n
+
+
+def set_marked_slack(nbytes):
+    """Set :func:`marked_slack` (``None``: unset).  The compiler's hot
+    depths are valid only with the slack it computed with them: only
+    :func:`secretjit.stack_bound.native.runtime_bounds` (and tests, which
+    restore it) call this."""
+    lib().secretjit_set_marked_slack(ctypes.c_size_t(-1).value if nbytes is None
+                                     else nbytes)
 
 
 def test_deep_scrub(on):

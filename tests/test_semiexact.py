@@ -73,6 +73,26 @@ def test_c_level_marked_calls_are_checked(tmp_path, target, depth):
     assert (got['A_left'], got['A_scrubs'], got['A_dirty']) == ('0', '5', '0'), got
     # D: a marked call itself.
     assert (got['D_left'], got['D_scrubs'], got['D_dirty']) == ('0', '1', '0'), got
+    # E: with a marked slack, the exact entry scrubs it too: the word below
+    # the frame window is zeroed without the deep search (no scrub counted;
+    # an interrupted call may count one).
+    assert (got['E_left'], got['E_dirty']) == ('0', '0'), got
+    if got['rseq'] == '1':
+        assert int(got['E_scrubs']) <= 1, got
+    # F, its control: the flag cleared by the tree, so no slack: the word is
+    # left (where rseq tells an uninterrupted call apart).
+    assert got['F_flagged'] == '3', got
+    if got['rseq'] == '1':
+        assert int(got['F_left']) >= 1, got
+    # The slow path set the flag in each control call ...
+    assert got['C_flagged'] == '3', got
+    if got['rseq'] == '1':
+        # ... and with it cleared (the check off) the word is left (control),
+        # as on the hot path, which marks nothing (B).  (An interrupted call
+        # checks the whole signal window: rare, hence >= 1.)
+        assert int(got['C_left']) >= 1 and int(got['B_left']) >= 1, got
+    else:       # no rseq (qemu): every exact call checks the signal window
+        assert got['C_left'] == got['B_left'] == '0', got
     # The slow path set the flag in each control call ...
     assert got['C_flagged'] == '3', got
     if got['rseq'] == '1':

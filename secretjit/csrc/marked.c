@@ -16,10 +16,7 @@
 
 __thread int secretjit__inexact __attribute__((tls_model("initial-exec")));
 
-#define MARK() do { \
-        __atomic_store_n(&secretjit__inexact, 1, __ATOMIC_RELAXED); \
-        __asm__ __volatile__("" : : : "memory"); \
-    } while (0)
+#define MARK() SECRETJIT_MARK()
 
 void *secretjit__m_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 { MARK(); return mmap(addr, len, prot, flags, fd, off); }

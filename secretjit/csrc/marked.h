@@ -17,7 +17,8 @@
  * wrappers (elsewhere, e.g. secretstack_internal.h, it only declares them).
  * native.py proves from the machine code that no function below the
  * entries but a wrapper calls outside the library, and that each wrapper
- * stores 1 to secretjit__inexact before anything else. */
+ * (and each secretjit__cold_ function, below) stores 1 to
+ * secretjit__inexact before its first branch, call or return. */
 #ifndef SECRETJIT_MARKED_H
 #define SECRETJIT_MARKED_H
 
@@ -30,6 +31,22 @@
 /* Set (1) by every wrapper before its C library call; cleared by the exact
  * secret call.  initial-exec: no __tls_get_addr. */
 extern __thread int secretjit__inexact __attribute__((tls_model("initial-exec")));
+
+/* The store every marking function starts with: a relaxed atomic store and
+ * a compiler barrier, so that nothing is moved above it. */
+#define SECRETJIT_MARK() do { \
+        __atomic_store_n(&secretjit__inexact, 1, __ATOMIC_RELAXED); \
+        __asm__ __volatile__("" : : : "memory"); \
+    } while (0)
+
+/* The heap's own slow paths are marked too: each is called through a static
+ * function secretjit__cold_NAME (SECRETJIT_COLD; slab.c) that marks, then
+ * calls it.  The exact call's depth leaves everything below a marking
+ * function out (its "hot" depth, stack_bound.native.runtime_bounds) and adds
+ * the process's marked slack (secretjit_set_marked_slack) when the flag is
+ * set: the fast paths keep a small scrub, the slow ones get the whole
+ * bound. */
+#define SECRETJIT_COLD __attribute__((noinline, noipa, cold))
 
 void *secretjit__m_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int secretjit__m_mprotect(void *addr, size_t len, int prot);

@@ -86,9 +86,20 @@ SECRETJIT_EXPORT int secretjit_secret_call(void (*fn)(void *), void *arg,
 /* The same for a tree whose depth `scrub` is exact (derived from its own
  * machine code: no external callee, allowance or indirect call): the 1 KiB
  * frame window below the depth is not checked (the signal window still is,
- * when the call may have been interrupted). */
+ * when the call may have been interrupted).  A tree whose only externals
+ * are the secret heap's entries may pass its hot depth: when a marked call
+ * ran (marked.h), the call scrubs the marked slack more and checks the frame
+ * window below that, like the plain entry. */
 SECRETJIT_EXPORT int secretjit_secret_call_exact(void (*fn)(void *), void *arg,
                                                  size_t scrub);
+/* The bytes secretjit_secret_call_exact adds to its depth (up to the room)
+ * when a marked call of the secret heap ran in the tree (marked.h): the
+ * most any marked path of the heap's entries goes below their hot depths,
+ * which exact trees may be given instead of their whole bounds.  Set once by
+ * the compiler from the runtime's machine code (stack_bound.native); until
+ * then SIZE_MAX: such a call scrubs the whole room. */
+SECRETJIT_EXPORT void secretjit_set_marked_slack(size_t bytes);
+SECRETJIT_EXPORT size_t secretjit_marked_slack(void);
 /* Bytes kept free below every call tree on the secret stack, for a signal
  * frame (red zone + the kernel's largest signal frame, AT_MINSIGSTKSZ) and
  * its handler's frames: a call tree may use at most the stack size minus

@@ -23,10 +23,11 @@
  * tree with no external callee, allowance or indirect call), so only a signal
  * frame can lie below it; the rseq-gated signal window check stays.  A tree
  * whose only allowances are the secret heap's marked C library calls
- * (marked.h) also takes it: when one of them ran (secretjit__inexact set),
- * the call is checked like the plain one.  On x86-64 its common case (stack
- * ready, rseq area, depth <= 512 B) is one assembly function, the rest the
- * same C code as secretjit_secret_call.
+ * (marked.h) also takes it, with its hot depth (the heap's marked slow
+ * paths left out): when a marked call ran (secretjit__inexact set), the call
+ * scrubs the marked slack more and is checked like the plain one.  On x86-64
+ * its common case (stack ready, rseq area, depth <= 512 B) is one assembly
+ * function, the rest the same C code as secretjit_secret_call.
  *
  * Nested calls (the secret stack is in use by this thread: a callback into
  * Python that calls another secret kernel, a signal handler) return 1: the
@@ -68,6 +69,10 @@ __thread struct secret_stack tls_stack
     __attribute__((tls_model("initial-exec")));
 struct stack_cfg SC;
 static int detect_off;          /* secretjit_test_deep_scrub(0): tests only */
+/* Added to an exact call's depth when a marked call ran (marked.h): the
+ * most the runtime's marked paths go below its entries' hot depths, set by
+ * secretjit_set_marked_slack; SIZE_MAX until then (the whole room). */
+static size_t marked_slack = SIZE_MAX;
 static uint64_t stack_fallbacks, signal_scrubs, nested_calls;
 #ifdef HAVE_RSEQ
 /* Interruption detector.  Before a call, the thread's rseq area points at
@@ -347,8 +352,18 @@ static inline void scrub_after(struct secret_stack *s, size_t scrub, int exact,
     zero_from(s, below);
 }
 
+/* The scrub depth of an exact call in which a marked call ran: the caller's
+ * `scrub` may be the tree's hot depth (its runtime entries' marked paths
+ * left out, stack_bound.native.runtime_bounds), so the slack is added, up
+ * to the room (no tree is deeper: the compiler checks its full depth). */
+static inline size_t marked_scrub(const struct secret_stack *s, size_t scrub)
+{
+    size_t slack = __atomic_load_n(&marked_slack, __ATOMIC_RELAXED);
+    return slack >= s->room - scrub ? s->room : scrub + slack;
+}
+
 /* The call; `exact`: the caller's scrub depth is an exact bound of the
- * tree (secretjit_secret_call_exact). */
+ * tree (secretjit_secret_call_exact), or its hot depth. */
 __attribute__((always_inline))
 static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
                               int exact)
@@ -386,8 +401,10 @@ static inline int secret_call(void (*fn)(void *), void *arg, size_t scrub,
     s->active = 1;
     secretjit__call_on(fn, arg, s->hi);
     s->active = 0;
-    if (exact && __builtin_expect(secretjit__inexact, 0))
-        exact = 0;      /* a marked C library call ran: check like the plain entry */
+    if (exact && __builtin_expect(secretjit__inexact, 0)) {
+        exact = 0;      /* a marked call ran: check like the plain entry */
+        scrub = marked_scrub(s, scrub);
+    }
     if (rseq) {
         __atomic_signal_fence(__ATOMIC_SEQ_CST);
         interrupted = __atomic_load_n((uint64_t *)(rseq + 8), __ATOMIC_RELAXED) != mark;
@@ -421,7 +438,8 @@ static int secret_call_exact_slow(void (*fn)(void *), void *arg, size_t scrub)
 __attribute__((used, noinline, noipa, cold))
 static int exact_tail(struct secret_stack *s, size_t scrub, int interrupted)
 {
-    scrub_after(s, scrub, !secretjit__inexact, interrupted);
+    int marked = secretjit__inexact != 0;
+    scrub_after(s, marked ? marked_scrub(s, scrub) : scrub, !marked, interrupted);
     return 0;
 }
 
@@ -578,6 +596,16 @@ int secretjit__deep_scrub_off(void)
 int secretjit_test_deep_scrub(int on)
 {
     return !__atomic_exchange_n(&detect_off, !on, __ATOMIC_RELAXED);
+}
+
+void secretjit_set_marked_slack(size_t bytes)
+{
+    __atomic_store_n(&marked_slack, bytes, __ATOMIC_RELAXED);
+}
+
+size_t secretjit_marked_slack(void)
+{
+    return __atomic_load_n(&marked_slack, __ATOMIC_RELAXED);
 }
 
 size_t secretjit_signal_window(void)

@@ -241,6 +241,21 @@ static void *alloc_slow(unsigned c)
     return got ? got->p : NULL;
 }
 
+/* The slow paths, called through marking functions (marked.h): each sets
+ * the thread's secretjit__inexact first, so that the exact secret call's
+ * hot depth can leave their frames out (it scrubs the marked slack more
+ * when one ran). */
+SECRETJIT_COLD static void *secretjit__cold_alloc_slow(unsigned c)
+{ SECRETJIT_MARK(); return alloc_slow(c); }
+SECRETJIT_COLD static void *secretjit__cold_arena_alloc(size_t size)
+{ SECRETJIT_MARK(); return secretjit__arena_alloc_kernel(size); }
+SECRETJIT_COLD static void secretjit__cold_arena_free(void *p)
+{ SECRETJIT_MARK(); secretjit__arena_free_kernel(p); }
+SECRETJIT_COLD static void *secretjit__cold_arena_realloc(void *p, size_t size)
+{ SECRETJIT_MARK(); return secretjit__arena_realloc_kernel(p, size); }
+SECRETJIT_COLD static void secretjit__cold_misuse(void *p)
+{ SECRETJIT_MARK(); secretjit__misuse("secretjit_slab_free", p, "block already freed"); }
+
 void *secretjit_slab_alloc(size_t size)
 {
     struct tbins *t = tbp;
@@ -249,12 +264,12 @@ void *secretjit_slab_alloc(size_t size)
     unsigned c, n;
     void *p;
     if (size == 0 || size > SLAB_MAX)
-        return secretjit__arena_alloc_kernel(size);
+        return secretjit__cold_arena_alloc(size);
     c = class_of(size);
     if (__builtin_expect(t == NULL || (n = (l = &t->bin[c])->n) == 0, 0)) {
-        p = alloc_slow(c);
+        p = secretjit__cold_alloc_slow(c);
         /* no slab to be had: a span (or NULL, counted in arena_failures) */
-        return p ? p : secretjit__arena_alloc_kernel(size);
+        return p ? p : secretjit__cold_arena_alloc(size);
     }
     e = &l->slot[n - 1];
     __atomic_store_n(&l->n, n - 1, __ATOMIC_RELEASE);
@@ -283,6 +298,9 @@ static void free_slow(unsigned c, void *p, uint8_t *state)
     pthread_mutex_unlock(&SL.lock);
 }
 
+SECRETJIT_COLD static void secretjit__cold_free_slow(unsigned c, void *p, uint8_t *state)
+{ SECRETJIT_MARK(); free_slow(c, p, state); }
+
 void secretjit_slab_free(void *p)
 {
     struct slabmeta *m;
@@ -294,7 +312,7 @@ void secretjit_slab_free(void *p)
     if (p == NULL)
         return;
     if ((m = slab_lookup(p, &idx)) == NULL || idx == SIZE_MAX) {
-        secretjit__arena_free_kernel(p);        /* a span, or warned as a bad free */
+        secretjit__cold_arena_free(p);          /* a span, or warned as a bad free */
         return;
     }
     state = &m->state[idx];
@@ -302,7 +320,7 @@ void secretjit_slab_free(void *p)
      * of free): it catches every double free but two racing ones. */
     if (__builtin_expect(__atomic_load_n(state, __ATOMIC_RELAXED) != SLOT_USED, 0)) {
         if (!__atomic_exchange_n(&warned_double, 1, __ATOMIC_RELAXED))
-            secretjit__misuse("secretjit_slab_free", p, "block already freed");
+            secretjit__cold_misuse(p);
         return;
     }
     __atomic_store_n(state, SLOT_FREE, __ATOMIC_RELAXED);
@@ -311,7 +329,7 @@ void secretjit_slab_free(void *p)
     t = tbp;
     if (__builtin_expect(t == NULL || (n = (l = &t->bin[c])->n) >= BIN_CAP
                          || t->mode != B_LIVE, 0)) {
-        free_slow(c, p, state);
+        secretjit__cold_free_slow(c, p, state);
         return;
     }
     l->slot[n].p = p;                   /* the slot first, then the count */
@@ -328,7 +346,7 @@ void *secretjit_slab_realloc(void *p, size_t size)
         return secretjit_slab_alloc(size);
     if ((m = slab_lookup(p, &idx)) == NULL || idx == SIZE_MAX
         || __atomic_load_n(&m->state[idx], __ATOMIC_ACQUIRE) != SLOT_USED)
-        return secretjit__arena_realloc_kernel(p, size);  /* a span, or a counted failure */
+        return secretjit__cold_arena_realloc(p, size);  /* a span, or a counted failure */
     old = slot_size(m->cls);
     q = secretjit_slab_alloc(size);
     if (q == NULL)

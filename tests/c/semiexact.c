@@ -15,6 +15,12 @@
  *   it returns (the check forced off): the word is left; C_flagged counts
  *   the calls in which the slow path had set it;
  * - D: a marked call itself (secretjit__m_getrlimit), then the word: zeroed.
+ * A-D run with a marked slack of 0.  With a slack of SLACK bytes
+ * (secretjit_set_marked_slack), the word written SLACK - 512 bytes below
+ * the depth (below the frame window):
+ * - E: arena spans (marked every time): the exact entry scrubs the slack
+ *   too, so the word is zeroed without the search for a deeper write;
+ * - F (the control of E): the same, but the tree clears the flag: left.
  * Then each wrapper of marked.h is called with harmless arguments and must
  * set the flag ("wrap_NAME=1").  Prints "key=value" words. */
 #define _GNU_SOURCE
@@ -35,14 +41,17 @@
 #define DEPTH 2048
 #endif
 
+#define SLACK 4096
+
 static int clear_flag, flagged;
+static size_t mark_below = 256;     /* the word's offset below the depth */
 
 static volatile uint64_t *marker(void)
 {
     uintptr_t lo, hi;
     if (!secretjit_stack_range(&lo, &hi))
         return 0;
-    return (volatile uint64_t *)(hi - DEPTH - 256);
+    return (volatile uint64_t *)(hi - DEPTH - mark_below);
 }
 
 static void alloc_then_write(void *arg)
@@ -100,6 +109,7 @@ int main(void)
 {
     static const size_t fresh[] = {8, 20, 40, 100, 200};      /* 16 .. 256 */
     static const size_t fresh2[] = {300, 600, 1200};          /* 512 .. 2048 */
+    static const size_t spans[] = {3000, 5000, 9000};         /* arena spans */
     struct secretjit_memstats st;
     struct rlimit rl;
     unsigned long long before;
@@ -108,6 +118,7 @@ int main(void)
     int fd, left;
     void *page;
 
+    secretjit_set_marked_slack(0);
     printf("setup=%d\n", secretjit_secret_call_exact(noop, 0, DEPTH));
     secretjit_memstats(&st);
     printf("rseq=%d\n", st.rseq);
@@ -123,6 +134,19 @@ int main(void)
     before = scrubs();
     left = run(marked_then_write, fresh, 1);
     printf("D_left=%d D_scrubs=%llu D_dirty=%zu\n", left, scrubs() - before, dirty);
+
+    secretjit_set_marked_slack(SLACK);
+    mark_below = SLACK - 512;
+    before = scrubs();
+    left = run(alloc_then_write, spans, 3);
+    printf("E_left=%d E_scrubs=%llu E_dirty=%zu\n", left, scrubs() - before, dirty);
+    clear_flag = 1;
+    flagged = 0;
+    left = run(alloc_then_write, spans, 3);
+    clear_flag = 0;
+    printf("F_left=%d F_flagged=%d\n", left, flagged);
+    mark_below = 256;
+    secretjit_set_marked_slack(0);
 
     page = secretjit__m_mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     WRAP("mmap", secretjit__m_mmap(0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
