@@ -41,6 +41,7 @@ import re
 from .boundary import SECRET_CALL, boundary_name
 from .epilogue import X87, narrowed, zeroed_registers
 from .report import PassReport
+from .stack_depth import DEPTH_USE
 from .textir import text_pass
 
 SECRET_CALL_EXACT = 'secretjit_secret_call_exact'
@@ -81,23 +82,32 @@ def _narrowed_line(line, keep, keep_vex_xmm):
 
 
 @text_pass
-def use_exact_calls(mod, kernels, written=None, keep_vex_xmm=None):
+def use_exact_calls(mod, kernels, written=None, keep_vex_xmm=None, depths=None):
     """Route the boundaries of ``kernels`` to ``secretjit_secret_call_exact``;
     ``written``: ``{kernel: registers}`` (contract names such as ``'xmm3'``,
     ``'k1'``, ``'x87'``) its tree and boundary can write, for kernels whose
     epilogue zeroes only those (a kernel missing from it keeps them all);
     ``keep_vex_xmm``: keep the VEX zeroing of xmm0-15 anyway (default
-    :data:`passes.epilogue.KEEP_VEX_XMM`, a speed choice)."""
+    :data:`passes.epilogue.KEEP_VEX_XMM`, a speed choice); ``depths``:
+    ``{kernel: bytes}`` written into the exact call in place of the depth
+    placeholder (a tree's hot depth, ``StackBound.hot``: valid for the exact
+    entry only, which adds the marked slack when a marked call ran; the
+    in-place fallback's scrub keeps the placeholder, for
+    :func:`passes.write_depths`' whole bound)."""
     report = PassReport('use_exact_calls')
     old, new = '@%s(' % SECRET_CALL, '@%s(' % SECRET_CALL_EXACT
-    written = written or {}
+    written, depths = written or {}, depths or {}
     for kernel in kernels:
         fn = mod.functions.get(boundary_name(kernel))
         if fn is None:
             continue
         for i, line in enumerate(fn.body):
             if ' call ' in line and old in line:
-                fn.body[i] = line.replace(old, new)
+                line = line.replace(old, new)
+                if kernel in depths:
+                    line, n = DEPTH_USE.subn('i64 %d' % depths[kernel], line)
+                    report.count('hot_depths', n)
+                fn.body[i] = line
                 report.count('calls_exact')
             elif kernel in written and 'asm sideeffect' in line:
                 fn.body[i], dropped = _narrowed_line(line, set(written[kernel]),

@@ -20,7 +20,7 @@ from .textir import Module, text_pass
 
 # LLVM quotes a name only when it needs quotes: accept both spellings.
 _NAME = r'@"?' + re.escape(DEPTH_PREFIX) + r'([^"\s]+?)"?'
-_USE = re.compile(r'i64 ptrtoint \(ptr ' + _NAME + r' to i64\)')
+DEPTH_USE = re.compile(r'i64 ptrtoint \(ptr ' + _NAME + r' to i64\)')
 _DECL = re.compile(r'^' + _NAME + r' = external global i8\s*$')
 
 
@@ -28,8 +28,8 @@ def placeholders(ir):
     """Kernel names whose boundary still waits for a depth (text or Module)."""
     if isinstance(ir, Module):
         return sorted({k for fn in ir.defined() for line in fn.body
-                       if DEPTH_PREFIX in line for k in _USE.findall(line)})
-    return sorted(set(_USE.findall(ir)))
+                       if DEPTH_PREFIX in line for k in DEPTH_USE.findall(line)})
+    return sorted(set(DEPTH_USE.findall(ir)))
 
 
 @text_pass
@@ -46,7 +46,7 @@ def write_depths(mod, depths):
         return 'i64 %d' % depths[m.group(1)]
 
     for fn in mod.defined():
-        fn.body = [_USE.sub(use, line) if DEPTH_PREFIX in line else line
+        fn.body = [DEPTH_USE.sub(use, line) if DEPTH_PREFIX in line else line
                    for line in fn.body]
     for i, line in mod.top_level():
         if _DECL.match(line):

@@ -52,6 +52,10 @@ def _source_digest():
         # cache checks only a kernel's own file, not the files of what it calls
         kernels = os.path.join(os.path.dirname(__file__), 'kernels')
         paths.update(glob.glob(os.path.join(kernels, '_*.py')))
+        # the runtime's machine code: its entries' (hot) depths are read
+        # from it and written into the kernels' boundaries
+        if os.path.exists(secretmem.library_path()):
+            paths.add(secretmem.library_path())
         for path in sorted(paths):
             with open(path, 'rb') as f:
                 h.update(f.read())
@@ -141,7 +145,7 @@ class SecretCodeLibrary(JITCodeLibrary):
 
     def serialize_using_object_code(self):
         name, kind, data = super().serialize_using_object_code()
-        bounds = {k: (b.depth, b.path, b.externals)
+        bounds = {k: (b.depth, b.path, b.externals, b.hot)
                   for k, b in self.stack_bounds.items()}
         return name, kind, (data, bounds)
 
@@ -152,8 +156,7 @@ class SecretCodeLibrary(JITCodeLibrary):
         if kind == 'object':
             data, bounds = data
         self = super()._unserialize(codegen, (name, kind, data))
-        self.stack_bounds = {k: StackBound(k, d, p, e)
-                             for k, (d, p, e) in bounds.items()}
+        self.stack_bounds = {k: StackBound(k, *b) for k, b in bounds.items()}
         return self
 
 

@@ -15,7 +15,7 @@ target) and how its object code is loaded or linked, the way numba's
          |   internalize_linkonce           |   (same)
          |   zero_call_used_regs
          |   stub_functions (analysis copy) -> target assembly -> compute_bounds
-         |   write_depths
+         |   use_exact_calls (exact trees: their hot depth), write_depths
       MCJIT engine                     object file -> cc -shared
 
 A stage parses its module once (:class:`passes.textir.Module`) and passes
@@ -117,7 +117,7 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
         + stack_bound.external_allowance('malloc'),
         extra_allowance=extra_allowance, module_name='secretjit.arena_nrt')
     # marked (native.marked_depth): exact but for marked C library calls
-    depths = {name: native.marked_depth(name, b.depth, b.externals)
+    depths = {name: native.marked_depth(name, b.depth, b.externals, b.hot)
               for name, b in bounds.items()}
     # numba's C NRT_MemInfo_call_dtor runs a MemInfo's destructor (which may
     # release nested MemInfos) and then its allocator's free: a few small C
@@ -199,11 +199,14 @@ def after_optimization(text, tm, arch, extra_allowance=None,
         raise stack_bound.unknown.with_location(err, line_text) from None
     check_stack_limit(bounds, stack_limit)
     with timed('secret write depths + reparse'):
+        # the exact calls first: they take a tree's hot depth (StackBound.hot),
+        # the in-place fallbacks and the plain calls its whole bound
+        exact = passes.exact_kernels(bounds)
+        reports.append(passes.use_exact_calls(
+            mod, exact, written=written, keep_vex_xmm=keep_vex_xmm,
+            depths={k: bounds[k].hot for k in exact})[1])
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
-        reports.append(passes.use_exact_calls(mod, passes.exact_kernels(bounds),
-                                              written=written,
-                                              keep_vex_xmm=keep_vex_xmm)[1])
         if clear is not None:
             reports.append(passes.drop_clears(mod, written, clear)[1])
         return SecretModule(final(mod.text()), bounds, frames, reports)
@@ -238,7 +241,7 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
                                   ir_text=analysed_text)
     for name in stubbed:
         frames.pop(name, None)
-    bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals)
+    bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals, b.hot)
               for t, b in by_thunk.items()}
     # only an exact tree's epilogue can be narrowed (x86-64: passes.epilogue);
     # where the scan cannot tell (None), the kernel keeps every register.

@@ -1,9 +1,32 @@
 """How deep one secret call wrote on the thread's secret stack (stack-bound tests)."""
 import ctypes
+import platform
 
 import numpy as np
 
-from secretjit import secretmem
+from secretjit import pipeline, secretmem
+from secretjit.stack_bound import native
+
+
+class _MarkedSlack:
+    """The runtime's marked slack as an attribute, for monkeypatch to restore."""
+    value = property(lambda self: secretmem.marked_slack(),
+                     lambda self, n: secretmem.set_marked_slack(n))
+
+
+def zero_scrub_depths(monkeypatch):
+    """Control: every boundary compiled after this passes a scrub depth of
+    0, to its secret call (an exact call's hot depth included) and to its
+    in-place scrub, and the exact entry adds no marked slack (until the
+    test ends)."""
+    native.runtime_bounds(platform.machine())    # sets the slack: before
+    monkeypatch.setattr(_MarkedSlack(), 'value', 0)
+    write, use = pipeline.passes.write_depths, pipeline.passes.use_exact_calls
+    monkeypatch.setattr(pipeline.passes, 'write_depths',
+                        lambda mod, depths: write(mod, dict.fromkeys(depths, 0)))
+    monkeypatch.setattr(pipeline.passes, 'use_exact_calls',
+                        lambda mod, kernels, depths=None, **kw: use(
+                            mod, kernels, depths=dict.fromkeys(depths or {}, 0), **kw))
 
 
 def deepest_write(kernel, *args):

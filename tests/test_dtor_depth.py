@@ -14,13 +14,13 @@ import ctypes
 import numpy as np
 import pytest
 
-from secretjit import pipeline, secret_jit, secretmem
+from secretjit import secret_jit, secretmem
 from secretjit.stack_bound import CALL_DTOR
 from secretjit.stack_bound.destructors import (CALL_DTOR_OWN, CALL_DTOR_PLAIN,
                                                closed_arguments, for_module)
 
 from _kernels import derived_words, list_of_arrays, mix
-from _stack_scan import deepest_write
+from _stack_scan import deepest_write, zero_scrub_depths
 from secretjit.testing import probes
 
 
@@ -128,9 +128,7 @@ def test_control_without_a_scrub_depth_leaves_the_tree_and_it_fits(key, monkeypa
     compiled = secret_jit(py_func)
     compiled(key)
     real = _bound(compiled)[1].depth
-    write = pipeline.passes.write_depths
-    monkeypatch.setattr(pipeline.passes, 'write_depths',
-                        lambda mod, depths: write(mod, dict.fromkeys(depths, 0)))
+    zero_scrub_depths(monkeypatch)
     kernel = secret_jit(py_func)
     assert kernel(key) == py_func(key)
     nonzero, _ = _left_on_secret_stack(kernel, key)

@@ -28,6 +28,8 @@ from secretjit.stack_bound import CALL_DTOR, external_allowance, native
 from secretjit.stack_bound.destructors import CALL_DTOR_PLAIN
 from secretjit.testing import probes
 
+from _stack_scan import zero_scrub_depths
+
 pytestmark = pytest.mark.skipif(
     platform.machine() != 'x86_64' or not shutil.which('objdump'),
     reason='the machine-code reader is x86-64 only and needs objdump')
@@ -241,9 +243,7 @@ def test_control_scrub_zero_leaves_the_structref_tree(monkeypatch):
     """Control for the scan above: the same kernel with scrub depth 0 leaves
     its tree's frames (the kernel's, numba's destructor path, libc's free)."""
     from secretjit import secret_jit
-    write = pipeline.passes.write_depths
-    monkeypatch.setattr(pipeline.passes, 'write_depths',
-                        lambda mod, depths: write(mod, dict.fromkeys(depths, 0)))
+    zero_scrub_depths(monkeypatch)
     make = _structref_box()
     kernel = secret_jit(replace_field)
     key = np.uint64(0x5EC2E7)

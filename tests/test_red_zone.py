@@ -16,9 +16,9 @@ import platform
 import numpy as np
 import pytest
 
-from secretjit import pipeline, secret_jit
+from secretjit import secret_jit
 
-from _stack_scan import deepest_write
+from _stack_scan import deepest_write, zero_scrub_depths
 
 pytestmark = pytest.mark.skipif(platform.machine() != 'x86_64',
                                 reason='the red zone is x86-64 only')
@@ -69,9 +69,7 @@ def test_red_zone_is_counted_where_the_leaf_reaches_it(py_func, red_zone, words,
     leaf_depth = bound.path[-1][1]
     assert (leaf_depth >= 128) == red_zone, bound.path
     assert _deepest_write(kernel, words) == 0           # the real depth
-    write = pipeline.passes.write_depths
-    monkeypatch.setattr(pipeline.passes, 'write_depths',
-                        lambda mod, depths: write(mod, dict.fromkeys(depths, 0)))
+    zero_scrub_depths(monkeypatch)
     control = secret_jit(py_func)
     assert control(words) == _python(py_func, words)
     deepest = _deepest_write(control, words)

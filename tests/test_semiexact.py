@@ -28,6 +28,7 @@ Checked here:
   control.
 """
 
+import ctypes
 import math
 import os
 import platform
@@ -93,15 +94,6 @@ def test_c_level_marked_calls_are_checked(tmp_path, target, depth):
         assert int(got['C_left']) >= 1 and int(got['B_left']) >= 1, got
     else:       # no rseq (qemu): every exact call checks the signal window
         assert got['C_left'] == got['B_left'] == '0', got
-    # The slow path set the flag in each control call ...
-    assert got['C_flagged'] == '3', got
-    if got['rseq'] == '1':
-        # ... and with it cleared (the check off) the word is left (control),
-        # as on the hot path, which marks nothing (B).  (An interrupted call
-        # checks the whole signal window: rare, hence >= 1.)
-        assert int(got['C_left']) >= 1 and int(got['B_left']) >= 1, got
-    else:       # no rseq (qemu): every exact call checks the signal window
-        assert got['C_left'] == got['B_left'] == '0', got
     wrapped = {k[len('wrap_'):] for k in got if k.startswith('wrap_')}
     assert wrapped == _wrappers(), wrapped ^ _wrappers()
     assert all(got['wrap_' + n] == '1' for n in wrapped), got
@@ -143,6 +135,11 @@ long unmarked(long x) { return secretjit__m_nomark() + x; }
 long other(long x) { return secretjit__m_other() + x; }
 long late(long x) { return secretjit__m_late(x) + 1; }
 long through(long (*f)(void)) { return f() + 1; }
+__attribute__((noinline)) long secretjit__cold_slow(long x)
+{ SET(secretjit__inexact); return getpid() + x; }
+__attribute__((noinline)) long secretjit__cold_nomark(long x) { return getpid() + x; }
+long hot(long x) { return x > 3 ? secretjit__cold_slow(x) + 1 : x + 1; }
+long coldbad(long x) { return secretjit__cold_nomark(x) + 1; }
 '''
 
 
@@ -166,6 +163,35 @@ def test_marking_proof_fires_on_a_small_object(tmp_path):
     assert not native.marks_first(code['secretjit__m_getpid'], frozenset())
     assert not native.marks_first(code['secretjit__m_getpid'],
                                   frozenset(s + 8 for s in slots))
+    # A cold path (secretjit__cold_) is a marking function too: proved the
+    # same way (must fire where it does not mark), and the hot depth stops
+    # at it: the caller's frame and the call's return address.
+    assert problems('hot') == []
+    assert problems('coldbad') == ['secretjit__cold_nomark does not set '
+                                   'secretjit__inexact before its first branch or call']
+    (b,) = native.so_bounds(so, ['hot'], 'x86_64', {'getpid': 64}).values()
+    assert b.hot < b.depth and b.depth >= 64, b
+    assert b.hot == (b.path[0][1] - b.path[1][1]) // 16 * 16 + 16, b
+
+
+@needs_x86
+def test_runtime_hot_depths_leave_out_the_slow_paths_and_the_slack_covers_them():
+    """Each runtime entry's hot depth stops at its marking functions (the
+    slab fast paths: a frame and a return address); the slack the runtime
+    was given covers the most any entry's marked paths go deeper."""
+    bounds = native.runtime_bounds('x86_64')
+    assert all(d.hot < int(d) for d in bounds.values()), bounds
+    assert bounds['secretjit_slab_alloc'].hot <= 64, bounds
+    assert bounds['secretjit_slab_free'].hot <= 64, bounds
+    slack = secretmem.marked_slack()
+    assert slack == native.marked_slack(bounds)
+    assert all(slack >= int(d) - d.hot for d in bounds.values()), (slack, bounds)
+    assert native.marked_slack({'f': 100}) is None       # nothing marked: no slack
+    # MarkedDepth keeps its hot part through pickling (numba's cache)
+    import pickle
+    m = pickle.loads(pickle.dumps(MarkedDepth(960, hot=128)))
+    assert (type(m), int(m), m.hot) == (MarkedDepth, 960, 128)
+    assert MarkedDepth(960).hot == 960 and MarkedDepth(64, hot=99).hot == 64
 
 
 def test_exact_kernels_accepts_only_marked_runtime_entries():
@@ -220,7 +246,7 @@ def test_allocating_kernel_takes_the_exact_entry_and_its_controls_do_not():
     # assembly, writes vector registers): x87 and every vector zeroed.
     lib = k.overloads[k.signatures[0]].library
     (report,) = [r for r in lib.pass_reports if r.name == 'use_exact_calls']
-    assert dict(report.counters) == {'calls_exact': 1}, report
+    assert dict(report.counters) == {'calls_exact': 1, 'hot_depths': 1}, report
     assert 'fldz' in k.inspect_asm(k.signatures[0])
     for fn, args in ((with_libm, (1.0,)), (with_string, ('ab', 3)), (with_list, (3,))):
         c = secret_jit(fn)
@@ -276,6 +302,70 @@ def test_audit_accepts_exactly_the_marked_runtime_entries():
                                 allowances=dict(depths, exp=MarkedDepth(1536)))
     assert not bad.ok and any('exact secret call' in p and 'exp' in p
                               for p in bad.scrub_problems), bad.scrub_problems
+
+
+@needs_x86
+def test_exact_call_passes_the_hot_depth_and_the_audit_checks_it():
+    """The allocating kernel's exact call gets its hot depth (the runtime's
+    slow paths left out), its in-place fallback the whole bound; the audit
+    accepts exactly that, and fails it where the runtime's depths carry no
+    hot part."""
+    copy = audit.fresh_copy(secret_jit(temp64), [(typeof(1),)])
+    b = copy.stack_bound(copy.signatures[0])
+    assert b.hot < b.depth, b
+    (ok,) = audit.audit_dispatcher(copy)                     # must not fire
+    assert ok.ok and ok.depth_scrubbed == ok.stack_bound_depth == b.hot, ok
+    asm = copy.inspect_asm(copy.signatures[0])
+    assert '$%d' % b.depth in asm, 'the in-place scrub keeps the whole bound'
+    lib = copy.overloads[copy.signatures[0]].library
+    data, depths = lib._get_compiled_object(), lib.codegen.runtime_depths
+    # Must fire: the same object, the runtime's entries marked without hot parts.
+    whole = {n: MarkedDepth(int(d)) if isinstance(d, MarkedDepth) else d
+             for n, d in depths.items()}
+    (bad,) = audit.audit_object(data, allowances=whole)
+    assert not bad.ok and any('secret stack scrub of %d bytes' % b.hot in p
+                              for p in bad.scrub_problems), bad.scrub_problems
+
+
+@needs_x86
+@pytest.mark.parametrize('slack', ['set', 'control'])
+def test_first_call_in_a_new_thread_leaves_its_slow_paths_nothing(slack, monkeypatch):
+    """A new thread's first call of the allocating kernel takes the heap's
+    slow paths (its bins are empty: a marked call), which write below the
+    hot depth; the exact entry scrubs the slack too, so the whole secret
+    stack is zero after it, found without the deep search.  Control: with
+    no slack and the deep search off, the slow paths' frames stay below the
+    hot depth."""
+    import threading
+    from _stack_scan import _MarkedSlack
+    k = secret_jit(temp64)
+    assert k(3) == temp64(3)
+    hot = k.stack_bound(k.signatures[0]).hot
+    if slack == 'control':
+        monkeypatch.setattr(_MarkedSlack(), 'value', 0)
+    out = {}
+
+    def first_call():
+        before = secretmem.memory_status()['signal_scrubs']
+        out['result'] = k(5)
+        out['scrubs'] = secretmem.memory_status()['signal_scrubs'] - before
+        lo, hi = secretmem.stack_range()
+        words = np.frombuffer(ctypes.string_at(lo, hi - lo), dtype=np.uint64)
+        nz = np.flatnonzero(words)
+        out['nonzero'] = nz.size
+        out['deepest'] = 0 if nz.size == 0 else (hi - lo) - 8 * int(nz[0])
+    deep = secretmem.test_deep_scrub(slack == 'set')
+    try:
+        t = threading.Thread(target=first_call)
+        t.start()
+        t.join()
+    finally:
+        secretmem.test_deep_scrub(deep)
+    assert out['result'] == temp64(5)
+    if slack == 'set':
+        assert (out['nonzero'], out['scrubs']) == (0, 0), out
+    else:
+        assert out['nonzero'] > 0 and out['deepest'] > hot, (hot, out)
 
 
 def alloc_stack_kernel(key):

@@ -31,8 +31,8 @@ machine's instructions), :mod:`.targets` (JIT dispatchers, AOT libraries),
 from .. import stack_bound
 from ..stack_bound.destructors import for_module
 from . import aarch64, x86_64  # noqa: F401  (register the architectures)
-from .core import (BOUNDARY, SECRET_CALL, SECRET_CALLS, BoundaryAudit, check_boundary,
-                   depth, reachable)
+from .core import (BOUNDARY, SECRET_CALL, SECRET_CALL_EXACT, SECRET_CALLS, BoundaryAudit,
+                   check_boundary, depth, reachable)
 from .core import allowed as _allowed
 from .elf import AuditError, ObjectCode
 from .report import main, report, table
@@ -72,13 +72,20 @@ def _calls(obj, name):
 
 
 def _needed(obj, f, memo):
-    """The deepest tree the boundary calls, in place or on the secret stack."""
-    trees = [next((t for _, t in f.calls if t and t not in SECRET_CALLS and not _allowed(obj, t)
-                   and not getattr(obj.fn(t), 'scrub_arg', None)), None)]
-    for ins in f.insns:
-        if dict(f.calls).get(ins.address) in SECRET_CALLS:
-            trees.append(obj.arch.secret_call_tree(obj, f, ins))
-    return max([depth(obj, t, memo) for t in trees if t] or [0])
+    """The depth the boundary must pass its secret call: the deepest tree it
+    runs on the secret stack (an exact call's at its hot depth,
+    :func:`core.depth`), or, with no secret call, the tree it calls in place.
+    (An in-place call's own scrub is checked against the whole depth by
+    :func:`core.check_boundary`.)"""
+    calls = dict(f.calls)
+    needs = [depth(obj, tree, memo, hot=calls[ins.address] == SECRET_CALL_EXACT)
+             for ins in f.insns if calls.get(ins.address) in SECRET_CALLS
+             for tree in [obj.arch.secret_call_tree(obj, f, ins)] if tree]
+    if needs:
+        return max(needs)
+    tree = next((t for _, t in f.calls if t and t not in SECRET_CALLS and not _allowed(obj, t)
+                 and not getattr(obj.fn(t), 'scrub_arg', None)), None)
+    return depth(obj, tree, memo) if tree else 0
 
 
 def _audit_boundary(obj, f, required, memo, stack_bounds):
@@ -91,12 +98,14 @@ def _audit_boundary(obj, f, required, memo, stack_bounds):
     need = _needed(obj, f, memo)
     sb = (stack_bounds or {}).get(f.name[len(BOUNDARY):])
     scrubbed = obj.arch.passed_depth(f)
+    # the bound the compiler passed: an exact call's is the hot depth
+    exact = SECRET_CALL_EXACT in dict(f.calls).values()
     return BoundaryAudit(
         name=f.name, registers_ok=not missing and rets > 0,
         registers_missing=missing, rets=rets,
         scrub_ok=not problems and scrubbed is not None and scrubbed >= need,
         scrub_problems=problems, depth_required=need, depth_scrubbed=scrubbed or 0,
-        stack_bound_depth=sb.depth if sb is not None else -1,
+        stack_bound_depth=-1 if sb is None else sb.hot if exact else sb.depth,
         calls_ok=not unlisted, externals=externals, unlisted=unlisted,
         arch=obj.arch.name)
 

@@ -30,7 +30,7 @@ class BoundaryAudit:
     scrub_problems: list
     depth_required: int
     depth_scrubbed: int
-    stack_bound_depth: int
+    stack_bound_depth: int              # the compiler's (an exact call's: hot)
     calls_ok: bool
     externals: list
     unlisted: list
@@ -74,14 +74,20 @@ def allowed(obj, name):
             or name in obj.allowances or name in SECRET_CALLS)
 
 
-def depth(obj, name, memo, seen=()):
-    """Bytes the call of ``name`` may write below the caller's stack pointer."""
-    if name in memo:
-        return memo[name]
+def depth(obj, name, memo, seen=(), hot=False):
+    """Bytes the call of ``name`` may write below the caller's stack pointer;
+    ``hot``: for the exact entry, each :func:`marked` runtime entry at its
+    hot part (``MarkedDepth.hot``: the entry adds the marked slack when a
+    marked call ran)."""
+    key = ('hot', name) if hot else name
+    if key in memo:
+        return memo[key]
     if name not in obj.functions or allowed(obj, name):
         # C code (external, or the runtime linked into an AOT library):
         # the contract's allowance, whose sufficiency the tests measure
         d = stack_bound.external_allowance(name, obj.allowances)
+        if hot and marked(obj, name):
+            d = d.hot
     elif name in seen:
         raise AuditError("recursion through %s" % stack_bound.readable(name))
     else:
@@ -94,9 +100,9 @@ def depth(obj, name, memo, seen=()):
             if target is None:
                 below = max(below, stack_bound.DEFAULT_ALLOWANCE)
             elif target not in SECRET_CALLS:
-                below = max(below, depth(obj, target, memo, seen + (name,)))
+                below = max(below, depth(obj, target, memo, seen + (name,), hot))
         d = f.frame + below
-    memo[name] = d
+    memo[key] = d
     return d
 
 
@@ -243,7 +249,8 @@ def on_call(walk, ins, target, depth_arg, tree):
     walk.zeroed, walk.aux = set(), 0
     obj = walk.ctx.obj
     if target in SECRET_CALLS:
-        need = depth(obj, tree, walk.ctx.memo) if tree else None
+        need = depth(obj, tree, walk.ctx.memo, hot=target == SECRET_CALL_EXACT) \
+            if tree else None
         if depth_arg is None or need is None or depth_arg < need:
             walk.problems.append('secret stack scrub of %s bytes at 0x%x, tree '
                                  'needs %s' % (depth_arg, ins.address, need))

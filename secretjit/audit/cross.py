@@ -175,7 +175,7 @@ def _child(cases_path, out_path, only='', targets=''):
             obj, depths, bounds = jit_object(lib.pre_secret_ir, lib._secret_entries,
                                              lib._wrappers(), cpu, features)
             out.append((kernel.py_func.__qualname__, name, obj, depths,
-                        {k: (b.depth, b.path, b.externals) for k, b in bounds.items()}))
+                        {k: (b.depth, b.path, b.externals, b.hot) for k, b in bounds.items()}))
     with open(out_path, 'wb') as fh:
         pickle.dump(out, fh)
 

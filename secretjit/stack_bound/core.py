@@ -97,8 +97,28 @@ class MarkedDepth(int):
     (like the plain entry) exactly when a marked call ran.
 
     An ``int``: arithmetic on it gives a plain ``int``, so a depth derived
-    from one is not marked unless it is made one again (fail closed)."""
-    __slots__ = ()
+    from one is not marked unless it is made one again (fail closed).
+
+    ``hot``: the depth with everything below a marking function left out
+    (at most the depth; the depth itself where not given).  Valid only for
+    the exact entry, which scrubs the process's marked slack
+    (``secretjit_set_marked_slack``) more when a marked call ran."""
+
+    def __new__(cls, depth, hot=None):
+        self = super().__new__(cls, depth)
+        self.hot = int(depth) if hot is None else min(int(hot), int(depth))
+        return self
+
+    def __repr__(self):
+        return 'MarkedDepth(%d, hot=%d)' % (self, self.hot)
+
+    def __reduce__(self):
+        return (MarkedDepth, (int(self), self.hot))
+
+
+def hot_depth(depth):
+    """``depth``'s hot part (:class:`MarkedDepth`), else ``depth`` itself."""
+    return depth.hot if isinstance(depth, MarkedDepth) else depth
 
 
 @dataclass
@@ -108,6 +128,12 @@ class StackBound:
     depth: int
     path: list                     # deepest chain of (function, its depth)
     externals: dict                # external callee -> allowance used
+    hot: int = None                # the depth with every MarkedDepth external
+                                   # at its hot part (None: the depth)
+
+    def __post_init__(self):
+        if self.hot is None:
+            self.hot = self.depth
 
     @property
     def marked(self):
@@ -267,7 +293,7 @@ def solve_forward(blocks, succs, transfer):
 
 def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
                    indirect_allowance=None, module_name='<module>',
-                   frames=None, ir_text=None):
+                   frames=None, ir_text=None, cut=None):
     """Stack depth bounds for ``roots`` from the module's assembly ``asm``.
 
     ``functions`` are the names the module defines and ``data`` its global
@@ -280,6 +306,11 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     the deepest of the module's :func:`destructors` (found also from the
     module's IR, ``ir_text``, where given).  A dict passed as ``frames`` receives
     ``{function: frame bytes}``, from the same parse.
+
+    Each bound's ``hot`` is its depth with every :class:`MarkedDepth`
+    allowance at its hot part, and with the functions of ``cut`` (``{name:
+    bytes}``: the marking functions of a runtime, at their return address)
+    counted as that many bytes, nothing below them.
     """
     if arch not in ARCHES:
         raise NotImplementedError("no stack analysis for architecture %r" % arch)
@@ -289,13 +320,18 @@ def compute_bounds(asm, functions, roots, arch, data=(), extra_allowance=None,
     data = set(data)
     for info in infos.values():
         info.callees -= data
+    dtors = sorted(destructors(asm, functions, ir_text))
     depths = _Depths(infos, functions, ARCHES[arch].red_zone, extra_allowance,
-                     indirect_allowance, module_name,
-                     sorted(destructors(asm, functions, ir_text)))
+                     indirect_allowance, module_name, dtors)
+    hot_extra = {n: hot_depth(d) for n, d in (extra_allowance or {}).items()}
+    hot = depths if not cut and hot_extra == (extra_allowance or {}) else _Depths(
+        infos, functions, ARCHES[arch].red_zone, hot_extra, indirect_allowance,
+        module_name, dtors, cut)
     out = {}
     for root in roots:
         d, path, ext = depths.of(root, [])
-        out[root] = StackBound(root, _round_up(d, 16), path, ext)
+        out[root] = StackBound(root, _round_up(d, 16), path, ext,
+                               _round_up(hot.of(root, [])[0], 16))
     return out
 
 
@@ -307,16 +343,19 @@ class _Depths:
     """
 
     def __init__(self, infos, functions, red_zone, extra_allowance,
-                 indirect_allowance, module_name, dtors=()):
+                 indirect_allowance, module_name, dtors=(), cut=None):
         self.infos, self.functions, self.red_zone = infos, functions, red_zone
         self.extra, self.indirect = extra_allowance, indirect_allowance
         self.module_name = module_name
         self.dtors = dtors
+        self.cut = cut or {}
         self.memo = {}
 
     def of(self, name, chain, in_dtor=False):
         # in_dtor: below a modelled destructor call, where a nested
         # NRT_MemInfo_call_dtor counts its allowance only (see .destructors)
+        if name in self.cut:
+            return self.cut[name], [(name, self.cut[name])], {}
         key = (name, in_dtor)
         if key not in self.memo:
             info = self.infos.get(name)

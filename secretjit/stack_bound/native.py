@@ -170,7 +170,9 @@ def _parsed(path, mtime, roots=None):
 def so_bounds(path, roots, arch, allowances, indirect_allowance=None):
     """``{root: StackBound}`` for the functions ``roots`` of the shared object
     ``path``, or None where its machine code cannot be read here (not x86-64,
-    no objdump): the caller keeps its allowances then."""
+    no objdump): the caller keeps its allowances then.  Each bound's ``hot``
+    depth counts the marking functions (:func:`hot_cut`) as their return
+    address."""
     if arch != 'x86_64' or not path or not os.path.exists(path):
         return None
     parsed = _parsed(path, os.stat(path).st_mtime_ns, tuple(roots))
@@ -181,7 +183,16 @@ def so_bounds(path, roots, arch, allowances, indirect_allowance=None):
         return None
     return compute_bounds(asm, funcs, roots, arch, extra_allowance=allowances,
                           indirect_allowance=indirect_allowance,
-                          module_name=os.path.basename(path))
+                          module_name=os.path.basename(path), cut=hot_cut(funcs))
+
+
+def hot_cut(functions):
+    """``{name: 8}`` for the marking functions among ``functions`` (the
+    wrappers and the ``secretjit__cold_`` slow paths, :func:`is_marking`):
+    what a call of one writes before its flag store is the return address
+    (x86-64); its own frame and everything below come after the store, so
+    the exact entry scrubs them with the marked slack."""
+    return {n: 8 for n in functions if is_marking(n)}
 
 
 # The secret runtime's entries on the kernel path (secretjit.arena_nrt calls
@@ -201,7 +212,11 @@ def runtime_bounds(arch):
     read here (AArch64, no objdump, an unlisted call): the measured
     allowances of :data:`.allowances.EXTERNAL_ALLOWANCE` stay then.  An
     entry whose every C library call is marked (:func:`marking_problems`
-    finds nothing) gets a :class:`~.core.MarkedDepth`."""
+    finds nothing) gets a :class:`~.core.MarkedDepth` whose ``hot`` part
+    leaves out everything below its marking functions (:func:`hot_cut`);
+    then the runtime is told the slack to add when a marked call ran
+    (:func:`marked_slack`, ``secretjit_set_marked_slack``), before any tree
+    is given a hot depth."""
     from .. import secretmem
     from ..errors import SecretPolicyError
     from .allowances import RUNTIME_LIBC_ALLOWANCE
@@ -212,8 +227,25 @@ def runtime_bounds(arch):
         return {}
     if bounds is None:
         return {}
-    return {n: MarkedDepth(b.depth) if not marking_problems(path, [n]) else b.depth
-            for n, b in bounds.items()}
+    out = {n: MarkedDepth(b.depth, b.hot) if not marking_problems(path, [n]) else b.depth
+           for n, b in bounds.items()}
+    slack = marked_slack(out)
+    if slack is not None:
+        secretmem.set_marked_slack(slack)
+    return out
+
+
+def marked_slack(depths):
+    """Bytes an exact call must scrub below a hot depth when a marked call
+    ran: the most any :class:`~.core.MarkedDepth` of ``depths`` (the
+    runtime's entries) goes below its hot part, plus 16 for the rounding of
+    the depths built on them; None when none is marked.  A tree reaches at
+    most one runtime entry per path (their call graph is closed), so no
+    tree's depth exceeds its hot depth by more."""
+    marked = [d for d in depths.values() if isinstance(d, MarkedDepth)]
+    if not marked:
+        return None
+    return max(int(d) - d.hot for d in marked) + 16
 
 
 # -- marked C library calls (issue 15; secretjit/csrc/marked.h) ------------------
@@ -226,7 +258,15 @@ def runtime_bounds(arch):
 # half from the machine code; the second is secretstack.c's (tested in
 # tests/test_semiexact.py).
 MARK_PREFIX = 'secretjit__m_'
+# the heap's own slow paths, marked like the wrappers (csrc/slab.c)
+COLD_PREFIX = 'secretjit__cold_'
 MARK_FLAG = 'secretjit__inexact'
+
+
+def is_marking(name):
+    """Whether ``name`` is one of the runtime's marking functions (a
+    wrapper or a cold path), which must set :data:`MARK_FLAG` first."""
+    return name.startswith((MARK_PREFIX, COLD_PREFIX))
 _TLS_SYMBOL = re.compile(r'^([0-9a-f]+)\s.*\s\.t(?:bss|data)\s+[0-9a-f]+\s+(\S+)$')
 _TPOFF = re.compile(r'^([0-9a-f]+)\s+R_X86_64_TPOFF64\s+(\S+?)(?:\+0x([0-9a-f]+))?$')
 _RIP_LOAD = re.compile(r'^movq (-?0x[0-9a-f]+)\(%rip\),(%r\w+)$')
@@ -321,7 +361,8 @@ def marking_problems(path, roots, arch='x86_64'):
     ``path`` is marked (empty when each is): every function reached must
     be a marking wrapper (:data:`MARK_PREFIX`, whose code must store 1 to
     :data:`MARK_FLAG` first, :func:`marks_first`; what it calls then runs
-    marked) or call only functions of the object, none through a pointer.
+    marked; a ``secretjit__cold_`` function likewise) or call only
+    functions of the object, none through a pointer.
     Where the machine code cannot be read here, that is the problem."""
     if arch != 'x86_64' or not path or not os.path.exists(path):
         return ['no machine code of %s for %s here' % (path, arch)]
@@ -340,7 +381,7 @@ def marking_problems(path, roots, arch='x86_64'):
         info = infos.get(name)
         if info is None:
             problems.append('%s is not a function of %s' % (name, path))
-        elif name.startswith(MARK_PREFIX):
+        elif is_marking(name):
             if not marks_first(code.get(name, []), slots):
                 problems.append('%s does not set %s before its first branch or '
                                 'call' % (name, MARK_FLAG))
@@ -413,13 +454,13 @@ def markable():
                      + (CALL_DTOR,))
 
 
-def marked_depth(name, depth, externals):
-    """``depth`` as a :class:`~.core.MarkedDepth` when ``name`` is
-    :func:`markable` and every external its bound counted (``externals``:
-    ``{name: depth}``) is marked too (no indirect call, no allowance);
-    otherwise a plain int."""
+def marked_depth(name, depth, externals, hot=None):
+    """``depth`` as a :class:`~.core.MarkedDepth` (hot part ``hot``) when
+    ``name`` is :func:`markable` and every external its bound counted
+    (``externals``: ``{name: depth}``) is marked too (no indirect call, no
+    allowance); otherwise a plain int."""
     if name in markable() and all(isinstance(d, MarkedDepth) for d in externals.values()):
-        return MarkedDepth(depth)
+        return MarkedDepth(depth, hot)
     return int(depth)
 
 
@@ -444,7 +485,7 @@ def dtor_own_depth(arch, frames, free):
     picks the plain bound, never marked."""
     depth = frames + free
     if isinstance(free, MarkedDepth) and numba_dtor_closed(arch):
-        return MarkedDepth(depth)
+        return MarkedDepth(depth, frames + free.hot)
     return depth
 
 
