@@ -25,7 +25,14 @@ Checked here:
 - the audit: the allocating kernel on the exact entry passes; with the
   runtime's depths unmarked, or a non-runtime external marked, it fails;
 - stack erasure of an allocating kernel on the exact entry, with its njit
-  control.
+  control;
+- hot depths: the heap's slow paths are marked at their entry
+  (``secretjit__cold_`` functions), each runtime entry's hot depth stops at
+  them and the marked slack covers the rest; the exact call gets the hot
+  depth (the fallback the whole bound) and the audit checks exactly that; at
+  the C level a slack scrubs a word below the frame window (control: the
+  flag cleared); a new thread's first call leaves its whole secret stack
+  zero (control: no slack, frames below the hot depth).
 """
 
 import ctypes
@@ -171,7 +178,8 @@ def test_marking_proof_fires_on_a_small_object(tmp_path):
                                    'secretjit__inexact before its first branch or call']
     (b,) = native.so_bounds(so, ['hot'], 'x86_64', {'getpid': 64}).values()
     assert b.hot < b.depth and b.depth >= 64, b
-    assert b.hot == (b.path[0][1] - b.path[1][1]) // 16 * 16 + 16, b
+    frame = b.path[0][1] - b.path[1][1]              # hot's own frame
+    assert b.hot == (frame + 8 + 15) // 16 * 16, b   # + the call's return address
 
 
 @needs_x86
