@@ -184,13 +184,16 @@ def signal_reserve():
     return lib().secretjit_signal_reserve()
 
 
+_SLACK_UNSET = ctypes.c_size_t(-1).value       # SIZE_MAX: secretstack.c's "unset"
+
+
 def marked_slack():
     """Bytes the exact secret call adds to its depth when one of the secret
     heap's marked calls ran (``secretjit/csrc/marked.h``): set by
     :func:`secretjit.stack_bound.native.runtime_bounds` from the heap's
     machine code; ``None`` until then (such a call scrubs the whole room)."""
     n = lib().secretjit_marked_slack()
-    return None if n == ctypes.c_size_t(-1).value else n
+    return None if n == _SLACK_UNSET else n
 
 
 def set_marked_slack(nbytes):
@@ -198,8 +201,7 @@ def set_marked_slack(nbytes):
     depths are valid only with the slack it computed with them: only
     :func:`secretjit.stack_bound.native.runtime_bounds` (and tests, which
     restore it) call this."""
-    lib().secretjit_set_marked_slack(ctypes.c_size_t(-1).value if nbytes is None
-                                     else nbytes)
+    lib().secretjit_set_marked_slack(_SLACK_UNSET if nbytes is None else nbytes)
 
 
 def test_deep_scrub(on):
