@@ -98,6 +98,14 @@ def test_c_level_exact_entry_paths(tmp_path, target):
             assert got['%s/%d' % (miss, d)] == missed, (d, got)
     assert got['nested'] == '0,1,1,0', got       # rc, inner rc, counted, left
     assert got['too_deep'] == '-1,1', got
+    # The fast path's gate: open after a call through the C path, at the
+    # inline scrub limit, on the calling thread's own rseq area; closed for
+    # a thread that takes an exited thread's stack and in a forked child
+    # until their first call.  Without an rseq area it never opens.
+    gate = 512 if got['rseq'] == '1' else 0
+    assert got['gate'] == '%d,%d' % (gate, gate > 0), got
+    assert got['thread'] == '0,%d,%d' % (gate, gate > 0), got
+    assert got['fork'] == '0,%d' % gate, got
     for d in (64, 160):
         assert got['sig/%d' % d] == '0,1,0,1', (d, got)  # rc, handled, left, scrubs
         rc, handled, left = got['sigoff/%d' % d].split(',')
@@ -137,8 +145,10 @@ def test_fast_path_runs_where_it_applies(tmp_path):
     """Under gdb, tests/c/exact_fast.c enters the slow path exactly for the
     calls the fast path declines: the first (no stack yet), the four slow
     depths twice, the nested call's outer (1024 bytes) and inner (stack in
-    use) calls, the too deep one: 12; and reaches the interrupted tail for
-    the four signal calls.  (Were the fast path never taken: 36 and 0.)"""
+    use) calls, the too deep one, the first call of each of the two gate
+    threads (gdb does not follow the forked child): 14; and reaches the
+    interrupted tail for the four signal calls.  (Were the fast path never
+    taken: 29, every exact call, and 0.)"""
     import re
     import shutil
     import subprocess
@@ -156,7 +166,7 @@ def test_fast_path_runs_where_it_applies(tmp_path):
     hits = {}
     for name, n in re.findall(r'<(\w+)>\s*\n\s*breakpoint already hit (\d+) time', out):
         hits[name] = int(n)
-    assert hits == {'secret_call_exact_slow': 12, 'exact_tail': 4}, out
+    assert hits == {'secret_call_exact_slow': 14, 'exact_tail': 4}, out
 
 
 

@@ -17,6 +17,13 @@ struct secret_stack {
     char *lo, *hi;      /* usable [lo, hi); hi is 16-byte aligned */
     size_t room;        /* largest scrub depth a call may have */
     size_t used;        /* deepest span [hi - used, hi) a call zeroed */
+    /* The x86-64 exact entry's gate (secretstack.c): the largest depth its
+     * fast path takes on this thread (min(room, INLINE_SCRUB)), 0 until a
+     * call through the C path found the stack mapped and locked and the
+     * thread's rseq area registered, and again 0 whenever the stack is
+     * unmapped, handed on or re-locked (secretjit__stack_gate_off). */
+    size_t fast_room;
+    char *rseq;         /* this thread's rseq area, when fast_room != 0 */
     int active;         /* a secret call is running on this stack */
     int failed;         /* setup failed once: do not retry on every call */
     int locked;         /* the stack is mlock'ed (and counted) */
@@ -33,6 +40,14 @@ struct stack_cfg {
 
 #define SC secretjit__stack_cfg
 #define tls_stack secretjit__stack_tls
+
+/* The exact entry's fast path may not take s until the C path opens it
+ * again: after anything that changes map, locked or the thread owning s. */
+static inline void secretjit__stack_gate_off(struct secret_stack *s)
+{
+    s->fast_room = 0;
+    s->rseq = NULL;
+}
 
 #pragma GCC visibility push(hidden)
 /* secretstack.c */

@@ -65,6 +65,7 @@ static void unmap(struct secret_stack *s)
         secretjit__unlocked(s->hi - s->lo);
     s->map = s->lo = s->hi = NULL;
     s->locked = 0;
+    secretjit__stack_gate_off(s);
 }
 
 /* Stacks of exited threads, kept for the next new thread (issue 15: a
@@ -94,6 +95,7 @@ static void release(void *unused)
         spare[n_spare++] = *s;
         s->map = s->lo = s->hi = NULL;
         s->locked = 0;
+        secretjit__stack_gate_off(s);
     }
     pthread_mutex_unlock(&reg_lock);
     if (!keep)
@@ -107,6 +109,7 @@ static int take_spare(struct secret_stack *s)
     if (n_spare == 0)
         return 0;
     *s = spare[--n_spare];
+    secretjit__stack_gate_off(s);      /* the exited thread's rseq area */
     return 1;
 }
 
@@ -130,6 +133,7 @@ static void fork_child(void)
     if (mine->map && mine->locked) {
         secretjit__unlocked(mine->hi - mine->lo);
         mine->locked = secretjit__lock_onfault(mine->lo, mine->hi - mine->lo) == 0;
+        secretjit__stack_gate_off(mine);
     }
     pthread_mutex_init(&reg_lock, NULL);
 }
@@ -192,6 +196,7 @@ static int map_stack(struct secret_stack *s)
     s->hi = m + len;
     s->room = SC.stack_size > SC.sig_reserve ? SC.stack_size - SC.sig_reserve : 0;
     s->used = 0;
+    secretjit__stack_gate_off(s);
     /* Locked on fault: a page is locked when a call first touches it, so a
      * thread's first call does not fault in (and zero) all 256 KiB, only
      * the pages its call tree uses (issue 15: the first call went from about

@@ -19,6 +19,13 @@
  * the unwinder walked from the secret stack back to the thread's stack
  * through the fast path's unwind information); nocfi=N,L the same through a
  * stack switch without unwind information (the control: the walk stops).
+ * The fast path's gate (struct secret_stack's fast_room and rseq, opened by
+ * a call through the C path): gate=F,M after the first call (F its depth
+ * limit, M=1 if rseq is this thread's area); thread=B,A,M in a second
+ * thread that takes the first one's stack after it exited (B, A: the limit
+ * before and after its first call, M: its own area); fork=B,A the same in
+ * a forked child (closed by the fork, opened again by the child's first
+ * call).
  * Prints "key=value" lines. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -28,7 +35,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <sys/mman.h>
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#endif
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "secretmem.h"
+#include "secretstack_internal.h"
 #include "stack_probe.h"
 
 struct paint { uintptr_t hi; size_t span; };
@@ -84,6 +100,32 @@ __asm__(".text\n"
         "    retq\n");
 static char alt_stack[65536] __attribute__((aligned(16)));
 #endif
+
+/* This thread's rseq area (glibc's), or NULL. */
+static char *my_rseq(void)
+{
+#ifdef RSEQ_SIG
+    if (__rseq_size >= 16)
+        return (char *)__builtin_thread_pointer() + __rseq_offset;
+#endif
+    return NULL;
+}
+
+struct gate { size_t before, after; int mine; };
+
+static void gate_call(struct gate *g)
+{
+    g->before = tls_stack.fast_room;
+    secretjit_secret_call_exact(noop, 0, 64);
+    g->after = tls_stack.fast_room;
+    g->mine = tls_stack.rseq != NULL && tls_stack.rseq == my_rseq();
+}
+
+static void *gate_thread(void *arg)
+{
+    gate_call(arg);
+    return NULL;
+}
 
 static void one(const char *name, uintptr_t hi, size_t span, size_t scrub)
 {
@@ -148,6 +190,30 @@ int main(void)
         rc = secretjit_secret_call_exact(with_signal, 0, depth);
         secretjit_test_deep_scrub(1);
         printf("sigoff/%zu=%d,%d,%zu\n", depth, rc, handled, nonzero_words());
+    }
+    {
+        struct gate first, second;
+        pthread_t t;
+        struct gate *shared;
+        pid_t pid;
+        int status;
+        printf("gate=%zu,%d\n", tls_stack.fast_room,
+               tls_stack.rseq != NULL && tls_stack.rseq == my_rseq());
+        pthread_create(&t, NULL, gate_thread, &first);
+        pthread_join(t, NULL);
+        pthread_create(&t, NULL, gate_thread, &second);
+        pthread_join(t, NULL);
+        printf("thread=%zu,%zu,%d\n", second.before, second.after, second.mine);
+        shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        fflush(stdout);
+        pid = fork();
+        if (pid == 0) {
+            gate_call(shared);
+            _exit(0);
+        }
+        waitpid(pid, &status, 0);
+        printf("fork=%zu,%zu\n", shared->before, shared->after);
     }
 #if defined(__x86_64__)
     trace(0);                   /* loads libgcc_s (the unwinder) first */
