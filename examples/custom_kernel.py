@@ -51,9 +51,14 @@ def main():
     asm = mac64.inspect_asm(sig)
     label = re.search(r'^"?__secretjit\.boundary\.[^\s:"]+"?:$', asm, re.M)
     body = asm[label.end():]
-    after_call = body[:body.index('retq')].split('#NO_APP', 1)
-    scrub = [l.strip() for l in after_call[0].splitlines() if 'stos' in l]
-    zeroing = [l.strip() for l in after_call[1].splitlines() if l.strip().startswith(
+    body = body[:body.index('.Lfunc_end')]
+    # The fallback (no secret stack: run in place, scrub below sp) is laid
+    # out after the common path's return.
+    scrub = [l.strip() for l in body.splitlines() if 'stos' in l]
+    to_ret = body[:body.index('retq')]
+    if 'stos' in to_ret:
+        to_ret = to_ret.split('#NO_APP', 1)[1]
+    zeroing = [l.strip() for l in to_ret.splitlines() if l.strip().startswith(
         ('xorl', 'vxorps', 'kxorq', 'fldz'))]
     print('\nboundary: stack scrub %s; epilogue zeroes %d registers, e.g.'
           % (scrub, len(zeroing)))

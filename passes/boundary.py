@@ -16,7 +16,7 @@ function and points the wrappers at it::
         "zero-call-used-regs"="all" {
       <store the arguments into %frame, an alloca>
       %ran = call i32 @secretjit_secret_call(ptr @"__secretjit.thunk.K", ptr %frame, i64 <depth>)
-      br %ran == 0 ? done : fallback
+      br %ran == 0 ? done : fallback        ; !prof: done is the fall-through
     done:                         ; ran on the secret stack, which is now zeroed
       ret i32 <status from %frame>
     fallback:                     ; no secret stack for this thread
@@ -79,6 +79,14 @@ def thunk_name(kernel):
     return THUNK_PREFIX + kernel
 
 
+# Branch weights for a conditional branch whose first target is the one
+# taken on every call but by failure or fallback: LLVM lays that target
+# out as the fall-through (a taken branch costs the front end a fetch
+# redirect; issue 15).
+LIKELY = '!prof !{!"branch_weights", i32 2000, i32 1}'
+LIKELY_WEIGHTS = (2000, 1)
+
+
 def _ret(status, epilogue):
     """The boundary's return of ``status``; with an ``epilogue``
     (passes.epilogue), a branch to the one exit block that runs it."""
@@ -138,7 +146,8 @@ def _boundary_text(kernel_fn, arch, epilogue=None):
     lines += [
         '  %%ran = call i32 @%s(ptr %s, ptr %%frame, %s)' % (SECRET_CALL, thunk, depth),
         '  %onstack = icmp eq i32 %ran, 0',
-        '  br i1 %onstack, label %done, label %fallback',
+        # The secret stack is the common case: laid out as the fall-through.
+        '  br i1 %onstack, label %done, label %fallback, ' + LIKELY,
         'done:',
         '  %%ps = getelementptr inbounds %s, ptr %%frame, i32 0, i32 %d'
         % (frame, status),

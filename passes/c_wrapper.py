@@ -11,14 +11,14 @@ each array as numba's 7 fields) and turns numba's status into the C status::
       %retslot = alloca [64 x i8], align 16
       %exc = alloca ptr, align 8
       <bad = key_len < 0 | (key == null & key_len > 0) | ret == null>
-      br i1 %bad, label %einval, label %call
+      br i1 %bad, label %einval, label %call      ; !prof: %call is likely
     einval:  ret i32 2                                  ; SECRETJIT_EINVAL
     call:
       store ptr null, ptr %exc
       %status = call i32 @K(ptr %retslot, ptr %exc, ptr null, ptr null,
                             i64 %key_len, i64 1, ptr %key, i64 %key_len, i64 1)
       call void @secretjit_aot_clear_vregs()            ; when ``clear`` is set
-      br (status == 0 | status == -2), label %done, label %raised
+      br ((status + 2) & ~2) == 0, label %done, label %raised    ; 0 or -2, likely
     raised:  ret i32 1                                  ; SECRETJIT_ERAISED
     done:    store the result through %ret; ret i32 0   ; SECRETJIT_OK
 
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from .boundary import BOUNDARY_PREFIX
+from .boundary import BOUNDARY_PREFIX, LIKELY_WEIGHTS
 from .report import PassReport
 from .textir import called_names, text_pass
 
@@ -131,7 +131,7 @@ def _wrapper(mod, spec):
     for c in checks:
         bad = b.or_(bad, c)
     einval, call = fn.append_basic_block('einval'), fn.append_basic_block('call')
-    b.cbranch(bad, einval, call)
+    b.cbranch(bad, einval, call).set_weights(LIKELY_WEIGHTS[::-1])
     b.position_at_end(einval)
     b.ret(_I32(2))
     b.position_at_end(call)
@@ -139,10 +139,12 @@ def _wrapper(mod, spec):
     status = b.call(kernel, [slot, exc] + kargs, name='status')
     if spec.clear:
         b.call(_declare(mod, spec.clear, ir.FunctionType(ir.VoidType(), [])), [])
-    ok = b.or_(b.icmp_signed('==', status, _I32(0)),
-               b.icmp_signed('==', status, _I32(-2)), name='ok')
+    # status 0 or -2 (numba's OK and OK-returning-None), one test with no
+    # branch between them: (status + 2) & ~2 == 0.
+    ok = b.icmp_unsigned('==', b.and_(b.add(status, _I32(2)), _I32(~2)), _I32(0),
+                         name='ok')
     raised, done = fn.append_basic_block('raised'), fn.append_basic_block('done')
-    b.cbranch(ok, done, raised)
+    b.cbranch(ok, done, raised).set_weights(LIKELY_WEIGHTS)
     b.position_at_end(raised)
     b.ret(_I32(1))
     b.position_at_end(done)

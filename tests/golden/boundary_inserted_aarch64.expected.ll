@@ -50,7 +50,7 @@ entry:
   store { ptr, i64 } %a3, ptr %p3, align 8
   %ran = call i32 @secretjit_secret_call(ptr @__secretjit.thunk.kernel, ptr %frame, i64 ptrtoint (ptr @__secretjit.depth.kernel to i64))
   %onstack = icmp eq i32 %ran, 0
-  br i1 %onstack, label %done, label %fallback
+  br i1 %onstack, label %done, label %fallback, !prof !0
 
 done:                                             ; preds = %entry
   %ps = getelementptr inbounds { ptr, ptr, i64, { ptr, i64 }, i32 }, ptr %frame, i32 0, i32 4
@@ -69,3 +69,5 @@ attributes #0 = { nounwind }
 attributes #1 = { noinline nounwind }
 attributes #2 = { noinline nounwind "zero-call-used-regs"="all" }
 attributes #3 = { noinline }
+
+!0 = !{!"branch_weights", i32 2000, i32 1}

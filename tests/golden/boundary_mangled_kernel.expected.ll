@@ -46,7 +46,7 @@ entry:
   store i64 %a2, ptr %p2, align 4
   %ran = call i32 @secretjit_secret_call(ptr @__secretjit.thunk._ZN8__main__6kernelB2v1B38c8tJTIcFKzyF2ILShI4CrgQElQb6HczSBAA_3dEx, ptr %frame, i64 ptrtoint (ptr @__secretjit.depth._ZN8__main__6kernelB2v1B38c8tJTIcFKzyF2ILShI4CrgQElQb6HczSBAA_3dEx to i64))
   %onstack = icmp eq i32 %ran, 0
-  br i1 %onstack, label %done, label %fallback
+  br i1 %onstack, label %done, label %fallback, !prof !0
 
 done:                                             ; preds = %entry
   %ps = getelementptr inbounds { ptr, ptr, i64, i32 }, ptr %frame, i32 0, i32 3
@@ -65,3 +65,5 @@ attributes #0 = { nounwind }
 attributes #1 = { noinline nounwind }
 attributes #2 = { noinline nounwind "zero-call-used-regs"="all" }
 attributes #3 = { noinline }
+
+!0 = !{!"branch_weights", i32 2000, i32 1}

@@ -17,7 +17,7 @@ entry:
   %.8 = or i1 false, %key.neg
   %.9 = or i1 %.8, %key.null
   %.10 = or i1 %.9, %ret.null
-  br i1 %.10, label %einval, label %call
+  br i1 %.10, label %einval, label %call, !prof !0
 
 einval:                                           ; preds = %entry
   ret i32 2
@@ -26,10 +26,10 @@ call:                                             ; preds = %entry
   store ptr null, ptr %exc, align 8
   %status = call i32 @_ZN8__main__7toy_mixB2v1E5ArrayIhLi1E1C7mutable7alignedE(ptr %retslot, ptr %exc, ptr null, ptr null, i64 %key_len, i64 1, ptr %key, i64 %key_len, i64 1, i1 %flag.bool)
   call void @secretjit_aot_clear_vregs()
-  %.15 = icmp eq i32 %status, 0
-  %.16 = icmp eq i32 %status, -2
-  %ok = or i1 %.15, %.16
-  br i1 %ok, label %done, label %raised
+  %.15 = add i32 %status, 2
+  %.16 = and i32 %.15, -3
+  %ok = icmp eq i32 %.16, 0
+  br i1 %ok, label %done, label %raised, !prof !1
 
 raised:                                           ; preds = %call
   ret i32 1
@@ -41,3 +41,6 @@ done:                                             ; preds = %call
 }
 
 declare void @secretjit_aot_clear_vregs()
+
+!0 = !{!"branch_weights", i32 1, i32 2000}
+!1 = !{!"branch_weights", i32 2000, i32 1}

@@ -10,7 +10,7 @@ entry:
   %exc = alloca ptr, align 8
   %ret.null = icmp eq ptr %ret, null
   %.5 = or i1 false, %ret.null
-  br i1 %.5, label %einval, label %call
+  br i1 %.5, label %einval, label %call, !prof !0
 
 einval:                                           ; preds = %entry
   ret i32 2
@@ -18,10 +18,10 @@ einval:                                           ; preds = %entry
 call:                                             ; preds = %entry
   store ptr null, ptr %exc, align 8
   %status = call i32 @kernel(ptr %retslot, ptr %exc, double %x, i32 %n)
-  %.9 = icmp eq i32 %status, 0
-  %.10 = icmp eq i32 %status, -2
-  %ok = or i1 %.9, %.10
-  br i1 %ok, label %done, label %raised
+  %.9 = add i32 %status, 2
+  %.10 = and i32 %.9, -3
+  %ok = icmp eq i32 %.10, 0
+  br i1 %ok, label %done, label %raised, !prof !1
 
 raised:                                           ; preds = %call
   ret i32 1
@@ -37,7 +37,7 @@ define i32 @f_void(double %x, i32 %n) {
 entry:
   %retslot = alloca [64 x i8], align 16
   %exc = alloca ptr, align 8
-  br i1 false, label %einval, label %call
+  br i1 false, label %einval, label %call, !prof !0
 
 einval:                                           ; preds = %entry
   ret i32 2
@@ -45,10 +45,10 @@ einval:                                           ; preds = %entry
 call:                                             ; preds = %entry
   store ptr null, ptr %exc, align 8
   %status = call i32 @kernel(ptr %retslot, ptr %exc, double %x, i32 %n)
-  %.7 = icmp eq i32 %status, 0
-  %.8 = icmp eq i32 %status, -2
-  %ok = or i1 %.7, %.8
-  br i1 %ok, label %done, label %raised
+  %.7 = add i32 %status, 2
+  %.8 = and i32 %.7, -3
+  %ok = icmp eq i32 %.8, 0
+  br i1 %ok, label %done, label %raised, !prof !1
 
 raised:                                           ; preds = %call
   ret i32 1
@@ -71,7 +71,7 @@ entry:
   %.7 = or i1 false, %words.neg
   %.8 = or i1 %.7, %words.null
   %.9 = or i1 %.8, %ret.null
-  br i1 %.9, label %einval, label %call
+  br i1 %.9, label %einval, label %call, !prof !0
 
 einval:                                           ; preds = %entry
   ret i32 2
@@ -79,10 +79,10 @@ einval:                                           ; preds = %entry
 call:                                             ; preds = %entry
   store ptr null, ptr %exc, align 8
   %status = call i32 @kernel2(ptr %retslot, ptr %exc, ptr null, ptr null, i64 %words_len, i64 8, ptr %words, i64 %words_len, i64 8)
-  %.13 = icmp eq i32 %status, 0
-  %.14 = icmp eq i32 %status, -2
-  %ok = or i1 %.13, %.14
-  br i1 %ok, label %done, label %raised
+  %.13 = add i32 %status, 2
+  %.14 = and i32 %.13, -3
+  %ok = icmp eq i32 %.14, 0
+  br i1 %ok, label %done, label %raised, !prof !1
 
 raised:                                           ; preds = %call
   ret i32 1
@@ -94,3 +94,6 @@ done:                                             ; preds = %call
   store i8 %.18, ptr %ret, align 1
   ret i32 0
 }
+
+!0 = !{!"branch_weights", i32 1, i32 2000}
+!1 = !{!"branch_weights", i32 2000, i32 1}
