@@ -454,12 +454,10 @@ static int exact_tail(struct secret_stack *s, size_t scrub, int interrupted)
 
 /* Offsets of struct secret_stack the assembly below uses. */
 #define SS_HI 24
-#define SS_USED 40
 #define SS_GATE 48
 #define SS_RSEQ 56
 #define SS_ACTIVE 64
 _Static_assert(offsetof(struct secret_stack, hi) == SS_HI, "hi");
-_Static_assert(offsetof(struct secret_stack, used) == SS_USED, "used");
 _Static_assert(offsetof(struct secret_stack, fast_room) == SS_GATE, "fast_room");
 _Static_assert(offsetof(struct secret_stack, rseq) == SS_RSEQ, "rseq");
 _Static_assert(offsetof(struct secret_stack, active) == SS_ACTIVE, "active");

@@ -16,7 +16,8 @@ struct secret_stack {
     size_t map_len;
     char *lo, *hi;      /* usable [lo, hi); hi is 16-byte aligned */
     size_t room;        /* largest scrub depth a call may have */
-    size_t used;        /* deepest span [hi - used, hi) a call zeroed */
+    size_t used;        /* deepest span [hi - used, hi) a call zeroed, at
+                         * least fast_room once the gate opened */
     /* The x86-64 exact entry's gate (secretstack.c): the largest depth its
      * fast path takes on this thread (min(room, INLINE_SCRUB)), 0 until a
      * call through the C path found the stack mapped and locked and the
