@@ -83,8 +83,8 @@ def thunk_name(kernel):
 # taken on every call but by failure or fallback: LLVM lays that target
 # out as the fall-through (a taken branch costs the front end a fetch
 # redirect; issue 15).
-LIKELY = '!prof !{!"branch_weights", i32 2000, i32 1}'
 LIKELY_WEIGHTS = (2000, 1)
+LIKELY = '!prof !{!"branch_weights", i32 %d, i32 %d}' % LIKELY_WEIGHTS
 
 
 def _ret(status, epilogue):

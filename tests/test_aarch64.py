@@ -150,9 +150,9 @@ def test_registers_secret_are_zero():
 
 
 def test_boundary_asm_scrubs_and_zeroes_registers():
-    """The boundary's machine code: the fallback's scrub loop, then its
-    epilogue; the common return (laid out first, passes.boundary.LIKELY)
-    zeroes the same registers."""
+    """The boundary's machine code: the common return first (its register
+    epilogue), the fallback's scrub loop out of line after it, branching
+    back to that one epilogue (passes.boundary.LIKELY)."""
     _, secret = _pair(register_kernel)
     secret(np.uint64(1))
     body = _boundary_asm(secret)

@@ -196,7 +196,6 @@ static int map_stack(struct secret_stack *s)
     s->hi = m + len;
     s->room = SC.stack_size > SC.sig_reserve ? SC.stack_size - SC.sig_reserve : 0;
     s->used = 0;
-    secretjit__stack_gate_off(s);
     /* Locked on fault: a page is locked when a call first touches it, so a
      * thread's first call does not fault in (and zero) all 256 KiB, only
      * the pages its call tree uses (issue 15: the first call went from about

@@ -111,6 +111,12 @@ static char *my_rseq(void)
     return NULL;
 }
 
+/* The stack's cached rseq area is this thread's own. */
+static int rseq_is_mine(void)
+{
+    return tls_stack.rseq != NULL && tls_stack.rseq == my_rseq();
+}
+
 struct gate { size_t before, after; int mine; };
 
 static void gate_call(struct gate *g)
@@ -118,7 +124,7 @@ static void gate_call(struct gate *g)
     g->before = tls_stack.fast_room;
     secretjit_secret_call_exact(noop, 0, 64);
     g->after = tls_stack.fast_room;
-    g->mine = tls_stack.rseq != NULL && tls_stack.rseq == my_rseq();
+    g->mine = rseq_is_mine();
 }
 
 static void *gate_thread(void *arg)
@@ -197,8 +203,7 @@ int main(void)
         struct gate *shared;
         pid_t pid;
         int status;
-        printf("gate=%zu,%d\n", tls_stack.fast_room,
-               tls_stack.rseq != NULL && tls_stack.rseq == my_rseq());
+        printf("gate=%zu,%d\n", tls_stack.fast_room, rseq_is_mine());
         pthread_create(&t, NULL, gate_thread, &first);
         pthread_join(t, NULL);
         pthread_create(&t, NULL, gate_thread, &second);
