@@ -96,6 +96,9 @@ def test_c_level_exact_entry_paths(tmp_path, target):
         for d in depths:
             assert got['%s/%d' % (hit, d)] == '0,0', (d, got)
             assert got['%s/%d' % (miss, d)] == missed, (d, got)
+    # Depth 0 zeroes nothing: the return address stays (without rseq the
+    # signal-window check zeroes it).
+    assert got['zero/0'] == ('0,1' if got['rseq'] == '1' else '0,0'), got
     assert got['nested'] == '0,1,1,0', got       # rc, inner rc, counted, left
     assert got['too_deep'] == '-1,1', got
     # The fast path's gate: open after a call through the C path, at the
@@ -144,11 +147,11 @@ kill
 def test_fast_path_runs_where_it_applies(tmp_path):
     """Under gdb, tests/c/exact_fast.c enters the slow path exactly for the
     calls the fast path declines: the first (no stack yet), the four slow
-    depths twice, the nested call's outer (1024 bytes) and inner (stack in
+    depths twice, depth 0, the nested call's outer (1024 bytes) and inner (stack in
     use) calls, the too deep one, the first call of each of the two gate
-    threads (gdb does not follow the forked child): 14; and reaches the
+    threads (gdb does not follow the forked child): 15; and reaches the
     interrupted tail for the four signal calls.  (Were the fast path never
-    taken: 29, every exact call, and 0.)"""
+    taken: 30, every exact call, and 0.)"""
     import re
     import shutil
     import subprocess
@@ -166,7 +169,7 @@ def test_fast_path_runs_where_it_applies(tmp_path):
     hits = {}
     for name, n in re.findall(r'<(\w+)>\s*\n\s*breakpoint already hit (\d+) time', out):
         hits[name] = int(n)
-    assert hits == {'secret_call_exact_slow': 14, 'exact_tail': 4}, out
+    assert hits == {'secret_call_exact_slow': 15, 'exact_tail': 4}, out
 
 
 

@@ -468,7 +468,8 @@ _Static_assert(offsetof(struct secret_stack, active) == SS_ACTIVE, "active");
 /* secretjit_secret_call_exact on x86-64 (issue 15): secret_call(fn, arg,
  * scrub, 1), step by step in the same order, for a thread whose stack is set
  * up, locked and not in use, with an rseq area, and a scrub depth of at most
- * INLINE_SCRUB bytes, a multiple of 32; anything else goes to
+ * INLINE_SCRUB bytes, a multiple of 32 and not 0 (the loop stores before it
+ * counts: it would zero 32 bytes); anything else goes to
  * secret_call_exact_slow with the arguments untouched, an interrupted call
  * or one that ran a marked C library call to exact_tail.  The stack's gate
  * (fast_room: secret_call opens it when the stack is mapped and locked and
@@ -495,8 +496,9 @@ __asm__(
     "    movq secretjit__stack_tls@gottpoff(%rip), %rax\n"
     "    cmpl $0, %fs:" SS(ACTIVE) "(%rax)\n"
     "    jne 8f\n"
-    "    cmpq %rdx, %fs:" SS(GATE) "(%rax)\n"  /* ready, locked, rseq, */
-    "    jb 8f\n"                          /* depth <= min(room, 512) */
+    "    leaq -1(%rdx), %rcx\n"
+    "    cmpq %rcx, %fs:" SS(GATE) "(%rax)\n"  /* ready, locked, rseq, */
+    "    jbe 8f\n"                         /* 0 < depth <= min(room, 512) */
     "    testb $31, %dl\n"
     "    jne 8f\n"
     "    movq %fs:" SS(RSEQ) "(%rax), %rcx\n"  /* the rseq area */

@@ -10,6 +10,8 @@
  *            are found by the same count (the exact entry does not look
  *            below the depth);
  *   slow/N   the depths the slow path takes (not a multiple of 32, > 512);
+ *   zero/0   depth 0 (the slow path too): nothing is zeroed, paint's return
+ *            address stays (1 word; the fast path's loop would zero it);
  * nested: a secret call from inside one returns 1 (runs in place), counted;
  * too_deep: a depth beyond the stack's room returns -1 (falls back);
  * sig/N: a signal raised during a call of depth N is found and zeroed
@@ -168,6 +170,7 @@ int main(void)
         one("slow", hi, slow[i], slow[i]);
         one("slowmiss", hi, slow[i] + 64, slow[i]);
     }
+    one("zero", hi, 0, 0);
     zero_stack();
     secretjit_memstats(&st);
     before = st.nested_calls;
