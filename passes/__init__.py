@@ -18,7 +18,7 @@ from .debug_info import line_tables_for_dwarf, strip_debug_info
 from .empty_asm import empty_inline_asm, restore_scrubs
 from .declassify import DECLASSIFY_ASM, lower_declassify
 from .epilogue import register_epilogue
-from .exact_call import SECRET_CALL_EXACT, exact_kernels, use_exact_calls
+from .exact_call import SECRET_CALL_EXACT, exact_depth, exact_kernels, use_exact_calls
 from .internalize import internalize_linkonce
 from .linkage import internalize_all_but
 from .outline_scrub import SCRUB_FN, outline_scrub
@@ -32,7 +32,7 @@ from .zero_regs import zero_call_used_regs
 __all__ = ['BOUNDARY_PREFIX', 'DECLASSIFY_ASM', 'DEPTH_PREFIX', 'Finding',
            'PassReport', 'SECRET_CALL', 'SECRET_CALL_EXACT', 'SCRUB_FN', 'THUNK_PREFIX',
            'WrapperSpec', 'boundary_name', 'c_abi_wrappers', 'depth_symbol', 'drop_clears',
-           'exact_kernels', 'find_ct_violations', 'generic_refcount', 'insert_boundaries',
+           'exact_depth', 'exact_kernels', 'find_ct_violations', 'generic_refcount', 'insert_boundaries',
            'internalize_all_but', 'internalize_linkonce', 'line_tables_for_dwarf',
            'empty_inline_asm', 'lower_declassify', 'restore_scrubs',
            'neutral_atomics', 'outline_scrub', 'placeholders', 'register_epilogue',

@@ -204,7 +204,7 @@ def after_optimization(text, tm, arch, extra_allowance=None,
         exact = passes.exact_kernels(bounds)
         reports.append(passes.use_exact_calls(
             mod, exact, written=written, keep_vex_xmm=keep_vex_xmm,
-            depths={k: bounds[k].hot for k in exact})[1])
+            depths={k: passes.exact_depth(bounds[k].hot, arch) for k in exact})[1])
         reports.append(passes.write_depths(
             mod, {k: b.depth for k, b in bounds.items()})[1])
         if clear is not None:

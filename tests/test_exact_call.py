@@ -13,7 +13,8 @@ below the depth (the rseq-gated signal-window check stays).  Checked here:
   left by the exact entry (the check skipped), a signal frame below the depth
   is still found and zeroed by the exact entry, and left with the deep scrub
   off (its control);
-- the JIT: a trivial kernel gets the exact entry, a kernel that calls libm
+- the JIT: a trivial kernel gets the exact entry (at a depth the fast
+  path takes), a kernel that calls libm
   (an allowance) keeps the plain one (one that allocates takes the exact
   entry since issue 15: tests/test_semiexact.py);
 - the audit: the exact entry on a clean build passes, and a build whose pass
@@ -190,6 +191,45 @@ def test_exact_entry_only_for_a_tree_without_allowances():
     b = k.stack_bound(k.signatures[0])
     assert b.externals and b.marked == set(b.externals)
     assert secret_calls(k) == [passes.SECRET_CALL_EXACT]
+
+
+def _thunks(kernel):
+    """{thunk: (its body calls a function, the exact call's depth)} of
+    ``kernel``'s final module."""
+    import re
+    from secretjit.passes.textir import Module
+    lib = kernel.overloads[kernel.signatures[0]].library
+    mod = Module.parse(str(lib._final_module))
+    out = {}
+    for name, fn in mod.functions.items():
+        if name.startswith(passes.THUNK_PREFIX):
+            boundary = mod.functions[passes.BOUNDARY_PREFIX + name[len(passes.THUNK_PREFIX):]]
+            depths = [int(d) for line in boundary.body
+                      for d in re.findall(r'@%s\(.*, i64 (\d+)\)' % passes.SECRET_CALL_EXACT, line)]
+            out[name] = (any(' call ' in line for line in fn.body), depths)
+    return out
+
+
+def test_jit_thunk_calls_the_kernel_at_an_exact_depth():
+    """The JIT's thunk calls the kernel (its constant-time check and
+    ctcheck's line maps read the kernel's own function; AOT exports without
+    secret= may inline it: tests/test_aot_constant_time.py), checked or
+    not; the exact call's depth is the hot bound rounded up to the x86-64
+    fast path's 32-byte step."""
+    for k in (secret_jit(trivial), secret_jit(trivial, secret=('x',))):
+        assert k(41) == 42
+        ((calls, depths),) = _thunks(k).values()
+        assert calls
+        hot = k.stack_bound(k.signatures[0]).hot
+        assert depths == [passes.exact_depth(hot, platform.machine())]
+        if platform.machine() == 'x86_64':
+            assert depths[0] % 32 == 0 and depths[0] >= hot
+
+
+def test_exact_depth_rounds_to_the_fast_paths_step():
+    assert [passes.exact_depth(d, 'x86_64') for d in (0, 16, 32, 48, 512)] == [
+        0, 32, 32, 64, 512]
+    assert [passes.exact_depth(d, 'aarch64') for d in (0, 16, 32, 48)] == [0, 16, 32, 48]
 
 
 def test_exact_kernels_reads_the_externals():

@@ -29,6 +29,7 @@ machine's instructions), :mod:`.targets` (JIT dispatchers, AOT libraries),
 """
 
 from .. import stack_bound
+from ..passes.exact_call import exact_depth
 from ..stack_bound.destructors import for_module
 from . import aarch64, x86_64  # noqa: F401  (register the architectures)
 from .core import (BOUNDARY, SECRET_CALL, SECRET_CALL_EXACT, SECRET_CALLS, BoundaryAudit,
@@ -98,14 +99,16 @@ def _audit_boundary(obj, f, required, memo, stack_bounds):
     need = _needed(obj, f, memo)
     sb = (stack_bounds or {}).get(f.name[len(BOUNDARY):])
     scrubbed = obj.arch.passed_depth(f)
-    # the bound the compiler passed: an exact call's is the hot depth
+    # the bound the compiler passed: an exact call's is the hot depth,
+    # rounded up to the fast path's step (passes.exact_depth)
     exact = SECRET_CALL_EXACT in dict(f.calls).values()
     return BoundaryAudit(
         name=f.name, registers_ok=not missing and rets > 0,
         registers_missing=missing, rets=rets,
         scrub_ok=not problems and scrubbed is not None and scrubbed >= need,
         scrub_problems=problems, depth_required=need, depth_scrubbed=scrubbed or 0,
-        stack_bound_depth=-1 if sb is None else sb.hot if exact else sb.depth,
+        stack_bound_depth=-1 if sb is None else (
+            exact_depth(sb.hot, obj.arch.name) if exact else sb.depth),
         calls_ok=not unlisted, externals=externals, unlisted=unlisted,
         arch=obj.arch.name)
 
