@@ -142,14 +142,15 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     return mod, depths
 
 
-def before_optimization(mod, entries, arch, epilogue=None):
+def before_optimization(mod, entries, arch, epilogue=None, inline=()):
     """Passes before -O3 on a :class:`Module`: returns the reports.
-    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT).
+    ``epilogue``: :func:`passes.register_epilogue` for the target (JIT);
+    ``inline``: kernels their thunk may inline (:func:`passes.insert_boundaries`).
     Without ``entries`` nothing is rerouted and ``mod`` may be None (the JIT
     does not parse a helper library's module for it)."""
     if not entries:
         return [passes.PassReport('insert_boundaries')]
-    _, report = passes.insert_boundaries(mod, entries, arch, epilogue)
+    _, report = passes.insert_boundaries(mod, entries, arch, epilogue, inline)
     return [report]
 
 
@@ -231,18 +232,25 @@ def _stack_bounds(mod, tm, arch, kernels, skip, extra_allowance, module_name,
     with timed('secret stack bound: emit assembly'):
         asm = str(tm.emit_assembly(llmod))
     # The secret stack holds the thunk's frame and, below it, the kernel's
-    # call tree: bound the thunk.
+    # call tree: bound the thunk (its hot depth is the exact call's).  The
+    # in-place fallback calls the kernel itself, which LLVM may also have
+    # inlined into the thunk (passes.boundary): the whole bound, which the
+    # fallback's scrub and the plain call take, is the deeper of the two.
     thunks = {passes.thunk_name(k): k for k in kernels}
     frames = {}
     with timed('secret stack bound: analysis'):
-        by_thunk = compute_bounds(asm, funcs, sorted(thunks), arch, data=data,
-                                  extra_allowance=extra_allowance,
-                                  module_name=module_name, frames=frames,
-                                  ir_text=analysed_text)
+        by_root = compute_bounds(asm, funcs, sorted(thunks) + sorted(kernels), arch,
+                                 data=data, extra_allowance=extra_allowance,
+                                 module_name=module_name, frames=frames,
+                                 ir_text=analysed_text)
     for name in stubbed:
         frames.pop(name, None)
-    bounds = {thunks[t]: StackBound(thunks[t], b.depth, b.path, b.externals, b.hot)
-              for t, b in by_thunk.items()}
+    bounds = {}
+    for t, k in thunks.items():
+        b, own = by_root[t], by_root[k]
+        deeper = own if own.depth > b.depth else b
+        bounds[k] = StackBound(k, deeper.depth, deeper.path,
+                               dict(own.externals, **b.externals), b.hot)
     # only an exact tree's epilogue can be narrowed (x86-64: passes.epilogue);
     # where the scan cannot tell (None), the kernel keeps every register.
     # (semiexact: not a tree that takes the exact entry with marked runtime
@@ -307,7 +315,7 @@ def aot_prepare(texts, specs, arch, triple, data_layout, secret=True):
 
 
 def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
-               check=None, epilogue=None):
+               check=None, epilogue=None, inline=()):
     """The whole secret pipeline of an AOT library, for target machine ``tm``.
 
     ``texts`` are the kernels' modules before any secret pass, ``specs`` the
@@ -317,7 +325,8 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     constant-time check, :mod:`secretjit.aot.ct`) sees the optimized module
     with its line tables and ``declassify`` markers, which go after it.  A
     pass refusing the IR raises ``ValueError``.  ``epilogue``: the boundaries'
-    register epilogue (:func:`passes.register_epilogue`, a ``--cpu`` build with AVX).
+    register epilogue (:func:`passes.register_epilogue`, a ``--cpu`` build with AVX);
+    ``inline``: the kernels their thunk may inline (not those ``check`` reads).
     """
     data_layout = str(tm.target_data)
 
@@ -329,7 +338,7 @@ def aot_module(texts, specs, tm, arch, triple, secret=True, optimize=None,
     mod, reports = aot_prepare(texts, specs, arch, triple, data_layout, secret)
     if secret:
         reports += before_optimization(
-            mod, [(s.c_name, s.kernel) for s in specs], arch, epilogue)
+            mod, [(s.c_name, s.kernel) for s in specs], arch, epilogue, inline)
     if arch != host_arch():
         reports.append(passes.outline_scrub(mod, arch)[1])
     text = mod.text()

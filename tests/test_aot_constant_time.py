@@ -20,7 +20,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import _ct_kernels as ck
-from secretjit import ConstantTimeWarning, SecretPolicyError, aot
+from secretjit import ConstantTimeWarning, SecretPolicyError, aot, passes
 from secretjit.aot import _link
 from secretjit.ct_backend import disassembler, function_code
 
@@ -148,6 +148,29 @@ def _kernel_mnemonics(info, name, arch):
     assert len(syms) == 1, syms
     code = function_code(obj, set(syms))[syms[0]]
     return [i.mnemonic for i in disassembler(arch).disasm(code, 0)]
+
+
+def _thunk_mnemonics(info, name, arch):
+    """Mnemonics of the secret stack thunk of the kernel ``name``."""
+    with open(info['library'], 'rb') as f:
+        obj = f.read()
+    names = [s.name for s in ELFFile(io.BytesIO(obj)).get_section_by_name(
+        '.symtab').iter_symbols()]
+    (sym,) = [n for n in names if n.startswith(passes.THUNK_PREFIX) and name in n]
+    code = function_code(obj, {sym})[sym]
+    return [i.mnemonic for i in disassembler(arch).disasm(code, 0)]
+
+
+@pytest.mark.parametrize('index', range(len(TARGETS)), ids=TARGETS)
+def test_aot_thunk_inlines_only_unchecked_kernels(warn_builds, index):
+    """An export without secret= lets LLVM inline its kernel into the
+    secret stack thunk (``a // b``: small enough, no call left); one the
+    constant-time check read keeps the call, so that the code checked is
+    the only copy that runs (must-fire and must-not-fire)."""
+    info, arch = warn_builds[0][index], TARGETS[index].split('-')[0]
+    call = 'call' if arch == 'x86_64' else 'bl'
+    assert call not in _thunk_mnemonics(info, 'signed_division', arch)
+    assert call in _thunk_mnemonics(info, 'mod_by_constant', arch)
 
 
 def test_aot_unchecked_kernel_builds_and_runs(warn_builds):

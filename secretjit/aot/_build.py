@@ -251,7 +251,9 @@ def build_ir(exports, kernels, target, secret=True, cpu=None):
             result = pipeline.aot_module(
                 texts, specs, tm, arch, triple, secret=secret,
                 optimize=_optimize, epilogue=epilogue,
-                check=ct.checker(groups, found, texts))
+                check=ct.checker(groups, found, texts),
+                inline={s.kernel for s in specs} - {
+                    k for _, kernels in groups for k in kernels})
         except ValueError as exc:       # a pass refusing the IR
             raise AotError(str(exc)) from None
         _check_symbols(result.module, {s.c_name for s in specs})

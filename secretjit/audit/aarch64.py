@@ -239,6 +239,11 @@ class AArch64(core.Arch):
     def is_return(self, ins):
         return _RET in ins.groups
 
+    @staticmethod
+    def _const(consts, reg):
+        """The constant in ``reg`` (xzr: 0), or None."""
+        return 0 if reg == 'xzr' else consts.get(reg)
+
     def _track(self, consts, sp_copies, ins):
         m, ops, regs = ins.mnemonic, ins.operands, [canon(r) for r in _regs(ins)]
         if m in ('mov', 'movz') and len(ops) == 2 and ops[1].type == _IMM and regs:
@@ -249,8 +254,8 @@ class AArch64(core.Arch):
         elif m == 'mov' and len(regs) == 2:
             if regs[1] == 'sp':
                 sp_copies.add(regs[0])
-            elif regs[1] in consts:
-                consts[regs[0]] = consts[regs[1]]
+            elif self._const(consts, regs[1]) is not None:
+                consts[regs[0]] = self._const(consts, regs[1])
 
     def step(self, walk, ins):
         ctx, m = walk.ctx, ins.mnemonic
@@ -259,16 +264,16 @@ class AArch64(core.Arch):
             target = ctx.calls.get(ins.address)
             f = ctx.obj.fn(target)
             if f is not None and f.scrub_arg:
-                core.on_scrub(walk, ins, ctx.consts.get(f.scrub_arg))
+                core.on_scrub(walk, ins, self._const(ctx.consts, f.scrub_arg))
                 walk.zeroed = set()
                 return
             tree = self.secret_call_tree(ctx.obj, ctx.f, ins) \
                 if target in core.SECRET_CALLS else None
-            core.on_call(walk, ins, target, ctx.consts.get('x2'), tree)
+            core.on_call(walk, ins, target, self._const(ctx.consts, 'x2'), tree)
             return
         regs = [canon(r) for r in _regs(ins)]
         if m == 'sub' and len(regs) == 3 and regs[1] in ctx.sp_copies:
-            core.on_scrub(walk, ins, ctx.consts.get(regs[2]))     # the inline scrub
+            core.on_scrub(walk, ins, self._const(ctx.consts, regs[2]))     # the inline scrub
         z = zeroes(ins)
         w = {canon(r) for r in written(ins)}
         walk.zeroed -= w - z
@@ -291,8 +296,9 @@ class AArch64(core.Arch):
         for ins in f.insns:
             ops = ins.operands
             if ins.mnemonic in ('mov', 'movz') and len(ops) == 2 and ops[0].type == _REG \
-                    and canon(ins.reg_name(ops[0].reg)) == 'x2' and ops[1].type == _IMM:
-                depth = ops[1].imm
+                    and canon(ins.reg_name(ops[0].reg)) == 'x2' and (
+                        ops[1].type == _IMM or canon(ins.reg_name(ops[1].reg)) == 'xzr'):
+                depth = ops[1].imm if ops[1].type == _IMM else 0
             elif ins.mnemonic == 'bl' and depth is not None:
                 return depth
         return depth

@@ -58,7 +58,11 @@ done:                                             ; preds = %entry
   ret i32 %status
 
 fallback:                                         ; preds = %entry
-  %status2 = call i32 @kernel(ptr %a0, ptr %a1, i64 %a2, { ptr, i64 } %a3) #3
+  %r0 = load ptr, ptr %p0, align 8
+  %r1 = load ptr, ptr %p1, align 8
+  %r2 = load i64, ptr %p2, align 4
+  %r3 = load { ptr, i64 }, ptr %p3, align 8
+  %status2 = call i32 @kernel(ptr %r0, ptr %r1, i64 %r2, { ptr, i64 } %r3) #3
   call void asm sideeffect "mov x9, sp\0Asub x10, x9, $0\0Ab 2f\0A1:\0Astp xzr, xzr, [x10], #16\0A2:\0Acmp x10, x9\0Ab.lo 1b", "r,~{x9},~{x10},~{memory},~{nzcv}"(i64 ptrtoint (ptr @__secretjit.depth.kernel to i64))
   ret i32 %status2
 }

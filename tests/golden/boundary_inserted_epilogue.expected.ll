@@ -58,7 +58,11 @@ done:                                             ; preds = %entry
   br label %exit
 
 fallback:                                         ; preds = %entry
-  %status2 = call i32 @kernel(ptr %a0, ptr %a1, i64 %a2, { ptr, i64 } %a3) #3
+  %r0 = load ptr, ptr %p0, align 8
+  %r1 = load ptr, ptr %p1, align 8
+  %r2 = load i64, ptr %p2, align 4
+  %r3 = load { ptr, i64 }, ptr %p3, align 8
+  %status2 = call i32 @kernel(ptr %r0, ptr %r1, i64 %r2, { ptr, i64 } %r3) #3
   call void asm sideeffect "movq %rsp, %rdi\0Asubq $0, %rdi\0Amovq $0, %rcx\0Ashrq $$3, %rcx\0Axorl %eax, %eax\0Arep stosq", "r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}"(i64 ptrtoint (ptr @__secretjit.depth.kernel to i64))
   br label %exit
 

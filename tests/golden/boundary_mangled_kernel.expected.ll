@@ -54,7 +54,10 @@ done:                                             ; preds = %entry
   ret i32 %status
 
 fallback:                                         ; preds = %entry
-  %status2 = call i32 @_ZN8__main__6kernelB2v1B38c8tJTIcFKzyF2ILShI4CrgQElQb6HczSBAA_3dEx(ptr %a0, ptr %a1, i64 %a2) #3
+  %r0 = load ptr, ptr %p0, align 8
+  %r1 = load ptr, ptr %p1, align 8
+  %r2 = load i64, ptr %p2, align 4
+  %status2 = call i32 @_ZN8__main__6kernelB2v1B38c8tJTIcFKzyF2ILShI4CrgQElQb6HczSBAA_3dEx(ptr %r0, ptr %r1, i64 %r2) #3
   call void asm sideeffect "movq %rsp, %rdi\0Asubq $0, %rdi\0Amovq $0, %rcx\0Ashrq $$3, %rcx\0Axorl %eax, %eax\0Arep stosq", "r,~{rdi},~{rcx},~{rax},~{memory},~{dirflag},~{fpsr},~{flags}"(i64 ptrtoint (ptr @__secretjit.depth._ZN8__main__6kernelB2v1B38c8tJTIcFKzyF2ILShI4CrgQElQb6HczSBAA_3dEx to i64))
   ret i32 %status2
 }
