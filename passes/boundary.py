@@ -121,7 +121,9 @@ def _boundary_text(kernel_fn, arch, epilogue=None, inline=False):
     asm, constraints = SCRUB_ASM[arch]
     zero = '"zero-call-used-regs"="%s"' % ('all' if epilogue is None else 'all-gpr')
     types = [leading_type(p) for p in kernel_fn.params]
-    params = ', '.join('%s %%a%d' % (t, i) for i, t in enumerate(types))
+    def args(v):            # the call's arguments, values %<v>0, %<v>1, ...
+        return ', '.join('%s %%%s%d' % (t, v, i) for i, t in enumerate(types))
+    params = args('a')
     depth = 'i64 ptrtoint (ptr %s to i64)' % quote(depth_symbol(kernel_fn.name))
     frame = '{ %s }' % ', '.join(types + ['i32'])
     status = len(types)
@@ -171,8 +173,7 @@ def _boundary_text(kernel_fn, arch, epilogue=None, inline=False):
     for i, t in enumerate(types):
         lines += ['  %%r%d = load %s, ptr %%p%d' % (i, t, i)]
     lines += [
-        '  %%status2 = call i32 %s(%s) noinline' % (
-            kernel, ', '.join('%s %%r%d' % (t, i) for i, t in enumerate(types))),
+        '  %%status2 = call i32 %s(%s) noinline' % (kernel, args('r')),
         '  call void asm sideeffect "%s", "%s"(%s)' % (asm, constraints, depth),
     ] + _ret('%status2', epilogue) + _exit(epilogue) + [
         '}',

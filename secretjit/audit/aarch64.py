@@ -291,16 +291,14 @@ class AArch64(core.Arch):
         return names.get('x0')
 
     def passed_depth(self, f):
-        """The depth immediate the boundary passes in w2 to the secret call."""
-        depth = None
+        """The depth the boundary passes in x2 to its first call (the secret
+        call), read as the audit's walk reads constants (:meth:`_track`)."""
+        consts = {}
         for ins in f.insns:
-            ops = ins.operands
-            if ins.mnemonic in ('mov', 'movz') and len(ops) == 2 and ops[0].type == _REG \
-                    and canon(ins.reg_name(ops[0].reg)) == 'x2' and (
-                        ops[1].type == _IMM or canon(ins.reg_name(ops[1].reg)) == 'xzr'):
-                depth = ops[1].imm if ops[1].type == _IMM else 0
-            elif ins.mnemonic == 'bl' and depth is not None:
-                return depth
+            self._track(consts, set(), ins)
+            if ins.mnemonic == 'bl' and 'x2' in consts:
+                return consts['x2']
+        return consts.get('x2')
         return depth
 
     def _dirty_high(self, state, block):
