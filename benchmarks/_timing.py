@@ -7,7 +7,8 @@ import time
 import timeit
 
 
-def interleaved(fns, rounds, batch_seconds=0.02, timer=time.perf_counter, autorange=True):
+def interleaved(fns, rounds, batch_seconds=0.02, timer=time.perf_counter, autorange=True,
+                samples=None):
     """Median seconds per call of each no-argument function, sampled A B C A B C ...
 
     One batch is sized so that the slowest function takes about ``batch_seconds``:
@@ -15,7 +16,8 @@ def interleaved(fns, rounds, batch_seconds=0.02, timer=time.perf_counter, autora
     ``autorange=False``, from 3 warm-up calls (first calls compile) and 5 timed
     ones.  Then every round times one batch of each function in turn with
     ``timer`` (``time.thread_time`` leaves out the time slices other processes get).
-    Returns ``({name: median seconds per call}, calls per batch)``.
+    Returns ``({name: median seconds per call}, calls per batch)``; a dict
+    passed as ``samples`` receives every round's seconds per call, by name.
     """
     timers = {k: timeit.Timer(f, timer=timer) for k, f in fns.items()}
     per_call = []
@@ -27,11 +29,13 @@ def interleaved(fns, rounds, batch_seconds=0.02, timer=time.perf_counter, autora
             number, seconds = 5, t.timeit(5)
         per_call.append(seconds / number)
     n = max(1, int(batch_seconds / max(per_call)))
-    samples = {k: [] for k in fns}
+    got = {k: [] for k in fns}
     for _ in range(rounds):
         for k, t in timers.items():
-            samples[k].append(t.timeit(number=n) / n)
-    return {k: statistics.median(v) for k, v in samples.items()}, n
+            got[k].append(t.timeit(number=n) / n)
+    if samples is not None:
+        samples.update(got)
+    return {k: statistics.median(v) for k, v in got.items()}, n
 
 
 def main(argv, description, collect, markdown, quick_help):

@@ -3,9 +3,12 @@
 Written independently of the vetted kernels, the way numba's documentation
 writes array code: array expressions make a temporary per statement, helpers
 return fresh arrays.  Same source under ``numba.njit`` and ``secret_jit``,
-interleaved in one process (``api.interleaved``: batches of ~2 ms timed with
-thread CPU time, so that the time slices the OS gives other processes on a
-shared machine do not count; medians), secret/njit ratio of the medians.
+interleaved in one process (``_timing.interleaved``: batches of ~20 ms timed
+with thread CPU time, so that the time slices the OS gives other processes on
+a shared machine do not count; medians), secret/njit ratio of the medians.
+The JSON keeps every round (``rounds_ns``), so that a ratio that misses can be
+told apart: slow from the first round (this compile) or from some round on
+(the process or the machine).
 
     python benchmarks/alloc.py               # Markdown table on stdout
     python benchmarks/alloc.py --quick       # fewer rounds
@@ -16,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 from numba import njit
@@ -147,13 +151,16 @@ def collect(quick=False):
             continue
         plain, secret = njit(fn), secret_jit(fn)
         assert plain(*args) == secret(*args), name
+        got = {}
         med, batch = interleaved({'njit': lambda f=plain, a=args: f(*a),
-                                  'secret': lambda f=secret, a=args: f(*a)}, rounds)
+                                  'secret': lambda f=secret, a=args: f(*a)}, rounds,
+                                 timer=time.thread_time, samples=got)
         ratio = med['secret'] / med['njit']
         out.append({'case': name, 'group': group, 'njit_ns': med['njit'] * 1e9,
                     'secret_ns': med['secret'] * 1e9, 'ratio': ratio,
                     'target': TARGETS[group], 'met': ratio <= TARGETS[group],
-                    'rounds': rounds, 'batch': batch})
+                    'rounds': rounds, 'batch': batch,
+                    'rounds_ns': {k: [round(x * 1e9, 1) for x in v] for k, v in got.items()}})
         print('%-40s njit %10.1f ns  secret %10.1f ns  ratio %.3f (target %.2f)' % (
             name, med['njit'] * 1e9, med['secret'] * 1e9, ratio, TARGETS[group]),
             file=sys.stderr, flush=True)

@@ -32,6 +32,9 @@ ptr = ir.PointerType(i8)
 # numba's NRT_MemInfo: refct, dtor, dtor_info, data, size, external_allocator
 MEMINFO = ir.LiteralStructType([i64, ptr, ptr, ptr, i64, ptr])
 MEMINFO_SIZE = 48
+# The alignment of every block secretjit_slab_alloc returns (its smallest
+# size class; secretjit/csrc/slab.h MIN_SHIFT).
+BLOCK_ALIGN = 16
 DTOR = ir.FunctionType(ir.VoidType(), [ptr, i64, ptr])
 
 # The NRT entry points this module defines (shadowing numba's C runtime).
@@ -199,8 +202,15 @@ def _define_meminfo_alloc(d):
     b = ir.IRBuilder(mi_alloc.append_basic_block('entry'))
     size, align, dtor, dtor_info = mi_alloc.args
     align64 = b.zext(align, i64)
+    # Every block is BLOCK_ALIGN-aligned (slab slots are aligned to their
+    # size class, spans to a page) and MEMINFO_SIZE is a multiple of it, so
+    # aligning the data to a power of two `align` pads by at most
+    # align - BLOCK_ALIGN bytes: a 64-byte array takes a 128-byte slot, not
+    # 256.
+    pad = b.select(b.icmp_unsigned('>', align64, i64(BLOCK_ALIGN)),
+                   b.sub(align64, i64(BLOCK_ALIGN)), i64(0))
     t1 = b.uadd_with_overflow(size, i64(MEMINFO_SIZE))
-    t2 = b.uadd_with_overflow(b.extract_value(t1, 0), align64)
+    t2 = b.uadd_with_overflow(b.extract_value(t1, 0), pad)
     with b.if_then(b.or_(b.extract_value(t1, 1), b.extract_value(t2, 1)),
                    likely=False):
         b.ret(ptr(None))

@@ -95,9 +95,16 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     zeroing, and the stack depth of each entry point the kernels call or
     numba's C runtime calls back, from ``tm``'s assembly of it.
     """
-    text = str(ll.parse_assembly(arena_nrt.build_module(
-        triple, data_layout, standalone=standalone)))
-    text, _ = passes.zero_call_used_regs(text)
+    mod = ll.parse_assembly(arena_nrt.build_module(
+        triple, data_layout, standalone=standalone))
+    # Inline the module's own layers (NRT entry -> MemInfo -> counted -> raw
+    # block: a call, a frame and the register zeroing each), so that a
+    # secret allocation costs one call into the C runtime, as AOT libraries
+    # get from their whole-library optimisation.
+    from numba.core.codegen import create_pass_builder
+    pb = create_pass_builder(tm, opt=2)
+    pb.getModulePassManager().run(mod, pb)
+    text, _ = passes.zero_call_used_regs(str(mod))
     mod = ll.parse_assembly(text)
     mod.verify()
     funcs, data = module_symbols(mod)
