@@ -49,6 +49,14 @@ INTERPOSED = (
 # Functions of this module that numba's C runtime calls back on the kernel's
 # stack (through a MemInfo's allocator or destructor).
 CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
+# The C library functions LLVM's code calls (llvm.memset/memcpy/memmove it
+# does not expand in line) that the JIT's module defines too (not AOT
+# libraries: a shared object would interpose them on the whole process).
+# MCJIT resolves a symbol to its own modules' definitions first, so a secret
+# kernel's call lands on the runtime's marking wrapper (csrc/marked.c), which
+# sets the thread's flag and tail-calls libc's: the tree keeps the exact
+# entry, which checks the frame window like the plain one when one ran.
+LIBC_SHADOWED = ('memset', 'memcpy', 'memmove')
 # numba's allocation statistics for secret blocks (see secretjit.nrt_stats):
 # enabled flag, then alloc, free, mi_alloc counters.
 STATS = 'secretjit_nrt_stats'
@@ -105,7 +113,7 @@ def build_module(triple, data_layout, standalone=False):
                    _define_meminfo_alloc, _define_meminfo_alloc_entries,
                    _define_new_varsize, _define_varsize_alloc,
                    _define_varsize_realloc, _define_varsize_free,
-                   _define_allocate_free):
+                   _define_allocate_free, _define_libc_shadows):
         define(d)
     return str(mod)
 
@@ -353,7 +361,21 @@ ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
                    'secretjit_arena_realloc', 'secretjit_secret_call',
                    'secretjit_secret_call_exact',
                    'secretjit_slab_alloc', 'secretjit_slab_free',
-                   'secretjit_slab_realloc')
+                   'secretjit_slab_realloc', 'secretjit__m_memset',
+                   'secretjit__m_memcpy', 'secretjit__m_memmove')
+
+
+def _define_libc_shadows(d):
+    """memset/memcpy/memmove (:data:`LIBC_SHADOWED`): a tail call of the
+    runtime's marking wrapper of each (JIT only)."""
+    if d.standalone:
+        return
+    for name, args in (('memset', [ptr, i32, i64]), ('memcpy', [ptr, ptr, i64]),
+                       ('memmove', [ptr, ptr, i64])):
+        wrapper = _fn(d.mod, 'secretjit__m_' + name, ptr, args)
+        f, b = d.entry(name, ptr, args)
+        call = b.call(wrapper, list(f.args), tail=True)
+        b.ret(call)
 
 
 def register_symbols():

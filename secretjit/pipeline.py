@@ -109,7 +109,8 @@ def arena_nrt_module(tm, arch, triple, data_layout, standalone=False,
     mod.verify()
     funcs, data = module_symbols(mod)
     asm = str(tm.emit_assembly(mod))
-    roots = [r for r in arena_nrt.INTERPOSED + arena_nrt.CALLBACKS if r in funcs]
+    roots = [r for r in arena_nrt.INTERPOSED + arena_nrt.CALLBACKS
+             + arena_nrt.LIBC_SHADOWED if r in funcs]
     # The JIT's runtime entries from _secretmem's machine code (x86-64;
     # elsewhere, and in AOT libraries, their allowances).
     runtime = {} if standalone else native.runtime_bounds(arch)

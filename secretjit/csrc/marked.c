@@ -58,5 +58,7 @@ void *secretjit__m_memset(void *p, int c, size_t n)
 { MARK(); return memset(p, c, n); }
 void *secretjit__m_memcpy(void *d, const void *s, size_t n)
 { MARK(); return memcpy(d, s, n); }
+void *secretjit__m_memmove(void *d, const void *s, size_t n)
+{ MARK(); return memmove(d, s, n); }
 void secretjit__m_wipe(void *p, size_t n)
 { MARK(); secretjit__wipe(p, n); }

@@ -65,11 +65,18 @@ int secretjit__m_open(const char *path, int flags);
 int secretjit__m_close(int fd);
 ssize_t secretjit__m_read(int fd, void *buf, size_t n);
 ssize_t secretjit__m_write(int fd, const void *buf, size_t n);
-void *secretjit__m_memset(void *p, int c, size_t n);
-void *secretjit__m_memcpy(void *d, const void *s, size_t n);
 /* common.c's wipe (libc's memset), marked: the heap's span wipes. */
 void secretjit__m_wipe(void *p, size_t n);
 #pragma GCC visibility pop
+/* Exported too: the JIT's secret engines resolve the memset, memcpy and
+ * memmove calls of numba's code to these (secretjit/arena_nrt.py, issue
+ * 15), so that a tree whose only C library calls are those takes the exact
+ * entry, checked like the plain one when one ran.  Protected: the heap's
+ * own calls bind here directly, not through the PLT. */
+#define SECRETJIT_MARKED_EXPORT __attribute__((visibility("protected")))
+SECRETJIT_MARKED_EXPORT void *secretjit__m_memset(void *p, int c, size_t n);
+SECRETJIT_MARKED_EXPORT void *secretjit__m_memcpy(void *d, const void *s, size_t n);
+SECRETJIT_MARKED_EXPORT void *secretjit__m_memmove(void *d, const void *s, size_t n);
 
 #endif
 

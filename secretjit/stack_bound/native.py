@@ -200,8 +200,12 @@ def hot_cut(functions):
 # issue 15 no pthread_setspecific or __tls_get_addr below them (a thread
 # enrols when its secret stack is set up, csrc/secretstack_setup.c; the
 # arena's cache is reached through an initial-exec pointer).
+# The marking wrappers of libc's memset, memcpy and memmove are entries too:
+# a secret engine's own memset/memcpy/memmove (arena_nrt.LIBC_SHADOWED, the
+# calls numba's code makes) tail-call them.
+MEMORY_WRAPPERS = ('secretjit__m_memset', 'secretjit__m_memcpy', 'secretjit__m_memmove')
 RUNTIME_ENTRIES = ('secretjit_slab_alloc', 'secretjit_slab_free',
-                   'secretjit_slab_realloc')
+                   'secretjit_slab_realloc') + MEMORY_WRAPPERS
 
 
 @functools.lru_cache(maxsize=4)
@@ -451,7 +455,7 @@ def markable():
     from .. import arena_nrt
     from .destructors import CALL_DTOR
     return frozenset(RUNTIME_ENTRIES + arena_nrt.INTERPOSED + arena_nrt.CALLBACKS
-                     + (CALL_DTOR,))
+                     + arena_nrt.LIBC_SHADOWED + (CALL_DTOR,))
 
 
 def marked_depth(name, depth, externals, hot=None):

@@ -169,6 +169,7 @@ int main(void)
     WRAP("write", secretjit__m_write(-1, buf, 0));
     WRAP("memset", secretjit__m_memset(buf, 0, sizeof buf));
     WRAP("memcpy", secretjit__m_memcpy(buf, "xyz", 3));
+    WRAP("memmove", secretjit__m_memmove(buf + 1, buf, 3));
     WRAP("wipe", secretjit__m_wipe(buf, sizeof buf));
     return 0;
 }
