@@ -85,12 +85,35 @@ def trivial_rows(tmp, rounds, calls):
     med = _medians(out, lambda k: names[int(k)])
     control = med['control'][0]
     rows = []
-    for name in names:
+    for name, info in zip(names, infos):
         m, lo, hi = med[name]
         rows.append({'case': 'trivial export, ' + name, 'ns': m, 'min_ns': lo,
                      'max_ns': hi, 'delta_ns': m - control,
-                     'rounds': rounds, 'calls': calls})
+                     'rounds': rounds, 'calls': calls,
+                     'boundary': _boundary_facts(info['library'])})
     return rows
+
+
+def _boundary_facts(path):
+    """What the library's boundary does, from objdump (for the JSON: an
+    outlier row can then be told from a different build): the functions it
+    calls and how many zeroing instructions of each kind it has."""
+    import re
+    import shutil
+    if not shutil.which('objdump'):
+        return None
+    dump = subprocess.run(['objdump', '-d', '--no-show-raw-insn', path],
+                          capture_output=True, text=True).stdout
+    m = re.search(r'<__secretjit\.boundary\.[^>]*>:\n(.*?)\n\n', dump, re.S)
+    if m is None:
+        return {}
+    body = m.group(1)
+    calls = sorted(set(re.findall(r'call\s+\S+\s+<([^>+]+)', body)))
+    kinds = {k: len(re.findall(r'\s%s\s' % k, body))
+             for k in ('xorps', 'vxorps', 'vpxord', 'kxorw', 'fldz', 'vzeroupper')}
+    return {'calls': [c if c.startswith('secretjit') else 'kernel' for c in calls],
+            'zeroing': {k: n for k, n in kinds.items() if n},
+            'instructions': body.count('\n') + 1}
 
 
 def part_rows(tmp, rounds, calls):
