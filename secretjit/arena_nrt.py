@@ -54,7 +54,7 @@ CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
 # libraries: a shared object would interpose them on the whole process).
 # MCJIT resolves a symbol to its own modules' definitions first, so a secret
 # kernel's call lands on the runtime's marking wrapper (csrc/marked.c), which
-# sets the thread's flag and tail-calls libc's: the tree keeps the exact
+# sets the thread's flag and calls libc's: the tree keeps the exact
 # entry, which checks the frame window like the plain one when one ran.
 LIBC_SHADOWED = ('memset', 'memcpy', 'memmove')
 # numba's allocation statistics for secret blocks (see secretjit.nrt_stats):
@@ -366,8 +366,9 @@ ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
 
 
 def _define_libc_shadows(d):
-    """memset/memcpy/memmove (:data:`LIBC_SHADOWED`): a tail call of the
-    runtime's marking wrapper of each (JIT only)."""
+    """memset/memcpy/memmove (:data:`LIBC_SHADOWED`): a call of the runtime's
+    marking wrapper of each (JIT only; marked ``tail``, but the register
+    zeroing after it keeps it a call and a return: 16 bytes of stack)."""
     if d.standalone:
         return
     for name, args in (('memset', [ptr, i32, i64]), ('memcpy', [ptr, ptr, i64]),

@@ -202,7 +202,7 @@ def hot_cut(functions):
 # arena's cache is reached through an initial-exec pointer).
 # The marking wrappers of libc's memset, memcpy and memmove are entries too:
 # a secret engine's own memset/memcpy/memmove (arena_nrt.LIBC_SHADOWED, the
-# calls numba's code makes) tail-call them.
+# calls numba's code makes) call them.
 MEMORY_WRAPPERS = ('secretjit__m_memset', 'secretjit__m_memcpy', 'secretjit__m_memmove')
 RUNTIME_ENTRIES = ('secretjit_slab_alloc', 'secretjit_slab_free',
                    'secretjit_slab_realloc') + MEMORY_WRAPPERS
