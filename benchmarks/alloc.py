@@ -146,11 +146,11 @@ QUICK = ('array expression x1000, 16-word state', 'block-state stream, 64 B',
          '64-byte temporary')
 
 
-def measure(quick=False, rounds=None):
+def measure(quick=False):
     """This process's rows: every case (--quick: three of them) compiled here
-    and timed interleaved njit/secret, ``rounds`` rounds (default 21, quick 3)."""
+    and timed interleaved njit/secret, 21 rounds (quick: 3)."""
     from secretjit import secret_jit
-    rounds = rounds or (3 if quick else 21)
+    rounds = 3 if quick else 21
     out = []
     for name, group, fn, args in cases():
         if quick and name not in QUICK:

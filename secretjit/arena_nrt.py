@@ -24,6 +24,8 @@ from llvmlite import ir
 
 from numba.core.runtime import _nrt_python
 
+from .stack_bound.native import MARKED_MEMORY, MEMORY_WRAPPERS
+
 i8 = ir.IntType(8)
 i32 = ir.IntType(32)
 i64 = ir.IntType(64)
@@ -56,7 +58,7 @@ CALLBACKS = ('secretjit_ea_free', 'secretjit_varsize_dtor')
 # kernel's call lands on the runtime's marking wrapper (csrc/marked.c), which
 # sets the thread's flag and calls libc's: the tree keeps the exact
 # entry, which checks the frame window like the plain one when one ran.
-LIBC_SHADOWED = ('memset', 'memcpy', 'memmove')
+LIBC_SHADOWED = MARKED_MEMORY
 # numba's allocation statistics for secret blocks (see secretjit.nrt_stats):
 # enabled flag, then alloc, free, mi_alloc counters.
 STATS = 'secretjit_nrt_stats'
@@ -361,8 +363,7 @@ ARENA_FUNCTIONS = ('secretjit_arena_alloc', 'secretjit_arena_free',
                    'secretjit_arena_realloc', 'secretjit_secret_call',
                    'secretjit_secret_call_exact',
                    'secretjit_slab_alloc', 'secretjit_slab_free',
-                   'secretjit_slab_realloc', 'secretjit__m_memset',
-                   'secretjit__m_memcpy', 'secretjit__m_memmove')
+                   'secretjit_slab_realloc') + MEMORY_WRAPPERS
 
 
 def _define_libc_shadows(d):
@@ -371,9 +372,11 @@ def _define_libc_shadows(d):
     zeroing after it keeps it a call and a return: 16 bytes of stack)."""
     if d.standalone:
         return
-    for name, args in (('memset', [ptr, i32, i64]), ('memcpy', [ptr, ptr, i64]),
-                       ('memmove', [ptr, ptr, i64])):
-        wrapper = _fn(d.mod, 'secretjit__m_' + name, ptr, args)
+    signature = {'memset': [ptr, i32, i64], 'memcpy': [ptr, ptr, i64],
+                 'memmove': [ptr, ptr, i64]}
+    for name, wrapper_name in zip(LIBC_SHADOWED, MEMORY_WRAPPERS):
+        args = signature[name]
+        wrapper = _fn(d.mod, wrapper_name, ptr, args)
         f, b = d.entry(name, ptr, args)
         call = b.call(wrapper, list(f.args), tail=True)
         b.ret(call)

@@ -200,10 +200,14 @@ def hot_cut(functions):
 # issue 15 no pthread_setspecific or __tls_get_addr below them (a thread
 # enrols when its secret stack is set up, csrc/secretstack_setup.c; the
 # arena's cache is reached through an initial-exec pointer).
+# The marking wrappers' names (csrc/marked.h; the section on marked calls
+# below).
+MARK_PREFIX = 'secretjit__m_'
 # The marking wrappers of libc's memset, memcpy and memmove are entries too:
 # a secret engine's own memset/memcpy/memmove (arena_nrt.LIBC_SHADOWED, the
 # calls numba's code makes) call them.
-MEMORY_WRAPPERS = ('secretjit__m_memset', 'secretjit__m_memcpy', 'secretjit__m_memmove')
+MARKED_MEMORY = ('memset', 'memcpy', 'memmove')
+MEMORY_WRAPPERS = tuple(MARK_PREFIX + n for n in MARKED_MEMORY)
 RUNTIME_ENTRIES = ('secretjit_slab_alloc', 'secretjit_slab_free',
                    'secretjit_slab_realloc') + MEMORY_WRAPPERS
 
@@ -260,8 +264,7 @@ def marked_slack(depths):
 # it before the call and checks the frame window below the depth (as the
 # plain entry does) when it finds it set.  marking_problems proves the first
 # half from the machine code; the second is secretstack.c's (tested in
-# tests/test_semiexact.py).
-MARK_PREFIX = 'secretjit__m_'
+# tests/test_semiexact.py).  (MARK_PREFIX: above, with RUNTIME_ENTRIES.)
 # the heap's own slow paths, marked like the wrappers (csrc/slab.c)
 COLD_PREFIX = 'secretjit__cold_'
 MARK_FLAG = 'secretjit__inexact'
