@@ -68,16 +68,15 @@ def test_data_of_blocks_of_every_class_is_aligned():
 
 # -- the JIT runtime module's call chain ---------------------------------------
 
-def _calls_per_function(asm):
-    """{function: number of call instructions} of x86-64 LLVM assembly."""
-    out, cur = {}, None
-    for line in asm.splitlines():
-        if line and not line[0].isspace() and line.endswith(':') and not line.startswith('.'):
-            cur = line[:-1].strip('"')
-            out[cur] = 0
-        elif cur and line.strip().startswith('call'):
-            out[cur] += 1
-    return out
+def _calls_per_function(mod, tm):
+    """{function: number of call instructions} of module ``mod`` compiled by
+    ``tm`` (x86-64), read with the stack analysis's own function splitter."""
+    from secretjit.pipeline import module_symbols
+    from secretjit.stack_bound.core import ARCHES, function_bodies
+    funcs, _ = module_symbols(mod)
+    bodies = function_bodies(str(tm.emit_assembly(mod)), funcs, ARCHES['x86_64'])
+    return {name: sum(m.startswith('call') for m, _ in body)
+            for name, body in bodies.items()}
 
 
 @pytest.mark.skipif(__import__('platform').machine() != 'x86_64',
@@ -93,13 +92,13 @@ def test_jit_runtime_entries_make_one_call_into_the_c_runtime():
     cg = secret_target.target_context.codegen()
     mod, _ = pipeline.arena_nrt_module(cg._tm, 'x86_64', cg._llvm_module.triple,
                                        cg._data_layout)
-    calls = _calls_per_function(str(cg._tm.emit_assembly(mod)))
+    calls = _calls_per_function(mod, cg._tm)
     for name in ('NRT_MemInfo_alloc_aligned', 'NRT_MemInfo_alloc_safe_aligned',
                  'NRT_Allocate', 'NRT_Free', 'secretjit_ea_free'):
         assert calls.get(name, 0) <= 1, (name, calls.get(name))
     raw = ll.parse_assembly(passes.zero_call_used_regs(str(ll.parse_assembly(
         arena_nrt.build_module(cg._llvm_module.triple, cg._data_layout))))[0])
-    unoptimised = _calls_per_function(str(cg._tm.emit_assembly(raw)))
+    unoptimised = _calls_per_function(raw, cg._tm)
     assert unoptimised['NRT_MemInfo_alloc_aligned'] == 1
     assert 'secretjit_meminfo_alloc' in unoptimised      # the chain's next link
     assert 'secretjit_meminfo_alloc' not in calls        # inlined and gone
