@@ -97,23 +97,26 @@ def trivial_rows(tmp, rounds, calls):
 def _boundary_facts(path):
     """What the library's boundary does, from objdump (for the JSON: an
     outlier row can then be told from a different build): the functions it
-    calls and how many zeroing instructions of each kind it has."""
+    calls and how many zeroing instructions of each kind it has.  Read with
+    the stack analysis's objdump reader (secretjit.stack_bound.native)."""
     import re
-    import shutil
-    if not shutil.which('objdump'):
+    from secretjit.stack_bound import native
+    dump = native._objdump(path)
+    if dump is None:
         return None
-    dump = subprocess.run(['objdump', '-d', '--no-show-raw-insn', path],
-                          capture_output=True, text=True).stdout
-    m = re.search(r'<__secretjit\.boundary\.[^>]*>:\n(.*?)\n\n', dump, re.S)
-    if m is None:
+    bodies = [body for name, body in native._functions(dump).items()
+              if name.startswith('__secretjit.boundary.')]
+    if not bodies:
         return {}
-    body = m.group(1)
-    calls = sorted(set(re.findall(r'call\s+\S+\s+<([^>+]+)', body)))
-    kinds = {k: len(re.findall(r'\s%s\s' % k, body))
+    insns = [text for _, text in bodies[0]]
+    mnems = [text.split()[0] for text in insns]
+    calls = sorted({m.group(1) for text in insns if text.startswith('call')
+                    for m in [re.search(r'<([^>+]+)', text)] if m})
+    kinds = {k: mnems.count(k)
              for k in ('xorps', 'vxorps', 'vpxord', 'kxorw', 'fldz', 'vzeroupper')}
     return {'calls': [c if c.startswith('secretjit') else 'kernel' for c in calls],
             'zeroing': {k: n for k, n in kinds.items() if n},
-            'instructions': body.count('\n') + 1}
+            'instructions': len(insns)}
 
 
 def part_rows(tmp, rounds, calls):
